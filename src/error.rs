@@ -1,0 +1,107 @@
+//! The one error type of the library.
+
+use std::path::PathBuf;
+
+/// Result with the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong. Messages name the file, the byte position and, where
+/// there is one, the remedy.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system I/O error, with the file and the operation it happened in.
+    #[error("I/O error during {operation} on {}: {source}", path.display())]
+    Io {
+        /// What was being done (e.g. "write", "fdatasync", "open").
+        operation: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Bytes on disk that fail validation where valid data must be.
+    #[error(
+        "corruption in {} at byte {position}: {reason}; run `ringlog verify` on the directory{}",
+        segment.display(),
+        if *torn_tail { ", or reopen with RecoveryPolicy::TruncateTorn to cut the torn tail" } else { "" }
+    )]
+    Corruption {
+        /// The segment (or index) file.
+        segment: PathBuf,
+        /// Byte position in that file.
+        position: u64,
+        /// What was wrong.
+        reason: String,
+        /// Whether this is a torn tail (data that could have been in flight at a crash),
+        /// which `RecoveryPolicy::TruncateTorn` cuts, rather than damage to durable data.
+        torn_tail: bool,
+    },
+
+    /// An offset outside the readable range `first..next`.
+    #[error("offset {offset} is out of range: the log holds offsets {first}..{next}")]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        offset: u64,
+        /// The first offset still in the log.
+        first: u64,
+        /// The first offset not yet readable.
+        next: u64,
+    },
+
+    /// A write or flush failed earlier; no append is accepted or acknowledged after it.
+    #[error("the log is poisoned by an earlier I/O failure ({cause}); close it and reopen to recover from disk")]
+    Poisoned {
+        /// The failure that poisoned the log.
+        cause: String,
+    },
+
+    /// Another process or handle holds the directory's writer lock.
+    #[error("{} is locked by another writer; close it first, or open read-only", path.display())]
+    Locked {
+        /// The log directory.
+        path: PathBuf,
+    },
+
+    /// A record larger than the log accepts.
+    #[error("record of {record_bytes} bytes exceeds the limit of {max_record_bytes} bytes (Options::max_record_bytes)")]
+    RecordTooLarge {
+        /// Size of the rejected record's payload.
+        record_bytes: u64,
+        /// The configured limit.
+        max_record_bytes: u64,
+    },
+
+    /// The log was closed.
+    #[error("the log is closed")]
+    Closed,
+
+    /// An option value that cannot work.
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+}
+
+impl Error {
+    pub(crate) fn io(operation: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            operation,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corruption(
+        segment: impl Into<PathBuf>,
+        position: u64,
+        reason: impl Into<String>,
+    ) -> Error {
+        Error::Corruption {
+            segment: segment.into(),
+            position,
+            reason: reason.into(),
+            torn_tail: false,
+        }
+    }
+}

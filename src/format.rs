@@ -1,0 +1,646 @@
+//! The on-disk format: segment headers, record frames, commit markers and index files.
+//!
+//! Pure code: no I/O, no clocks, no allocation sized by anything read from disk. Every
+//! decoder takes untrusted bytes and returns a value or a [`FormatError`] that says what
+//! was wrong; callers attach the file and position. The byte layouts are drawn in
+//! `docs/design.md`.
+
+/// Magic at the start of every segment file.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"RINGLOG\x01";
+/// Magic at the start of every persisted index file.
+pub const INDEX_MAGIC: [u8; 8] = *b"RLINDEX\x01";
+/// The only format version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Bytes of the segment header; record data starts right after it.
+pub const SEGMENT_HEADER_BYTES: u64 = 64;
+/// Bytes of the fixed part of every frame (records and commit markers).
+pub const FRAME_HEADER_BYTES: u64 = 24;
+/// Frames start and end on this alignment; padding bytes are zero and covered by the CRC.
+pub const FRAME_ALIGN_BYTES: u64 = 8;
+/// Bytes of a commit marker's body.
+pub const MARKER_BODY_BYTES: u64 = 8;
+/// Bytes a commit marker occupies in a segment (header, body, padding).
+pub const MARKER_BYTES: u64 = padded_frame_bytes(FRAME_HEADER_BYTES + MARKER_BODY_BYTES);
+/// The `offset` field value that marks a commit marker rather than a record.
+pub const MARKER_OFFSET: u64 = u64::MAX;
+/// `base_offset` of a segment that is prepared but not yet activated.
+pub const UNASSIGNED_BASE: u64 = u64::MAX;
+/// Bytes of the fixed part of an index file.
+pub const INDEX_HEADER_BYTES: u64 = 64;
+/// Bytes of one index entry.
+pub const INDEX_ENTRY_BYTES: u64 = 8;
+
+/// Smallest accepted segment size.
+pub const MIN_SEGMENT_BYTES: u64 = 64 << 10;
+/// Largest accepted segment size (positions inside a segment fit in a `u32`).
+pub const MAX_SEGMENT_BYTES: u64 = 1 << 30;
+/// Segment sizes are multiples of this.
+pub const SEGMENT_ALIGN_BYTES: u64 = 4 << 10;
+
+const _: () = assert!(SEGMENT_HEADER_BYTES % FRAME_ALIGN_BYTES == 0);
+const _: () = assert!(FRAME_HEADER_BYTES % FRAME_ALIGN_BYTES == 0);
+const _: () = assert!(MARKER_BYTES % FRAME_ALIGN_BYTES == 0);
+const _: () = assert!(INDEX_HEADER_BYTES % INDEX_ENTRY_BYTES == 0);
+const _: () = assert!(MAX_SEGMENT_BYTES <= u32::MAX as u64);
+const _: () = assert!(MIN_SEGMENT_BYTES % SEGMENT_ALIGN_BYTES == 0);
+const _: () = assert!(MAX_SEGMENT_BYTES % SEGMENT_ALIGN_BYTES == 0);
+
+/// What was wrong with some bytes; the caller adds where they were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormatError {
+    /// Fewer bytes than the structure needs.
+    Short { needed_bytes: u64, available_bytes: u64 },
+    /// The magic number is not ours.
+    BadMagic,
+    /// A format version this build does not know.
+    UnknownVersion(u32),
+    /// The stored checksum does not match the bytes.
+    ChecksumMismatch { stored: u32, computed: u32 },
+    /// A field holds a value that cannot be right.
+    BadField { field: &'static str, value: u64 },
+}
+
+impl std::fmt::Display for FormatError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FormatError::Short {
+                needed_bytes,
+                available_bytes,
+            } => write!(
+                f,
+                "truncated: needs {needed_bytes} bytes, only {available_bytes} present"
+            ),
+            FormatError::BadMagic => write!(f, "bad magic number"),
+            FormatError::UnknownVersion(v) => write!(
+                f,
+                "unknown format version {v} (this build reads version {FORMAT_VERSION})"
+            ),
+            FormatError::ChecksumMismatch { stored, computed } => write!(
+                f,
+                "checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+            ),
+            FormatError::BadField { field, value } => write!(f, "invalid {field} {value}"),
+        }
+    }
+}
+
+/// Rounds a frame's length up to the frame alignment.
+pub const fn padded_frame_bytes(frame_len: u64) -> u64 {
+    (frame_len + FRAME_ALIGN_BYTES - 1) & !(FRAME_ALIGN_BYTES - 1)
+}
+
+/// Bytes a record with `payload_bytes` of payload occupies in a segment.
+pub const fn record_bytes(payload_bytes: u64) -> u64 {
+    padded_frame_bytes(FRAME_HEADER_BYTES + payload_bytes)
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(word)
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+fn need(bytes: &[u8], needed_bytes: u64) -> Result<(), FormatError> {
+    if (bytes.len() as u64) < needed_bytes {
+        return Err(FormatError::Short {
+            needed_bytes,
+            available_bytes: bytes.len() as u64,
+        });
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Segment header
+// ---------------------------------------------------------------------------------------
+
+/// The 64-byte header at the start of every segment file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// Dense, increasing id; also the file name.
+    pub segment_id: u64,
+    /// Offset of the first record, or [`UNASSIGNED_BASE`] while the segment is a spare.
+    pub base_offset: u64,
+    /// Random per-segment value mixed into every frame checksum.
+    pub nonce: u64,
+    /// Milliseconds since the Unix epoch when the file was prepared.
+    pub created_ms: u64,
+    /// Size of the file, header included.
+    pub segment_bytes: u64,
+}
+
+impl SegmentHeader {
+    /// Whether the segment has been activated (holds, or may hold, records).
+    pub fn is_activated(&self) -> bool {
+        self.base_offset != UNASSIGNED_BASE
+    }
+
+    /// Encodes the header, checksum included.
+    pub fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES as usize] {
+        let mut out = [0u8; SEGMENT_HEADER_BYTES as usize];
+        out[0..8].copy_from_slice(&SEGMENT_MAGIC);
+        out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out[12..16].copy_from_slice(&(SEGMENT_HEADER_BYTES as u32).to_le_bytes());
+        out[16..24].copy_from_slice(&self.segment_id.to_le_bytes());
+        out[24..32].copy_from_slice(&self.base_offset.to_le_bytes());
+        out[32..40].copy_from_slice(&self.nonce.to_le_bytes());
+        out[40..48].copy_from_slice(&self.created_ms.to_le_bytes());
+        out[48..56].copy_from_slice(&self.segment_bytes.to_le_bytes());
+        // 56..60 reserved, zero.
+        let crc = crc32c::crc32c(&out[0..60]);
+        out[60..64].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Decodes and checks a header from the first bytes of a segment file.
+    pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, FormatError> {
+        need(bytes, SEGMENT_HEADER_BYTES)?;
+        if bytes[0..8] != SEGMENT_MAGIC {
+            return Err(FormatError::BadMagic);
+        }
+        let stored = u32_at(bytes, 60);
+        let computed = crc32c::crc32c(&bytes[0..60]);
+        if stored != computed {
+            return Err(FormatError::ChecksumMismatch { stored, computed });
+        }
+        let version = u32_at(bytes, 8);
+        if version != FORMAT_VERSION {
+            return Err(FormatError::UnknownVersion(version));
+        }
+        let header_bytes = u32_at(bytes, 12) as u64;
+        if header_bytes != SEGMENT_HEADER_BYTES {
+            return Err(FormatError::BadField {
+                field: "header length",
+                value: header_bytes,
+            });
+        }
+        let header = SegmentHeader {
+            segment_id: u64_at(bytes, 16),
+            base_offset: u64_at(bytes, 24),
+            nonce: u64_at(bytes, 32),
+            created_ms: u64_at(bytes, 40),
+            segment_bytes: u64_at(bytes, 48),
+        };
+        if !valid_segment_bytes(header.segment_bytes) {
+            return Err(FormatError::BadField {
+                field: "segment size",
+                value: header.segment_bytes,
+            });
+        }
+        Ok(header)
+    }
+}
+
+/// Whether `segment_bytes` is an accepted segment size.
+pub fn valid_segment_bytes(segment_bytes: u64) -> bool {
+    (MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&segment_bytes)
+        && segment_bytes % SEGMENT_ALIGN_BYTES == 0
+}
+
+// ---------------------------------------------------------------------------------------
+// Frames
+// ---------------------------------------------------------------------------------------
+
+/// The checksum seed of a segment: every frame CRC starts from it, so bytes written
+/// under another nonce (an older file, another segment) never validate.
+pub fn frame_seed(nonce: u64) -> u32 {
+    crc32c::crc32c(&nonce.to_le_bytes())
+}
+
+/// Writes a complete record frame (header, payload, zero padding) into `out`, which must
+/// be exactly [`record_bytes`]`(payload.len())` long.
+pub fn encode_record(out: &mut [u8], seed: u32, offset: u64, timestamp_ms: u64, payload: &[u8]) {
+    let frame_len = FRAME_HEADER_BYTES + payload.len() as u64;
+    debug_assert_eq!(out.len() as u64, padded_frame_bytes(frame_len));
+    debug_assert!(frame_len <= u32::MAX as u64);
+    debug_assert_ne!(offset, MARKER_OFFSET);
+    let header_end = FRAME_HEADER_BYTES as usize;
+    out[0..4].copy_from_slice(&(frame_len as u32).to_le_bytes());
+    out[8..16].copy_from_slice(&offset.to_le_bytes());
+    out[16..24].copy_from_slice(&timestamp_ms.to_le_bytes());
+    out[header_end..header_end + payload.len()].copy_from_slice(payload);
+    out[header_end + payload.len()..].fill(0);
+    seal_frame(out, seed);
+}
+
+/// Writes a commit marker into `out` ([`MARKER_BYTES`] long). `durable_position` is a
+/// segment position below which every byte was durable when the marker was written.
+pub fn encode_marker(out: &mut [u8], seed: u32, timestamp_ms: u64, durable_position: u64) {
+    debug_assert_eq!(out.len() as u64, MARKER_BYTES);
+    out[0..4].copy_from_slice(&((FRAME_HEADER_BYTES + MARKER_BODY_BYTES) as u32).to_le_bytes());
+    out[8..16].copy_from_slice(&MARKER_OFFSET.to_le_bytes());
+    out[16..24].copy_from_slice(&timestamp_ms.to_le_bytes());
+    out[24..32].copy_from_slice(&durable_position.to_le_bytes());
+    out[32..].fill(0);
+    seal_frame(out, seed);
+}
+
+/// Computes and stores the CRC of an encoded, padded frame.
+fn seal_frame(frame: &mut [u8], seed: u32) {
+    let crc = frame_crc(frame, seed);
+    frame[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// CRC of a padded frame: the length word, then everything after the CRC word.
+fn frame_crc(frame: &[u8], seed: u32) -> u32 {
+    let crc = crc32c::crc32c_append(seed, &frame[0..4]);
+    crc32c::crc32c_append(crc, &frame[8..])
+}
+
+/// What kind of frame a decoded frame is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// A user record with this offset.
+    Record { offset: u64 },
+    /// A commit marker: every byte of the segment below `durable_position` was durable
+    /// when it was written.
+    Marker { durable_position: u64 },
+}
+
+/// A validated frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    /// Record or marker.
+    pub kind: FrameKind,
+    /// Milliseconds since the Unix epoch when the frame was appended.
+    pub timestamp_ms: u64,
+    /// Payload bytes (records) or body bytes (markers).
+    pub payload_bytes: u64,
+    /// Bytes the whole frame occupies, padding included.
+    pub padded_bytes: u64,
+}
+
+/// Why there is no frame at a position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameError {
+    /// The length word is zero: the clean end of data.
+    End,
+    /// The bytes are not a valid frame.
+    Invalid(&'static str),
+}
+
+/// Decodes and fully checks the frame at the start of `bytes` (which runs to the end of
+/// the segment). Checks the length against the bytes available, the checksum against
+/// `seed`, and that a marker's body is well formed.
+pub fn decode_frame(bytes: &[u8], seed: u32) -> Result<Frame, FrameError> {
+    if (bytes.len() as u64) < FRAME_HEADER_BYTES {
+        if bytes.iter().all(|b| *b == 0) {
+            return Err(FrameError::End);
+        }
+        return Err(FrameError::Invalid("frame header runs past the segment end"));
+    }
+    let frame_len = u32_at(bytes, 0) as u64;
+    if frame_len == 0 {
+        return Err(FrameError::End);
+    }
+    if frame_len < FRAME_HEADER_BYTES {
+        return Err(FrameError::Invalid("length field smaller than a frame header"));
+    }
+    let padded_bytes = padded_frame_bytes(frame_len);
+    if padded_bytes > bytes.len() as u64 {
+        return Err(FrameError::Invalid("length field runs past the segment end"));
+    }
+    let frame = &bytes[..padded_bytes as usize];
+    if u32_at(frame, 4) != frame_crc(frame, seed) {
+        return Err(FrameError::Invalid("checksum mismatch"));
+    }
+    let offset = u64_at(frame, 8);
+    let timestamp_ms = u64_at(frame, 16);
+    let payload_bytes = frame_len - FRAME_HEADER_BYTES;
+    let kind = if offset == MARKER_OFFSET {
+        if payload_bytes != MARKER_BODY_BYTES {
+            return Err(FrameError::Invalid("commit marker with a bad body length"));
+        }
+        FrameKind::Marker {
+            durable_position: u64_at(frame, FRAME_HEADER_BYTES as usize),
+        }
+    } else {
+        FrameKind::Record { offset }
+    };
+    Ok(Frame {
+        kind,
+        timestamp_ms,
+        payload_bytes,
+        padded_bytes,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Index files
+// ---------------------------------------------------------------------------------------
+
+/// One sparse index entry: the record with `offset` starts at `position` in the segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IndexEntry {
+    /// Record offset.
+    pub offset: u64,
+    /// Byte position of its frame in the segment file.
+    pub position: u64,
+}
+
+/// The persisted form of a segment's sparse index plus a durable checkpoint of the
+/// segment's end. Written beside the segment as `<id>.idx`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexFile {
+    /// Segment this index belongs to.
+    pub segment_id: u64,
+    /// That segment's nonce (a stale index for a re-prepared segment never matches).
+    pub nonce: u64,
+    /// That segment's base offset.
+    pub base_offset: u64,
+    /// Every byte below this position was durable when the index was written.
+    pub data_end: u64,
+    /// The offset of the first record at or after `data_end`.
+    pub next_offset: u64,
+    /// Written at a clean close: nothing at all was written past `data_end`.
+    pub clean: bool,
+    /// Sparse entries, strictly increasing in offset and position.
+    pub entries: Vec<IndexEntry>,
+}
+
+const INDEX_FLAG_CLEAN: u32 = 1;
+
+impl IndexFile {
+    /// Encodes the index file, checksum included.
+    pub fn encode(&self) -> Vec<u8> {
+        let entries_bytes = self.entries.len() * INDEX_ENTRY_BYTES as usize;
+        let mut out = vec![0u8; INDEX_HEADER_BYTES as usize + entries_bytes];
+        out[0..8].copy_from_slice(&INDEX_MAGIC);
+        out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        let flags = if self.clean { INDEX_FLAG_CLEAN } else { 0 };
+        out[12..16].copy_from_slice(&flags.to_le_bytes());
+        out[16..24].copy_from_slice(&self.segment_id.to_le_bytes());
+        out[24..32].copy_from_slice(&self.nonce.to_le_bytes());
+        out[32..40].copy_from_slice(&self.base_offset.to_le_bytes());
+        out[40..48].copy_from_slice(&self.data_end.to_le_bytes());
+        out[48..56].copy_from_slice(&self.next_offset.to_le_bytes());
+        out[56..60].copy_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        let mut at = INDEX_HEADER_BYTES as usize;
+        for entry in &self.entries {
+            let delta = entry.offset - self.base_offset;
+            debug_assert!(delta <= u32::MAX as u64);
+            debug_assert!(entry.position <= u32::MAX as u64);
+            out[at..at + 4].copy_from_slice(&(delta as u32).to_le_bytes());
+            out[at + 4..at + 8].copy_from_slice(&(entry.position as u32).to_le_bytes());
+            at += INDEX_ENTRY_BYTES as usize;
+        }
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&out[0..60]), &out[64..]);
+        out[60..64].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Decodes and checks an index file for a segment of `segment_bytes`. Every entry is
+    /// checked to be in range and strictly increasing; the entry count is bounded by the
+    /// bytes present, never trusted alone.
+    pub fn decode(bytes: &[u8], segment_bytes: u64) -> Result<IndexFile, FormatError> {
+        need(bytes, INDEX_HEADER_BYTES)?;
+        if bytes[0..8] != INDEX_MAGIC {
+            return Err(FormatError::BadMagic);
+        }
+        let entries_count = u32_at(bytes, 56) as u64;
+        let expected_bytes = INDEX_HEADER_BYTES + entries_count * INDEX_ENTRY_BYTES;
+        if expected_bytes != bytes.len() as u64 {
+            return Err(FormatError::BadField {
+                field: "index entry count",
+                value: entries_count,
+            });
+        }
+        let stored = u32_at(bytes, 60);
+        let computed = crc32c::crc32c_append(crc32c::crc32c(&bytes[0..60]), &bytes[64..]);
+        if stored != computed {
+            return Err(FormatError::ChecksumMismatch { stored, computed });
+        }
+        let version = u32_at(bytes, 8);
+        if version != FORMAT_VERSION {
+            return Err(FormatError::UnknownVersion(version));
+        }
+        let flags = u32_at(bytes, 12);
+        if flags & !INDEX_FLAG_CLEAN != 0 {
+            return Err(FormatError::BadField {
+                field: "index flags",
+                value: flags as u64,
+            });
+        }
+        let mut index = IndexFile {
+            segment_id: u64_at(bytes, 16),
+            nonce: u64_at(bytes, 24),
+            base_offset: u64_at(bytes, 32),
+            data_end: u64_at(bytes, 40),
+            next_offset: u64_at(bytes, 48),
+            clean: flags & INDEX_FLAG_CLEAN != 0,
+            entries: Vec::with_capacity(entries_count as usize),
+        };
+        if index.data_end < SEGMENT_HEADER_BYTES || index.data_end > segment_bytes {
+            return Err(FormatError::BadField {
+                field: "index data end",
+                value: index.data_end,
+            });
+        }
+        if index.next_offset < index.base_offset {
+            return Err(FormatError::BadField {
+                field: "index next offset",
+                value: index.next_offset,
+            });
+        }
+        let mut previous: Option<IndexEntry> = None;
+        for chunk in bytes[INDEX_HEADER_BYTES as usize..].chunks_exact(8) {
+            let entry = IndexEntry {
+                offset: index.base_offset + u32_at(chunk, 0) as u64,
+                position: u32_at(chunk, 4) as u64,
+            };
+            let in_range = entry.position >= SEGMENT_HEADER_BYTES
+                && entry.position < index.data_end
+                && entry.offset < index.next_offset;
+            let increasing =
+                previous.is_none_or(|p| entry.offset > p.offset && entry.position > p.position);
+            if !in_range || !increasing {
+                return Err(FormatError::BadField {
+                    field: "index entry position",
+                    value: entry.position,
+                });
+            }
+            previous = Some(entry);
+            index.entries.push(entry);
+        }
+        Ok(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> SegmentHeader {
+        SegmentHeader {
+            segment_id: 7,
+            base_offset: 1000,
+            nonce: 0xdead_beef_1234_5678,
+            created_ms: 1_700_000_000_000,
+            segment_bytes: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn header_round_trips() {
+        let h = header();
+        assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
+    }
+
+    #[test]
+    fn header_detects_every_bit_flip() {
+        let bytes = header().encode();
+        for bit in 0..bytes.len() * 8 {
+            let mut damaged = bytes;
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(SegmentHeader::decode(&damaged).is_err(), "bit {bit} undetected");
+        }
+    }
+
+    #[test]
+    fn header_rejects_short_input_and_unknown_version() {
+        let bytes = header().encode();
+        assert!(matches!(
+            SegmentHeader::decode(&bytes[..63]),
+            Err(FormatError::Short { .. })
+        ));
+        let mut v2 = bytes;
+        v2[8] = 2;
+        let crc = crc32c::crc32c(&v2[0..60]);
+        v2[60..64].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            SegmentHeader::decode(&v2),
+            Err(FormatError::UnknownVersion(2))
+        );
+    }
+
+    fn record(payload: &[u8], offset: u64, seed: u32) -> Vec<u8> {
+        let mut out = vec![0xAA; record_bytes(payload.len() as u64) as usize];
+        encode_record(&mut out, seed, offset, 42, payload);
+        out
+    }
+
+    #[test]
+    fn record_round_trips_and_pads_with_zeros() {
+        let seed = frame_seed(9);
+        for len in 0..40usize {
+            let payload: Vec<u8> = (0..len as u8).collect();
+            let bytes = record(&payload, 5, seed);
+            assert_eq!(bytes.len() % 8, 0);
+            let frame = decode_frame(&bytes, seed).expect("valid frame");
+            assert_eq!(frame.kind, FrameKind::Record { offset: 5 });
+            assert_eq!(frame.payload_bytes, len as u64);
+            assert_eq!(frame.timestamp_ms, 42);
+            assert_eq!(frame.padded_bytes, bytes.len() as u64);
+            assert_eq!(&bytes[24..24 + len], &payload[..]);
+            assert!(bytes[24 + len..].iter().all(|b| *b == 0));
+        }
+    }
+
+    #[test]
+    fn record_detects_every_bit_flip_including_padding() {
+        let seed = frame_seed(9);
+        let bytes = record(b"hello, ringlog", 3, seed);
+        for bit in 0..bytes.len() * 8 {
+            let mut damaged = bytes.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            match decode_frame(&damaged, seed) {
+                Ok(frame) => panic!("bit {bit} undetected: {frame:?}"),
+                Err(FrameError::End) => assert!(bit < 32, "End only when length zeroed"),
+                Err(FrameError::Invalid(_)) => {}
+            }
+        }
+    }
+
+    #[test]
+    fn frame_from_another_segment_never_validates() {
+        let bytes = record(b"payload", 3, frame_seed(1));
+        assert_eq!(
+            decode_frame(&bytes, frame_seed(2)),
+            Err(FrameError::Invalid("checksum mismatch"))
+        );
+    }
+
+    #[test]
+    fn marker_round_trips() {
+        let seed = frame_seed(3);
+        let mut bytes = vec![0u8; MARKER_BYTES as usize];
+        encode_marker(&mut bytes, seed, 11, 4096);
+        let frame = decode_frame(&bytes, seed).expect("valid marker");
+        assert_eq!(
+            frame.kind,
+            FrameKind::Marker {
+                durable_position: 4096
+            }
+        );
+        assert_eq!(frame.padded_bytes, MARKER_BYTES);
+    }
+
+    #[test]
+    fn hostile_lengths_are_rejected_without_panicking() {
+        let seed = frame_seed(0);
+        for len in [1u32, 23, u32::MAX, 1 << 30] {
+            let mut bytes = vec![0u8; 64];
+            bytes[0..4].copy_from_slice(&len.to_le_bytes());
+            assert!(matches!(
+                decode_frame(&bytes, seed),
+                Err(FrameError::Invalid(_))
+            ));
+        }
+        assert_eq!(decode_frame(&[0u8; 64], seed), Err(FrameError::End));
+        assert_eq!(decode_frame(&[0u8; 5], seed), Err(FrameError::End));
+        assert!(matches!(
+            decode_frame(&[1u8; 5], seed),
+            Err(FrameError::Invalid(_))
+        ));
+    }
+
+    fn index() -> IndexFile {
+        IndexFile {
+            segment_id: 7,
+            nonce: 99,
+            base_offset: 1000,
+            data_end: 9000,
+            next_offset: 1100,
+            clean: true,
+            entries: vec![
+                IndexEntry {
+                    offset: 1000,
+                    position: 64,
+                },
+                IndexEntry {
+                    offset: 1050,
+                    position: 4200,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn index_round_trips_and_detects_damage() {
+        let idx = index();
+        let bytes = idx.encode();
+        assert_eq!(IndexFile::decode(&bytes, 1 << 20), Ok(idx));
+        for bit in 0..bytes.len() * 8 {
+            let mut damaged = bytes.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(IndexFile::decode(&damaged, 1 << 20).is_err(), "bit {bit}");
+        }
+        for len in 0..bytes.len() {
+            assert!(IndexFile::decode(&bytes[..len], 1 << 20).is_err());
+        }
+    }
+
+    #[test]
+    fn index_rejects_out_of_order_entries() {
+        let mut idx = index();
+        idx.entries.swap(0, 1);
+        assert!(IndexFile::decode(&idx.encode(), 1 << 20).is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! I/O backends: how the writer's bytes reach a segment file.
+//!
+//! The writer (and nothing else) calls a [`Backend`] to write a batch at a position and
+//! to flush a file. Two real backends implement it: io_uring and `pwritev`. The interface
+//! is kept small and file-handle based so a simulated backend can record every write and
+//! flush, drop or tear the unflushed ones, and fail chosen operations.
+
+mod pwrite;
+mod uring;
+
+use std::fs::File;
+use std::io;
+
+pub(crate) use pwrite::PwriteBackend;
+pub(crate) use uring::UringBackend;
+
+use crate::options::IoBackend;
+
+/// Which backend is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// io_uring submissions.
+    Uring,
+    /// `pwritev` system calls.
+    Pwrite,
+}
+
+/// The writer's view of the disk.
+pub(crate) trait Backend: Send {
+    /// Writes all of `bytes` at `position` of `file`. Short writes are continued; an
+    /// error, or a write that makes no progress, is returned.
+    fn write_all_at(&mut self, file: &File, position: u64, bytes: &[u8]) -> io::Result<()>;
+    /// Makes everything written to `file` durable (`fdatasync`).
+    fn sync_data(&mut self, file: &File) -> io::Result<()>;
+    /// Which backend this is.
+    fn kind(&self) -> BackendKind;
+}
+
+/// Chooses and builds the backend for `requested`. Returns the backend and, when Auto
+/// fell back to `pwritev`, why.
+pub(crate) fn select(requested: IoBackend) -> io::Result<(Box<dyn Backend>, Option<String>)> {
+    match requested {
+        IoBackend::Pwrite => Ok((Box::new(PwriteBackend), None)),
+        IoBackend::Uring => Ok((Box::new(UringBackend::new()?), None)),
+        IoBackend::Auto => match UringBackend::new() {
+            Ok(backend) => Ok((Box::new(backend), None)),
+            Err(e) => Ok((
+                Box::new(PwriteBackend),
+                Some(format!("io_uring unavailable: {e}")),
+            )),
+        },
+    }
+}
+
+/// Planned failures, for tests of the poisoning rules. Counts are 1-based: `Some(3)`
+/// fails the third call of that kind.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultPlan {
+    /// Fail this write with EIO.
+    pub fail_write: Option<u64>,
+    /// Fail this flush with EIO.
+    pub fail_sync: Option<u64>,
+    /// Make this write short (half its bytes, then no progress).
+    pub short_write: Option<u64>,
+}
+
+/// Wraps a backend and injects the failures of a [`FaultPlan`]. After a failed flush it
+/// reports later flushes as successful, as Linux does once it has dropped the dirty
+/// pages: the writer must not believe them.
+pub(crate) struct Faulty {
+    pub(crate) inner: Box<dyn Backend>,
+    pub(crate) plan: FaultPlan,
+    writes_count: u64,
+    syncs_count: u64,
+}
+
+impl Faulty {
+    pub(crate) fn new(inner: Box<dyn Backend>, plan: FaultPlan) -> Faulty {
+        Faulty {
+            inner,
+            plan,
+            writes_count: 0,
+            syncs_count: 0,
+        }
+    }
+}
+
+impl Backend for Faulty {
+    fn write_all_at(&mut self, file: &File, position: u64, bytes: &[u8]) -> io::Result<()> {
+        self.writes_count += 1;
+        if self.plan.fail_write == Some(self.writes_count) {
+            return Err(io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error()));
+        }
+        if self.plan.short_write == Some(self.writes_count) {
+            let half = bytes.len() / 2;
+            self.inner.write_all_at(file, position, &bytes[..half])?;
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "short write: no progress",
+            ));
+        }
+        self.inner.write_all_at(file, position, bytes)
+    }
+
+    fn sync_data(&mut self, file: &File) -> io::Result<()> {
+        self.syncs_count += 1;
+        if self.plan.fail_sync == Some(self.syncs_count) {
+            return Err(io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error()));
+        }
+        self.inner.sync_data(file)
+    }
+
+    fn kind(&self) -> BackendKind {
+        self.inner.kind()
+    }
+}

@@ -1,0 +1,387 @@
+//! The public handle.
+
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::ops::Range;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::io::{self, FaultPlan, Faulty};
+use crate::options::{Durability, Options};
+use crate::reader::{Iter, Record};
+use crate::report::{RecoveryReport, Stats};
+use crate::writer::{Shared, Start};
+
+/// Name of the lock file inside a log directory.
+const LOCK_FILE: &str = "ringlog.lock";
+
+/// A durable, append-only, segmented log in one directory.
+///
+/// `Log` is `Send + Sync`: share it (e.g. in an `Arc`) between any number of producer
+/// and reader threads.
+pub struct Log {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    lock: Mutex<Option<File>>,
+    report: RecoveryReport,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("dir", &self.shared.dir)
+            .field("first_offset", &self.first_offset())
+            .field("next_offset", &self.next_offset())
+            .field("durable_offset", &self.durable_offset())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Log {
+    /// Opens the log in `dir`, creating the directory and an empty log if needed, and
+    /// recovers it (see [`RecoveryPolicy`](crate::RecoveryPolicy)). Takes the directory's
+    /// writer lock.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`], [`Error::Locked`] if another writer has the directory,
+    /// [`Error::Corruption`] for damaged durable data (or a torn tail under `Strict`),
+    /// [`Error::Io`].
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Log> {
+        Log::open_with_faults(dir, opts, FaultPlan::default())
+    }
+
+    /// Like [`Log::open`], with planned I/O failures injected into the writer's backend.
+    #[doc(hidden)]
+    pub fn open_with_faults(dir: impl AsRef<Path>, opts: Options, faults: FaultPlan) -> Result<Log> {
+        opts.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        let lock = lock_dir(&dir)?;
+        let (backend, backend_fallback) = io::select(opts.io).map_err(|e| {
+            Error::InvalidOptions(format!(
+                "IoBackend::Uring was requested but io_uring cannot be used: {e}"
+            ))
+        })?;
+        let backend: Box<dyn io::Backend> = if faults == FaultPlan::default() {
+            backend
+        } else {
+            Box::new(Faulty::new(backend, faults))
+        };
+        let recovered = crate::open::recover(&dir, &opts)?;
+        let shared = Shared::new(
+            dir,
+            opts,
+            Start {
+                segments: recovered.segments,
+                active_end_position: recovered.active_end_position,
+                next_offset: recovered.next_offset,
+                spare: recovered.spare,
+                backend,
+                backend_fallback,
+            },
+        );
+        let mut threads = Vec::new();
+        for (name, body) in [
+            ("ringlog-writer", Shared::writer_loop as fn(Arc<Shared>)),
+            ("ringlog-housekeeper", Shared::housekeeper_loop),
+        ] {
+            let for_thread = shared.clone();
+            let handle = std::thread::Builder::new()
+                .name(name.to_string())
+                .spawn(move || body(for_thread))
+                .map_err(|e| Error::io("spawn thread", name, e));
+            match handle {
+                Ok(handle) => threads.push(handle),
+                Err(e) => {
+                    let _ = shared.shutdown();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Log {
+            shared,
+            threads: Mutex::new(threads),
+            lock: Mutex::new(Some(lock)),
+            report: recovered.report,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Appends one record and returns its offset. Under [`Durability::Sync`] it returns
+    /// once the record is durable; otherwise once it is staged.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RecordTooLarge`], [`Error::Poisoned`] after an I/O failure,
+    /// [`Error::Closed`], [`Error::Io`] when no new segment could be prepared.
+    pub fn append(&self, payload: &[u8]) -> Result<u64> {
+        self.append_batch(&[payload]).map(|range| range.start)
+    }
+
+    /// Appends several records atomically: they get consecutive offsets, go into the same
+    /// segment and the same write, and after a crash either all of them or none survive.
+    ///
+    /// # Errors
+    ///
+    /// As [`Log::append`]; also [`Error::RecordTooLarge`] when the batch does not fit in
+    /// one segment.
+    pub fn append_batch(&self, payloads: &[&[u8]]) -> Result<Range<u64>> {
+        let (range, writer_idle) = self.shared.stage(payloads)?;
+        if range.is_empty() {
+            return Ok(range);
+        }
+        if self.shared.opts.durability == Durability::Sync {
+            self.shared.kick(writer_idle, true)?;
+            self.shared.wait_durable(range.end - 1)?;
+        } else {
+            self.shared.kick(writer_idle, false)?;
+        }
+        Ok(range)
+    }
+
+    /// Stages one record and returns at once with a ticket that resolves to its offset
+    /// when the append is done (durable under [`Durability::Sync`]). Wait on it with
+    /// [`AppendTicket::wait`] or `.await` it (no runtime needed).
+    ///
+    /// # Errors
+    ///
+    /// As [`Log::append`], for what can fail before the write.
+    pub fn submit(&self, payload: &[u8]) -> Result<AppendTicket> {
+        let (range, writer_idle) = self.shared.stage(&[payload])?;
+        self.shared.kick(writer_idle, false)?;
+        Ok(AppendTicket {
+            shared: self.shared.clone(),
+            offset: range.start,
+        })
+    }
+
+    /// Makes every record appended so far durable, whatever the durability mode.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Poisoned`] if a write or flush failed (now or earlier), [`Error::Closed`].
+    pub fn sync(&self) -> Result<()> {
+        if self.closed.load(SeqCst) {
+            return Err(Error::Closed);
+        }
+        let result = {
+            let mut committer = self.shared.commit.lock();
+            self.shared.commit_pending(&mut committer, true)
+        };
+        self.shared.kick(true, false)?;
+        result
+    }
+
+    /// Reads the record at `offset`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OffsetOutOfRange`] outside `first_offset()..` the read watermark;
+    /// [`Error::Corruption`] if its bytes fail their checksum.
+    pub fn read(&self, offset: u64) -> Result<Record> {
+        self.shared.read(offset)
+    }
+
+    /// Iterates records from `from` in offset order, up to the read watermark. An
+    /// out-of-range `from` yields one [`Error::OffsetOutOfRange`].
+    pub fn iter(&self, from: u64) -> Iter {
+        Iter::new(self.shared.clone(), from)
+    }
+
+    /// Up to `max_records` records starting at `from`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OffsetOutOfRange`] if `from` is outside the readable range (`from` equal
+    /// to the read watermark gives an empty vector); [`Error::Corruption`].
+    pub fn read_range(&self, from: u64, max_records: usize) -> Result<Vec<Record>> {
+        self.iter(from).take(max_records).collect()
+    }
+
+    /// The last `n` readable records, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corruption`].
+    pub fn tail(&self, n: usize) -> Result<Vec<Record>> {
+        let end = self.shared.visible_offset();
+        let first = self.first_offset();
+        let from = end.saturating_sub(n as u64).max(first);
+        self.read_range(from, n)
+    }
+
+    /// The first offset in the log.
+    pub fn first_offset(&self) -> u64 {
+        self.shared.first_offset.load(SeqCst)
+    }
+
+    /// The offset the next append will get.
+    pub fn next_offset(&self) -> u64 {
+        self.shared.staging.lock().next_offset()
+    }
+
+    /// Every offset below this one is durable.
+    pub fn durable_offset(&self) -> u64 {
+        self.shared.marks.durable()
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Counters and state: backend (and why, if it fell back), segments, bytes, records,
+    /// fsyncs, records per fsync.
+    pub fn stats(&self) -> Stats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let counters = &self.shared.counters;
+        let (segments_count, segments_bytes) = {
+            let segments = self.shared.segments.read();
+            (
+                segments.len() as u64,
+                segments.iter().map(|s| s.header.segment_bytes).sum(),
+            )
+        };
+        let fsyncs_count = counters.fsyncs.load(Relaxed);
+        let records_synced = counters.records_synced.load(Relaxed);
+        let next_offset = self.next_offset();
+        let first_offset = self.first_offset();
+        Stats {
+            backend: self.shared.backend_kind,
+            backend_fallback_reason: self.shared.backend_fallback.clone(),
+            segments_count,
+            bytes_written: counters.bytes_written.load(Relaxed),
+            segments_bytes,
+            records_count: next_offset - first_offset,
+            first_offset,
+            next_offset,
+            durable_offset: self.durable_offset(),
+            fsyncs_count,
+            batches_count: counters.batches.load(Relaxed),
+            records_per_fsync: if fsyncs_count == 0 {
+                0.0
+            } else {
+                records_synced as f64 / fsyncs_count as f64
+            },
+        }
+    }
+
+    /// What open found on disk and did about it.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// Flushes everything, writes a clean-shutdown checkpoint, stops the background
+    /// threads and releases the directory lock. Later calls do nothing; later appends
+    /// fail with [`Error::Closed`]. Dropping the log does the same, ignoring errors.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Poisoned`] or [`Error::Io`] if the final flush failed.
+    pub fn close(&self) -> Result<()> {
+        if self.closed.swap(true, SeqCst) {
+            return Ok(());
+        }
+        let result = self.shared.shutdown();
+        for handle in self.threads.lock().drain(..) {
+            let _ = handle.join();
+        }
+        self.lock.lock().take();
+        result
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+/// Takes the directory's advisory writer lock.
+fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io("open lock file", &path, e))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Locked {
+            path: dir.to_path_buf(),
+        }),
+        Err(e) => Err(Error::io("lock directory", &path, e.into())),
+    }
+}
+
+/// A staged append. Resolves to the record's offset once the append is done: durable
+/// under [`Durability::Sync`], staged otherwise.
+#[must_use = "a ticket does nothing unless waited on or awaited"]
+pub struct AppendTicket {
+    shared: Arc<Shared>,
+    offset: u64,
+}
+
+impl std::fmt::Debug for AppendTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppendTicket")
+            .field("offset", &self.offset)
+            .finish()
+    }
+}
+
+impl AppendTicket {
+    /// The offset the record got.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    fn is_done(&self) -> bool {
+        self.shared.opts.durability != Durability::Sync
+            || self.shared.marks.durable() > self.offset
+    }
+
+    /// Blocks until the append is done.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Poisoned`] if a write or flush failed before the record was durable.
+    pub fn wait(self) -> Result<u64> {
+        if self.is_done() {
+            return Ok(self.offset);
+        }
+        self.shared.wait_durable(self.offset)
+    }
+}
+
+impl Future for AppendTicket {
+    type Output = Result<u64>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<u64>> {
+        if self.is_done() {
+            return Poll::Ready(Ok(self.offset));
+        }
+        if self.shared.marks.is_poisoned() {
+            return Poll::Ready(Err(self.shared.poisoned()));
+        }
+        self.shared.marks.register(self.offset, cx.waker());
+        if self.is_done() {
+            return Poll::Ready(Ok(self.offset));
+        }
+        if self.shared.marks.is_poisoned() {
+            return Poll::Ready(Err(self.shared.poisoned()));
+        }
+        Poll::Pending
+    }
+}

@@ -1,0 +1,359 @@
+//! Opening a log directory: classify its files, check the chain of segments, recover
+//! the active segment's tail (see [`crate::recovery`]), and hand the writer its start.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::format::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
+use crate::options::{Options, RecoveryPolicy};
+use crate::recovery::{self, ScanStart, Tail};
+use crate::report::{RecoveryReport, SegmentScan, Truncation};
+use crate::segment::{self, Segment, Spare};
+
+/// What recovery hands to the writer.
+pub(crate) struct Recovered {
+    pub(crate) segments: Vec<Arc<Segment>>,
+    pub(crate) active_end_position: u64,
+    pub(crate) next_offset: u64,
+    pub(crate) spare: Option<Spare>,
+    pub(crate) report: RecoveryReport,
+}
+
+struct Found {
+    id: u64,
+    path: PathBuf,
+    file: File,
+    header: std::result::Result<SegmentHeader, format::FormatError>,
+    len: u64,
+}
+
+impl Found {
+    fn activated(&self) -> Option<SegmentHeader> {
+        match &self.header {
+            Ok(h) if h.is_activated() && h.segment_id == self.id && self.len >= h.segment_bytes => {
+                Some(*h)
+            }
+            _ => None,
+        }
+    }
+
+    fn spare(&self) -> Option<SegmentHeader> {
+        match &self.header {
+            Ok(h) if !h.is_activated() && h.segment_id == self.id && self.len >= h.segment_bytes => {
+                Some(*h)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether anything was ever written where records start.
+    fn has_data(&self) -> std::io::Result<bool> {
+        if self.len < SEGMENT_HEADER_BYTES + 8 {
+            return Ok(false);
+        }
+        let mut word = [0u8; 8];
+        self.file.read_exact_at(&mut word, SEGMENT_HEADER_BYTES)?;
+        Ok(word != [0u8; 8])
+    }
+
+    fn why_broken(&self) -> String {
+        match &self.header {
+            Err(e) => format!("segment header: {e}"),
+            Ok(h) if h.segment_id != self.id => {
+                format!("header names segment {} but the file is {}", h.segment_id, self.id)
+            }
+            Ok(h) => format!(
+                "file is {} bytes, its header says {}",
+                self.len, h.segment_bytes
+            ),
+        }
+    }
+}
+
+/// Opens (creating if needed) the segments of `dir` and recovers the active one.
+pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
+    let mut report = RecoveryReport::default();
+    let mut found: BTreeMap<u64, Found> = BTreeMap::new();
+    let mut index_ids = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(".idx.tmp") {
+            remove(&entry.path(), "unfinished index file", &mut report)?;
+            continue;
+        }
+        match segment::parse_name(name) {
+            Some((id, "seg")) => {
+                let path = entry.path();
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| Error::io("open segment", &path, e))?;
+                let (header, len) =
+                    segment::read_header(&file).map_err(|e| Error::io("read segment", &path, e))?;
+                found.insert(
+                    id,
+                    Found {
+                        id,
+                        path,
+                        file,
+                        header,
+                        len,
+                    },
+                );
+            }
+            Some((id, _)) => index_ids.push(id),
+            None => {}
+        }
+    }
+
+    let last_activated = found
+        .values()
+        .filter(|f| f.activated().is_some())
+        .map(|f| f.id)
+        .max();
+    let mut spare = None;
+    let mut chain = Vec::new();
+    for (id, f) in std::mem::take(&mut found) {
+        match last_activated {
+            Some(last) if id <= last => chain.push(f),
+            _ => {
+                // Past the last activated segment: a spare, or a preparation or
+                // activation that a crash interrupted (nothing was ever appended to it).
+                let data = f.has_data().map_err(|e| Error::io("read segment", &f.path, e))?;
+                if data && f.spare().is_none() {
+                    return Err(Error::corruption(
+                        &f.path,
+                        0,
+                        format!("{}, yet the segment holds data", f.why_broken()),
+                    ));
+                }
+                let next_id = last_activated.map_or(0, |l| l + 1);
+                match f.spare() {
+                    Some(header) if id == next_id && spare.is_none() && !data => {
+                        spare = Some(Spare {
+                            path: f.path,
+                            file: f.file,
+                            header,
+                        });
+                    }
+                    _ => {
+                        let why = match f.spare() {
+                            Some(_) => "spare segment out of sequence".to_string(),
+                            None => format!("half-prepared segment ({})", f.why_broken()),
+                        };
+                        remove(&f.path, &why, &mut report)?;
+                    }
+                }
+            }
+        }
+    }
+
+    if chain.is_empty() {
+        let spare = match spare.take() {
+            Some(s) => s,
+            None => segment::prepare(dir, 0, opts.segment_bytes, opts.preallocate)?,
+        };
+        let segment = activate_in_place(spare, 0)?;
+        segment.index.write().loaded = true;
+        return Ok(Recovered {
+            segments: vec![segment],
+            active_end_position: SEGMENT_HEADER_BYTES,
+            next_offset: 0,
+            spare: None,
+            report,
+        });
+    }
+
+    let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(chain.len());
+    for f in chain {
+        let Some(header) = f.activated() else {
+            return Err(Error::corruption(
+                &f.path,
+                0,
+                format!("{} in the middle of the log", f.why_broken()),
+            ));
+        };
+        if let Some(previous) = segments.last() {
+            if previous.id() + 1 != f.id {
+                return Err(Error::corruption(
+                    segment::segment_path(dir, previous.id() + 1),
+                    0,
+                    format!(
+                        "segment {} is missing between segments {} and {}",
+                        previous.id() + 1,
+                        previous.id(),
+                        f.id
+                    ),
+                ));
+            }
+            if header.base_offset <= previous.base_offset() {
+                return Err(Error::corruption(
+                    &f.path,
+                    24,
+                    format!(
+                        "base offset {} does not follow segment {}'s base offset {}",
+                        header.base_offset,
+                        previous.id(),
+                        previous.base_offset()
+                    ),
+                ));
+            }
+            *previous.end_offset.write() = Some(header.base_offset);
+        }
+        segments.push(Segment::new(f.path, f.file, header)?);
+    }
+
+    let active = segments.last().expect("chain is not empty").clone();
+    let (end, next_offset) = recover_active(dir, opts, &active, &mut report)?;
+    for id in index_ids {
+        if !segments.iter().any(|s| s.id() == id) {
+            remove(&segment::index_path(dir, id), "index of a missing segment", &mut report)?;
+        }
+    }
+    Ok(Recovered {
+        segments,
+        active_end_position: end,
+        next_offset,
+        spare,
+        report,
+    })
+}
+
+/// Finds the end of the active segment's data, applies the recovery policy to a torn
+/// tail, makes the result durable and writes a (non-clean) checkpoint.
+fn recover_active(
+    dir: &Path,
+    opts: &Options,
+    active: &Arc<Segment>,
+    report: &mut RecoveryReport,
+) -> Result<(u64, u64)> {
+    let bytes = active.bytes();
+    let checkpoint = active.load_index_file(dir);
+    let mut start = ScanStart {
+        position: SEGMENT_HEADER_BYTES,
+        offset: active.base_offset(),
+        proven_durable: SEGMENT_HEADER_BYTES,
+        stop_offset: None,
+        entries: Vec::new(),
+    };
+    if let Some(idx) = checkpoint {
+        let at = idx.data_end as usize;
+        let ends_there = at + 8 > bytes.len() || bytes[at..at + 8] == [0u8; 8];
+        report.clean_shutdown = idx.clean && ends_there;
+        start = ScanStart {
+            position: idx.data_end,
+            offset: idx.next_offset,
+            proven_durable: idx.data_end,
+            stop_offset: None,
+            entries: idx.entries,
+        };
+    }
+    let (end, next_offset, entries) = if report.clean_shutdown {
+        (start.position, start.offset, start.entries)
+    } else {
+        let scan_start = start.position;
+        let outcome = recovery::scan(bytes, active.seed, start, opts.index_interval_bytes);
+        let mut truncated = None;
+        match outcome.tail {
+            Tail::Clean | Tail::Full => {}
+            Tail::Corrupt { position, reason } => {
+                return Err(Error::corruption(&active.path, position, reason));
+            }
+            Tail::Torn {
+                position,
+                garbage_end,
+                reason,
+            } => {
+                if opts.recovery == RecoveryPolicy::Strict {
+                    return Err(Error::Corruption {
+                        segment: active.path.clone(),
+                        position,
+                        reason: format!("torn tail: {reason}"),
+                        torn_tail: true,
+                    });
+                }
+                zero_range(active, position, garbage_end)?;
+                truncated = Some(Truncation {
+                    position,
+                    bytes: garbage_end - position,
+                    reason,
+                });
+            }
+        }
+        report.scanned.push(SegmentScan {
+            segment_id: active.id(),
+            path: active.path.clone(),
+            base_offset: active.base_offset(),
+            scan_start_position: scan_start,
+            data_end_position: outcome.end_position,
+            records_scanned: outcome.records_count,
+            next_offset: outcome.next_offset,
+            truncated,
+        });
+        (outcome.end_position, outcome.next_offset, outcome.entries)
+    };
+    {
+        let mut index = active.index.write();
+        index.entries = entries;
+        index.loaded = true;
+    }
+    // What was read may have been only in the page cache (a process crash): make it
+    // durable before it is reported durable, then move the checkpoint.
+    active
+        .file
+        .sync_data()
+        .map_err(|e| Error::io("fdatasync", &active.path, e))?;
+    active.persist_index(dir, end, next_offset, false)?;
+    Ok((end, next_offset))
+}
+
+/// Writes zeros over `start..end` of the segment and syncs them, so a torn tail can
+/// never come back after a later crash.
+fn zero_range(segment: &Segment, start: u64, end: u64) -> Result<()> {
+    let end = end.min(segment.header.segment_bytes);
+    let zeros = vec![0u8; (end - start).min(1 << 20) as usize];
+    let mut position = start;
+    while position < end {
+        let len = zeros.len().min((end - position) as usize);
+        segment
+            .file
+            .write_all_at(&zeros[..len], position)
+            .map_err(|e| Error::io("zero torn tail", &segment.path, e))?;
+        position += len as u64;
+    }
+    segment
+        .file
+        .sync_data()
+        .map_err(|e| Error::io("fdatasync", &segment.path, e))
+}
+
+/// Writes and syncs the activated header of a spare (used for a brand-new log).
+fn activate_in_place(spare: Spare, base_offset: u64) -> Result<Arc<Segment>> {
+    let header = SegmentHeader {
+        base_offset,
+        ..spare.header
+    };
+    spare
+        .file
+        .write_all_at(&header.encode(), 0)
+        .map_err(|e| Error::io("write segment header", &spare.path, e))?;
+    spare
+        .file
+        .sync_data()
+        .map_err(|e| Error::io("fdatasync", &spare.path, e))?;
+    Segment::new(spare.path, spare.file, header)
+}
+
+fn remove(path: &Path, why: &str, report: &mut RecoveryReport) -> Result<()> {
+    std::fs::remove_file(path).map_err(|e| Error::io("remove", path, e))?;
+    report.removed.push((path.to_path_buf(), why.to_string()));
+    Ok(())
+}

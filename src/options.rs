@@ -1,0 +1,201 @@
+//! Options for opening a log.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::format;
+
+/// When an append counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// An append returns only after the `fdatasync` that covers it. Appends from many
+    /// threads share flushes (group commit). Readers see only durable records.
+    Sync,
+    /// Appends return once written to the page cache; a flush runs at least this often.
+    /// Readers see only durable records.
+    Interval(Duration),
+    /// Appends return once written to the page cache; flushing is left to the OS until
+    /// [`Log::sync`](crate::Log::sync) or close. Readers see written records.
+    None,
+}
+
+/// What opening a log does with a torn tail: incomplete or checksum-failing data at the
+/// end of what was written, which a crash can leave behind. Damage to durable data in the
+/// middle of the log is an error under every policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryPolicy {
+    /// Zero the torn tail, sync, report it in [`Log::recovery_report`](crate::Log::recovery_report), and open.
+    TruncateTorn,
+    /// Refuse to open: [`Error::Corruption`] names the segment and position.
+    Strict,
+}
+
+/// How writes reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoBackend {
+    /// io_uring when it can be set up and probed, `pwritev` otherwise.
+    Auto,
+    /// io_uring, or fail to open.
+    Uring,
+    /// `pwritev` + `fdatasync`.
+    Pwrite,
+}
+
+/// How segment files are given their blocks before use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preallocate {
+    /// Write zeros over the whole file once, off the hot path. Later flushes then only
+    /// write data blocks (no extent conversion), which is what makes `fdatasync` cheap.
+    ZeroFill,
+    /// `fallocate`: fast to prepare, but every flush converts unwritten extents.
+    Fallocate,
+}
+
+/// Options for [`Log::open`](crate::Log::open). A builder: every setter takes and returns
+/// `Self`.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub(crate) segment_bytes: u64,
+    pub(crate) durability: Durability,
+    pub(crate) recovery: RecoveryPolicy,
+    pub(crate) io: IoBackend,
+    max_record_bytes: Option<u64>,
+    pub(crate) index_interval_bytes: u64,
+    pub(crate) preallocate: Preallocate,
+    pub(crate) read_unflushed: bool,
+    pub(crate) max_batch_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            segment_bytes: 64 << 20,
+            durability: Durability::Sync,
+            recovery: RecoveryPolicy::TruncateTorn,
+            io: IoBackend::Auto,
+            max_record_bytes: None,
+            index_interval_bytes: 4 << 10,
+            preallocate: Preallocate::ZeroFill,
+            read_unflushed: false,
+            max_batch_bytes: 4 << 20,
+        }
+    }
+}
+
+impl Options {
+    /// Size of each segment file on disk, header included. Default 64 MiB. Any multiple
+    /// of 4 KiB from 64 KiB to 1 GiB.
+    pub fn segment_bytes(mut self, segment_bytes: u64) -> Self {
+        self.segment_bytes = segment_bytes;
+        self
+    }
+
+    /// When appends are durable. Default [`Durability::Sync`].
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// What opening does with a torn tail. Default [`RecoveryPolicy::TruncateTorn`].
+    pub fn recovery(mut self, recovery: RecoveryPolicy) -> Self {
+        self.recovery = recovery;
+        self
+    }
+
+    /// Which I/O backend writes. Default [`IoBackend::Auto`].
+    pub fn io(mut self, io: IoBackend) -> Self {
+        self.io = io;
+        self
+    }
+
+    /// Largest accepted record payload. Default: 4 MiB, or what fits in one segment
+    /// after its header and a commit marker if that is less. At most that room.
+    pub fn max_record_bytes(mut self, max_record_bytes: u64) -> Self {
+        self.max_record_bytes = Some(max_record_bytes);
+        self
+    }
+
+    /// Payload bytes one record can hold in a segment of `segment_bytes`.
+    fn record_room(&self) -> u64 {
+        self.segment_bytes
+            - format::SEGMENT_HEADER_BYTES
+            - format::MARKER_BYTES
+            - format::FRAME_HEADER_BYTES
+            - format::FRAME_ALIGN_BYTES
+    }
+
+    /// The effective record size limit.
+    pub(crate) fn max_record_bytes_effective(&self) -> u64 {
+        self.max_record_bytes
+            .unwrap_or_else(|| self.record_room().min(4 << 20))
+    }
+
+    /// Distance in bytes between sparse index entries. Default 4 KiB; 64 B to 1 MiB.
+    pub fn index_interval_bytes(mut self, index_interval_bytes: u64) -> Self {
+        self.index_interval_bytes = index_interval_bytes;
+        self
+    }
+
+    /// How segments get their blocks. Default [`Preallocate::ZeroFill`], chosen by
+    /// measurement (see `docs/design.md`).
+    pub fn preallocate(mut self, preallocate: Preallocate) -> Self {
+        self.preallocate = preallocate;
+        self
+    }
+
+    /// Let readers see records that are written but not yet durable (a crash may take
+    /// them back). Default `false`; always the case under [`Durability::None`].
+    pub fn read_unflushed(mut self, read_unflushed: bool) -> Self {
+        self.read_unflushed = read_unflushed;
+        self
+    }
+
+    /// Most bytes gathered into one write before producers wait for the writer.
+    /// Default 4 MiB; at least 64 KiB.
+    pub fn max_batch_bytes(mut self, max_batch_bytes: u64) -> Self {
+        self.max_batch_bytes = max_batch_bytes;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !format::valid_segment_bytes(self.segment_bytes) {
+            return Err(Error::InvalidOptions(format!(
+                "segment_bytes {} must be a multiple of 4 KiB from 64 KiB to 1 GiB",
+                self.segment_bytes
+            )));
+        }
+        let room = self.record_room();
+        let max_record_bytes = self.max_record_bytes_effective();
+        if max_record_bytes == 0 || max_record_bytes > room {
+            return Err(Error::InvalidOptions(format!(
+                "max_record_bytes {max_record_bytes} must be from 1 to {room} for segments of {} bytes",
+                self.segment_bytes
+            )));
+        }
+        if !(64..=1 << 20).contains(&self.index_interval_bytes) {
+            return Err(Error::InvalidOptions(format!(
+                "index_interval_bytes {} must be from 64 B to 1 MiB",
+                self.index_interval_bytes
+            )));
+        }
+        if self.max_batch_bytes < 64 << 10 {
+            return Err(Error::InvalidOptions(format!(
+                "max_batch_bytes {} must be at least 64 KiB",
+                self.max_batch_bytes
+            )));
+        }
+        if let Durability::Interval(interval) = self.durability {
+            if interval.is_zero() {
+                return Err(Error::InvalidOptions(
+                    "Durability::Interval needs a non-zero interval; use Durability::Sync".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether readers may see written-but-not-durable records.
+    pub(crate) fn readers_see_written(&self) -> bool {
+        self.read_unflushed || self.durability == Durability::None
+    }
+}

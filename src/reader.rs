@@ -1,0 +1,301 @@
+//! The read path: records are slices of read-only segment mappings.
+//!
+//! A read resolves an offset with a binary search over segment base offsets, then the
+//! segment's sparse index, then a short forward walk in which every frame's checksum and
+//! offset are checked. Readers take no lock the writer holds while writing.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::format::{self, FrameError, FrameKind, SEGMENT_HEADER_BYTES};
+use crate::recovery::{self, ScanStart, Tail};
+use crate::segment::Segment;
+use crate::writer::Shared;
+
+/// One record: its offset, timestamp and payload. Owns a reference to its segment's
+/// mapping, so it stays valid (and zero-copy) however long it is kept.
+#[derive(Clone)]
+pub struct Record {
+    segment: Arc<Segment>,
+    offset: u64,
+    timestamp_ms: u64,
+    payload_position: usize,
+    payload_bytes: usize,
+}
+
+impl Record {
+    /// The record's offset in the log.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Milliseconds since the Unix epoch when the record was appended (never decreasing
+    /// within one open log).
+    pub fn timestamp_ms(&self) -> u64 {
+        self.timestamp_ms
+    }
+
+    /// The payload, borrowed from the segment mapping.
+    pub fn payload(&self) -> &[u8] {
+        &self.segment.bytes()[self.payload_position..self.payload_position + self.payload_bytes]
+    }
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Record")
+            .field("offset", &self.offset)
+            .field("timestamp_ms", &self.timestamp_ms)
+            .field("payload_bytes", &self.payload_bytes)
+            .finish()
+    }
+}
+
+impl Shared {
+    /// First offset readers cannot see yet.
+    pub(crate) fn visible_offset(&self) -> u64 {
+        if self.opts.readers_see_written() {
+            self.marks.written()
+        } else {
+            self.marks.durable()
+        }
+    }
+
+    fn out_of_range(&self, offset: u64) -> Error {
+        Error::OffsetOutOfRange {
+            offset,
+            first: self.first_offset.load(std::sync::atomic::Ordering::SeqCst),
+            next: self.visible_offset(),
+        }
+    }
+
+    /// The segment holding `offset`.
+    fn segment_for(&self, offset: u64) -> Option<Arc<Segment>> {
+        let segments = self.segments.read();
+        let after = segments.partition_point(|s| s.base_offset() <= offset);
+        after.checked_sub(1).map(|i| segments[i].clone())
+    }
+
+    /// Loads a sealed segment's index on first use: from its index file when that is
+    /// intact and matches, otherwise by scanning the segment (and rewriting the file).
+    fn ensure_index(&self, segment: &Segment, rebuild: bool) -> Result<()> {
+        if segment.index.read().loaded && !rebuild {
+            return Ok(());
+        }
+        let mut index = segment.index.write();
+        if index.loaded && !rebuild {
+            return Ok(());
+        }
+        let Some(end_offset) = *segment.end_offset.read() else {
+            // The active segment's index is always loaded; nothing to rebuild from.
+            return Ok(());
+        };
+        if !rebuild {
+            if let Some(file) = segment.load_index_file(&self.dir) {
+                if file.next_offset == end_offset {
+                    index.entries = file.entries;
+                    index.loaded = true;
+                    return Ok(());
+                }
+            }
+        }
+        let outcome = recovery::scan(
+            segment.bytes(),
+            segment.seed,
+            ScanStart {
+                position: SEGMENT_HEADER_BYTES,
+                offset: segment.base_offset(),
+                proven_durable: SEGMENT_HEADER_BYTES,
+                stop_offset: Some(end_offset),
+                entries: Vec::new(),
+            },
+            self.opts.index_interval_bytes,
+        );
+        if let Tail::Corrupt { position, reason } = outcome.tail {
+            return Err(Error::corruption(&segment.path, position, reason));
+        }
+        index.entries = outcome.entries;
+        index.loaded = true;
+        drop(index);
+        // Best effort: the next open loads it instead of scanning again.
+        let _ = segment.persist_index(&self.dir, outcome.end_position, end_offset, false);
+        Ok(())
+    }
+
+    /// Reads the record at `offset`, checked against its checksum.
+    pub(crate) fn read(&self, offset: u64) -> Result<Record> {
+        let first = self.first_offset.load(std::sync::atomic::Ordering::SeqCst);
+        if offset < first || offset >= self.visible_offset() {
+            return Err(self.out_of_range(offset));
+        }
+        let segment = self.segment_for(offset).ok_or_else(|| self.out_of_range(offset))?;
+        let position = self.locate(&segment, offset)?;
+        let (record, _) = read_frame(&segment, position, offset)?;
+        Ok(record)
+    }
+
+    /// Position of the record `offset` (known to be visible) in `segment`.
+    fn locate(&self, segment: &Arc<Segment>, offset: u64) -> Result<u64> {
+        self.ensure_index(segment, false)?;
+        let floor = segment.index.read().floor(offset);
+        match walk(segment, floor, offset) {
+            Err(_) if floor.is_some() && segment.end_offset.read().is_some() => {
+                // A stale or damaged index never yields a wrong read: rebuild it from the
+                // data and walk again from what the data says.
+                self.ensure_index(segment, true)?;
+                let floor = segment.index.read().floor(offset);
+                walk(segment, floor, offset)
+            }
+            other => other,
+        }
+    }
+}
+
+fn corruption(segment: &Segment, position: u64, reason: impl Into<String>) -> Error {
+    Error::corruption(&segment.path, position, reason)
+}
+
+/// Walks frames from an index entry (or the data start) to the record `target`.
+fn walk(segment: &Segment, floor: Option<format::IndexEntry>, target: u64) -> Result<u64> {
+    let (mut position, mut expected) = match floor {
+        Some(entry) => (entry.position, entry.offset),
+        None => (SEGMENT_HEADER_BYTES, segment.base_offset()),
+    };
+    let bytes = segment.bytes();
+    loop {
+        let frame = decode_at(segment, bytes, position)?;
+        match frame.kind {
+            FrameKind::Marker { .. } => {}
+            FrameKind::Record { offset } if offset == target => return Ok(position),
+            FrameKind::Record { offset } if offset == expected && offset < target => {
+                expected += 1;
+            }
+            FrameKind::Record { offset } => {
+                return Err(corruption(
+                    segment,
+                    position,
+                    format!("found offset {offset} where offset {expected} belongs"),
+                ))
+            }
+        }
+        position += frame.padded_bytes;
+    }
+}
+
+fn decode_at(segment: &Segment, bytes: &[u8], position: u64) -> Result<format::Frame> {
+    if position >= bytes.len() as u64 {
+        return Err(corruption(segment, position, "data ends before the record"));
+    }
+    format::decode_frame(&bytes[position as usize..], segment.seed).map_err(|e| match e {
+        FrameError::End => corruption(segment, position, "data ends before the record"),
+        FrameError::Invalid(why) => corruption(segment, position, why),
+    })
+}
+
+/// Reads the record `expected` at `position` (skipping commit markers). Returns it and
+/// the position after it.
+fn read_frame(segment: &Arc<Segment>, mut position: u64, expected: u64) -> Result<(Record, u64)> {
+    let bytes = segment.bytes();
+    loop {
+        let frame = decode_at(segment, bytes, position)?;
+        match frame.kind {
+            FrameKind::Marker { .. } => position += frame.padded_bytes,
+            FrameKind::Record { offset } if offset == expected => {
+                let record = Record {
+                    segment: segment.clone(),
+                    offset,
+                    timestamp_ms: frame.timestamp_ms,
+                    payload_position: (position + format::FRAME_HEADER_BYTES) as usize,
+                    payload_bytes: frame.payload_bytes as usize,
+                };
+                return Ok((record, position + frame.padded_bytes));
+            }
+            FrameKind::Record { offset } => {
+                return Err(corruption(
+                    segment,
+                    position,
+                    format!("found offset {offset} where offset {expected} belongs"),
+                ))
+            }
+        }
+    }
+}
+
+/// Iterates records in offset order from a starting offset up to the read watermark.
+///
+/// Returns `None` once it reaches the watermark; calling `next` again later yields
+/// records appended since. After an error it yields nothing more.
+pub struct Iter {
+    shared: Arc<Shared>,
+    next: u64,
+    cursor: Option<(Arc<Segment>, u64)>,
+    failed: bool,
+    pending: Option<Error>,
+}
+
+impl Iter {
+    pub(crate) fn new(shared: Arc<Shared>, from: u64) -> Iter {
+        let first = shared.first_offset.load(std::sync::atomic::Ordering::SeqCst);
+        let pending = (from < first || from > shared.visible_offset())
+            .then(|| shared.out_of_range(from));
+        Iter {
+            shared,
+            next: from,
+            cursor: None,
+            failed: false,
+            pending,
+        }
+    }
+
+    /// The offset of the record `next` will return.
+    pub fn next_offset(&self) -> u64 {
+        self.next
+    }
+
+    fn advance(&mut self) -> Result<Record> {
+        let cursor = match self.cursor.take() {
+            Some((segment, position))
+                if segment.end_offset.read().is_none_or(|end| self.next < end) =>
+            {
+                (segment, position)
+            }
+            _ => {
+                let segment = self
+                    .shared
+                    .segment_for(self.next)
+                    .ok_or_else(|| self.shared.out_of_range(self.next))?;
+                let position = self.shared.locate(&segment, self.next)?;
+                (segment, position)
+            }
+        };
+        let (segment, position) = cursor;
+        let (record, after) = read_frame(&segment, position, self.next)?;
+        self.cursor = Some((segment, after));
+        self.next += 1;
+        Ok(record)
+    }
+}
+
+impl Iterator for Iter {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Result<Record>> {
+        if self.failed {
+            return None;
+        }
+        if let Some(error) = self.pending.take() {
+            self.failed = true;
+            return Some(Err(error));
+        }
+        if self.next >= self.shared.visible_offset() {
+            return None;
+        }
+        match self.advance() {
+            Ok(record) => Some(Ok(record)),
+            Err(error) => {
+                self.failed = true;
+                Some(Err(error))
+            }
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! Segment files: naming, preparation, mapping, and the in-memory sparse index.
+//!
+//! A segment is a fixed-size file `<id>.seg`, preallocated and synced before it is
+//! needed. Its header is written twice: once when it is prepared (base offset
+//! unassigned), once more when the writer activates it (base offset set). Readers map it
+//! read-only; the file never shrinks while it is mapped.
+
+#![allow(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::{Mmap, MmapOptions};
+use parking_lot::RwLock;
+
+use crate::error::{Error, Result};
+use crate::format::{self, IndexEntry, IndexFile, SegmentHeader};
+use crate::options::Preallocate;
+
+/// File name of segment `id`.
+pub(crate) fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.seg"))
+}
+
+/// File name of the persisted index of segment `id`.
+pub(crate) fn index_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.idx"))
+}
+
+/// Parses `<id>.seg` / `<id>.idx` names.
+pub(crate) fn parse_name(name: &str) -> Option<(u64, &'static str)> {
+    let (stem, ext) = name.rsplit_once('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let id = stem.parse().ok()?;
+    match ext {
+        "seg" => Some((id, "seg")),
+        "idx" => Some((id, "idx")),
+        _ => None,
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A random 64-bit nonce from the kernel, mixed with the clock in the unlikely case
+/// `getrandom` is unavailable.
+pub(crate) fn random_nonce() -> u64 {
+    let mut bytes = [0u8; 8];
+    let filled = rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty())
+        .map(|n| n == 8)
+        .unwrap_or(false);
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let nonce = if filled {
+        u64::from_le_bytes(bytes)
+    } else {
+        clock ^ (std::process::id() as u64).rotate_left(32)
+    };
+    // Zero would make a prepared header easy to confuse with an empty file.
+    nonce.max(1)
+}
+
+/// `fsync` a directory, so entries created or removed in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    let handle = File::open(dir).map_err(|e| Error::io("open directory", dir, e))?;
+    handle
+        .sync_all()
+        .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+/// A prepared segment: the file exists at full size, zero past its header, and the
+/// header (with an unassigned base offset) and directory entry are durable.
+pub(crate) struct Spare {
+    pub(crate) path: PathBuf,
+    pub(crate) file: File,
+    pub(crate) header: SegmentHeader,
+}
+
+/// Creates, sizes, zero-fills (or allocates) and syncs segment `id`, then writes and
+/// syncs its prepared header and the directory. A partial file is removed on failure.
+pub(crate) fn prepare(
+    dir: &Path,
+    id: u64,
+    segment_bytes: u64,
+    preallocate: Preallocate,
+) -> Result<Spare> {
+    let path = segment_path(dir, id);
+    let result = prepare_at(&path, id, segment_bytes, preallocate);
+    if result.is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+    let spare = result?;
+    sync_dir(dir)?;
+    Ok(spare)
+}
+
+fn prepare_at(
+    path: &Path,
+    id: u64,
+    segment_bytes: u64,
+    preallocate: Preallocate,
+) -> Result<Spare> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| Error::io("create segment", path, e))?;
+    match preallocate {
+        Preallocate::Fallocate => {
+            rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, segment_bytes)
+                .map_err(|e| Error::io("fallocate segment", path, e.into()))?;
+        }
+        Preallocate::ZeroFill => {
+            // Reserve the blocks first so a full disk fails here, cleanly, rather than
+            // part-way through; then write zeros so every extent is written, not
+            // unwritten, and later flushes carry no metadata.
+            rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, segment_bytes)
+                .map_err(|e| Error::io("fallocate segment", path, e.into()))?;
+            let zeros = vec![0u8; (1 << 20).min(segment_bytes as usize)];
+            let mut position = 0;
+            while position < segment_bytes {
+                let len = zeros.len().min((segment_bytes - position) as usize);
+                file.write_all_at(&zeros[..len], position)
+                    .map_err(|e| Error::io("zero-fill segment", path, e))?;
+                position += len as u64;
+            }
+        }
+    }
+    file.sync_data()
+        .map_err(|e| Error::io("fdatasync segment", path, e))?;
+    let header = SegmentHeader {
+        segment_id: id,
+        base_offset: format::UNASSIGNED_BASE,
+        nonce: random_nonce(),
+        created_ms: now_ms(),
+        segment_bytes,
+    };
+    file.write_all_at(&header.encode(), 0)
+        .map_err(|e| Error::io("write segment header", path, e))?;
+    file.sync_data()
+        .map_err(|e| Error::io("fdatasync segment", path, e))?;
+    Ok(Spare {
+        path: path.to_path_buf(),
+        file,
+        header,
+    })
+}
+
+/// The sparse index of one segment, in memory.
+#[derive(Debug, Default)]
+pub(crate) struct SegmentIndex {
+    /// Entries, strictly increasing.
+    pub(crate) entries: Vec<IndexEntry>,
+    /// Whether `entries` is complete for the segment's readable data. Sealed segments
+    /// load it lazily from their index file (or a scan).
+    pub(crate) loaded: bool,
+}
+
+impl SegmentIndex {
+    /// The last entry at or before `offset`.
+    pub(crate) fn floor(&self, offset: u64) -> Option<IndexEntry> {
+        let after = self.entries.partition_point(|e| e.offset <= offset);
+        after.checked_sub(1).map(|i| self.entries[i])
+    }
+}
+
+/// An activated segment, as readers and the writer share it.
+pub(crate) struct Segment {
+    pub(crate) path: PathBuf,
+    pub(crate) file: File,
+    pub(crate) header: SegmentHeader,
+    /// Checksum seed derived from the nonce.
+    pub(crate) seed: u32,
+    map: Mmap,
+    pub(crate) index: RwLock<SegmentIndex>,
+    /// For a sealed segment: the first offset of the next segment; where its data ends.
+    pub(crate) end_offset: RwLock<Option<u64>>,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("path", &self.path)
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Segment {
+    /// Wraps an open segment file whose header is `header` (activated). Maps the whole
+    /// file read-only.
+    pub(crate) fn new(path: PathBuf, file: File, header: SegmentHeader) -> Result<Arc<Segment>> {
+        debug_assert!(header.is_activated());
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat segment", &path, e))?
+            .len();
+        if len < header.segment_bytes {
+            return Err(Error::corruption(
+                &path,
+                len,
+                format!(
+                    "file is {len} bytes but its header says {}; it was truncated",
+                    header.segment_bytes
+                ),
+            ));
+        }
+        // SAFETY: the mapping covers exactly `segment_bytes`, and the file is at least that
+        // long (checked above) and fully allocated (preallocated before activation), so
+        // no page of the mapping lies past the end of the file or in a hole. ringlog never
+        // truncates a segment file it has mapped; it only deletes whole files, which keeps
+        // the pages alive until the last mapping is dropped.
+        let map = unsafe {
+            MmapOptions::new()
+                .len(header.segment_bytes as usize)
+                .map(&file)
+                .map_err(|e| Error::io("mmap segment", &path, e))?
+        };
+        Ok(Arc::new(Segment {
+            path,
+            file,
+            seed: format::frame_seed(header.nonce),
+            header,
+            map,
+            index: RwLock::new(SegmentIndex::default()),
+            end_offset: RwLock::new(None),
+        }))
+    }
+
+    /// The whole mapped file.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    /// The segment's id.
+    pub(crate) fn id(&self) -> u64 {
+        self.header.segment_id
+    }
+
+    /// The offset of its first record.
+    pub(crate) fn base_offset(&self) -> u64 {
+        self.header.base_offset
+    }
+
+    /// Writes its persisted index file (not synced: it is checked on load and rebuilt
+    /// from the data when missing or damaged).
+    pub(crate) fn persist_index(
+        &self,
+        dir: &Path,
+        data_end: u64,
+        next_offset: u64,
+        clean: bool,
+    ) -> Result<()> {
+        let entries = self.index.read().entries.clone();
+        let file = IndexFile {
+            segment_id: self.id(),
+            nonce: self.header.nonce,
+            base_offset: self.base_offset(),
+            data_end,
+            next_offset,
+            clean,
+            entries: entries
+                .into_iter()
+                .filter(|e| e.offset < next_offset && e.position < data_end)
+                .collect(),
+        };
+        write_file_synced(&index_path(dir, self.id()), &file.encode(), clean)
+    }
+
+    /// Loads and checks its persisted index file. `None` when missing, damaged or stale.
+    pub(crate) fn load_index_file(&self, dir: &Path) -> Option<IndexFile> {
+        let bytes = std::fs::read(index_path(dir, self.id())).ok()?;
+        let file = IndexFile::decode(&bytes, self.header.segment_bytes).ok()?;
+        let matches = file.segment_id == self.id()
+            && file.nonce == self.header.nonce
+            && file.base_offset == self.base_offset();
+        matches.then_some(file)
+    }
+}
+
+/// Replaces `path` with `bytes` (write to a temporary name, optionally sync, rename).
+pub(crate) fn write_file_synced(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
+    let tmp = path.with_extension("idx.tmp");
+    let result = (|| -> io::Result<()> {
+        let file = File::create(&tmp)?;
+        file.write_all_at(bytes, 0)?;
+        if sync {
+            file.sync_data()?;
+        }
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(|e| Error::io("write index file", path, e))?;
+    if sync {
+        if let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the header of a segment file. Also returns the file's length.
+pub(crate) fn read_header(file: &File) -> io::Result<(Result<SegmentHeader, format::FormatError>, u64)> {
+    let len = file.metadata()?.len();
+    let mut bytes = [0u8; format::SEGMENT_HEADER_BYTES as usize];
+    let available = (len as usize).min(bytes.len());
+    file.read_exact_at(&mut bytes[..available], 0)?;
+    Ok((SegmentHeader::decode(&bytes[..available]), len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let dir = Path::new("/x");
+        let p = segment_path(dir, 42);
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert_eq!(parse_name(name), Some((42, "seg")));
+        assert_eq!(parse_name("00000000000000000042.idx"), Some((42, "idx")));
+        assert_eq!(parse_name("42.seg"), None);
+        assert_eq!(parse_name("0000000000000000004x.seg"), None);
+        assert_eq!(parse_name("00000000000000000042.idx.tmp"), None);
+    }
+
+    #[test]
+    fn floor_finds_the_last_entry_at_or_before() {
+        let index = SegmentIndex {
+            entries: vec![
+                IndexEntry {
+                    offset: 10,
+                    position: 64,
+                },
+                IndexEntry {
+                    offset: 20,
+                    position: 5000,
+                },
+            ],
+            loaded: true,
+        };
+        assert_eq!(index.floor(9), None);
+        assert_eq!(index.floor(10).unwrap().position, 64);
+        assert_eq!(index.floor(19).unwrap().position, 64);
+        assert_eq!(index.floor(25).unwrap().position, 5000);
+    }
+}

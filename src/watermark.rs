@@ -1,0 +1,120 @@
+//! Written and durable watermarks, and waiting for them to pass an offset.
+//!
+//! Producers wait on a futex word that the writer bumps every time a watermark moves;
+//! one `FUTEX_WAKE` wakes every waiter at once, with no lock to re-acquire. Async
+//! tickets register a `Waker` instead.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::task::Waker;
+
+use parking_lot::Mutex;
+use rustix::thread::futex;
+
+/// The log's progress, as offsets: every record below `written` is in the file (page
+/// cache), every record below `durable` is on stable storage.
+pub(crate) struct Watermarks {
+    written: AtomicU64,
+    durable: AtomicU64,
+    poisoned: AtomicBool,
+    /// Futex word: bumped on every change above.
+    seq: AtomicU32,
+    waiters: AtomicU32,
+    wakers: Mutex<Vec<(u64, Waker)>>,
+    wakers_pending: AtomicBool,
+}
+
+impl Watermarks {
+    /// Both watermarks at `offset` (everything recovered at open is durable).
+    pub(crate) fn new(offset: u64) -> Watermarks {
+        Watermarks {
+            written: AtomicU64::new(offset),
+            durable: AtomicU64::new(offset),
+            poisoned: AtomicBool::new(false),
+            seq: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+            wakers: Mutex::new(Vec::new()),
+            wakers_pending: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn written(&self) -> u64 {
+        self.written.load(SeqCst)
+    }
+
+    pub(crate) fn durable(&self) -> u64 {
+        self.durable.load(SeqCst)
+    }
+
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned.load(SeqCst)
+    }
+
+    pub(crate) fn publish_written(&self, offset: u64) {
+        let previous = self.written.fetch_max(offset, SeqCst);
+        debug_assert!(previous <= offset, "written watermark moved backwards");
+        self.wake();
+    }
+
+    pub(crate) fn publish_durable(&self, offset: u64) {
+        debug_assert!(offset <= self.written(), "durable passed written");
+        let previous = self.durable.fetch_max(offset, SeqCst);
+        debug_assert!(previous <= offset, "durable watermark moved backwards");
+        self.wake();
+    }
+
+    /// Marks the log poisoned and wakes every waiter; no watermark moves after this.
+    pub(crate) fn poison(&self) {
+        self.poisoned.store(true, SeqCst);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        self.seq.fetch_add(1, SeqCst);
+        if self.waiters.load(SeqCst) > 0 {
+            let _ = futex::wake(&self.seq, futex::Flags::PRIVATE, i32::MAX as u32);
+        }
+        if self.wakers_pending.load(SeqCst) {
+            let mut wakers = self.wakers.lock();
+            let poisoned = self.is_poisoned();
+            let durable = self.durable();
+            wakers.retain(|(target, waker)| {
+                let done = poisoned || *target < durable;
+                if done {
+                    waker.wake_by_ref();
+                }
+                !done
+            });
+            self.wakers_pending.store(!wakers.is_empty(), SeqCst);
+        }
+    }
+
+    /// Blocks until `done()` holds or the log is poisoned; returns `done()`.
+    pub(crate) fn wait_until(&self, done: impl Fn() -> bool) -> bool {
+        loop {
+            if done() {
+                return true;
+            }
+            if self.is_poisoned() {
+                return false;
+            }
+            let seq = self.seq.load(SeqCst);
+            self.waiters.fetch_add(1, SeqCst);
+            if done() || self.is_poisoned() {
+                self.waiters.fetch_sub(1, SeqCst);
+                continue;
+            }
+            let _ = futex::wait(&self.seq, futex::Flags::PRIVATE, seq, None);
+            self.waiters.fetch_sub(1, SeqCst);
+        }
+    }
+
+    /// Registers `waker` to be woken once `offset` is durable (or the log poisoned).
+    pub(crate) fn register(&self, offset: u64, waker: &Waker) {
+        let mut wakers = self.wakers.lock();
+        match wakers.iter_mut().find(|(o, w)| *o == offset && w.will_wake(waker)) {
+            Some(_) => {}
+            None => wakers.push((offset, waker.clone())),
+        }
+        self.wakers_pending.store(true, SeqCst);
+    }
+}

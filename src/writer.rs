@@ -1,0 +1,656 @@
+//! The write path: staging, group commit, rollover, and the background threads.
+//!
+//! Producers encode their frames straight into a shared staging buffer (one `memcpy`
+//! and one CRC per record, under the staging lock; no system call, no allocation). The
+//! committer takes everything staged at once, fills in each chunk's commit marker,
+//! writes each chunk with one backend call and then flushes once: every record staged
+//! while the previous flush was running shares the next one.
+//!
+//! Who commits: the writer thread, whenever work is staged. When it is parked and a
+//! `Durability::Sync` producer arrives, that producer commits inline instead (handing
+//! work to a parked thread costs more than the flush on small machines); anything
+//! staged meanwhile goes back to the writer thread.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
+
+use crate::error::{Error, Result};
+use crate::format::{self, IndexEntry, MARKER_BYTES, SEGMENT_HEADER_BYTES};
+use crate::io::{Backend, BackendKind};
+use crate::options::{Durability, Options};
+use crate::segment::{self, now_ms, Segment, Spare};
+use crate::watermark::Watermarks;
+
+/// Most idle buffers kept for reuse.
+const FREE_BUFFERS_MAX: usize = 4;
+
+/// Bytes staged for one segment, to be written with one call at `start_position`.
+pub(crate) struct Chunk {
+    segment: Arc<Segment>,
+    start_position: u64,
+    /// Starts with room for the commit marker, then whole frames.
+    buf: Vec<u8>,
+    /// Offset after its last record.
+    end_offset: u64,
+}
+
+/// Why the last segment preparation failed (kept to hand to appenders).
+#[derive(Clone)]
+pub(crate) struct PrepareFailure {
+    path: PathBuf,
+    kind: std::io::ErrorKind,
+    message: String,
+}
+
+impl PrepareFailure {
+    fn to_error(&self) -> Error {
+        Error::io(
+            "prepare next segment",
+            &self.path,
+            std::io::Error::new(self.kind, self.message.clone()),
+        )
+    }
+}
+
+/// State shared by producers under the staging lock.
+pub(crate) struct Staging {
+    chunks: Vec<Chunk>,
+    free: Vec<Vec<u8>>,
+    staged_bytes: u64,
+    /// Segment new frames go into, and the next position in it.
+    segment: Arc<Segment>,
+    position: u64,
+    /// Position of the last index entry made in `segment`.
+    last_entry_position: Option<u64>,
+    next_offset: u64,
+    last_timestamp_ms: u64,
+    spare: Option<Spare>,
+    spare_failure: Option<PrepareFailure>,
+    writer_idle: bool,
+    closed: bool,
+    stop_writer: bool,
+}
+
+impl Staging {
+    /// The offset the next staged record gets.
+    pub(crate) fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+}
+
+/// State owned by whoever holds the commit lock.
+pub(crate) struct Committer {
+    pub(crate) backend: Box<dyn Backend>,
+    pub(crate) segment: Arc<Segment>,
+    /// End of what has been written to `segment`.
+    pub(crate) written_position: u64,
+    /// End of what is durable in `segment`.
+    pub(crate) durable_position: u64,
+    pub(crate) written_offset: u64,
+    pub(crate) durable_offset: u64,
+    last_sync: Instant,
+}
+
+/// Work for the housekeeping thread.
+#[derive(Default)]
+struct Chores {
+    prepare: bool,
+    seal: Vec<(Arc<Segment>, u64, u64)>,
+    stop: bool,
+}
+
+/// Counters reported by `stats()`.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) fsyncs: AtomicU64,
+    pub(crate) batches: AtomicU64,
+    pub(crate) records_synced: AtomicU64,
+    pub(crate) bytes_written: AtomicU64,
+}
+
+/// Everything the log's handles and threads share.
+pub(crate) struct Shared {
+    pub(crate) dir: PathBuf,
+    pub(crate) opts: Options,
+    pub(crate) backend_kind: BackendKind,
+    pub(crate) backend_fallback: Option<String>,
+    pub(crate) staging: Mutex<Staging>,
+    /// The writer thread waits here for work.
+    work_cv: Condvar,
+    /// Producers wait here for staging room or a spare segment.
+    room_cv: Condvar,
+    pub(crate) commit: Mutex<Committer>,
+    pub(crate) marks: Watermarks,
+    /// Activated segments, oldest first: what readers search.
+    pub(crate) segments: RwLock<Vec<Arc<Segment>>>,
+    pub(crate) first_offset: AtomicU64,
+    poison_cause: Mutex<Option<String>>,
+    chores: Mutex<Chores>,
+    chores_cv: Condvar,
+    pub(crate) counters: Counters,
+}
+
+/// What `Shared::new` needs from recovery.
+pub(crate) struct Start {
+    pub(crate) segments: Vec<Arc<Segment>>,
+    pub(crate) active_end_position: u64,
+    pub(crate) next_offset: u64,
+    pub(crate) spare: Option<Spare>,
+    pub(crate) backend: Box<dyn Backend>,
+    pub(crate) backend_fallback: Option<String>,
+}
+
+impl Shared {
+    pub(crate) fn new(dir: PathBuf, opts: Options, start: Start) -> Arc<Shared> {
+        let active = start.segments.last().expect("recovery yields an active segment").clone();
+        let last_entry_position = active.index.read().entries.last().map(|e| e.position);
+        let first_offset = start.segments[0].base_offset();
+        let need_spare = start.spare.is_none();
+        let backend_kind = start.backend.kind();
+        let shared = Arc::new(Shared {
+            dir,
+            backend_kind,
+            backend_fallback: start.backend_fallback,
+            staging: Mutex::new(Staging {
+                chunks: Vec::new(),
+                free: Vec::new(),
+                staged_bytes: 0,
+                segment: active.clone(),
+                position: start.active_end_position,
+                last_entry_position,
+                next_offset: start.next_offset,
+                last_timestamp_ms: 0,
+                spare: start.spare,
+                spare_failure: None,
+                writer_idle: false,
+                closed: false,
+                stop_writer: false,
+            }),
+            work_cv: Condvar::new(),
+            room_cv: Condvar::new(),
+            commit: Mutex::new(Committer {
+                backend: start.backend,
+                segment: active,
+                written_position: start.active_end_position,
+                durable_position: start.active_end_position,
+                written_offset: start.next_offset,
+                durable_offset: start.next_offset,
+                last_sync: Instant::now(),
+            }),
+            marks: Watermarks::new(start.next_offset),
+            segments: RwLock::new(start.segments),
+            first_offset: AtomicU64::new(first_offset),
+            poison_cause: Mutex::new(None),
+            chores: Mutex::new(Chores {
+                prepare: need_spare,
+                ..Chores::default()
+            }),
+            chores_cv: Condvar::new(),
+            counters: Counters::default(),
+            opts,
+        });
+        shared
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Producers
+    // -----------------------------------------------------------------------------------
+
+    /// Encodes `payloads` as consecutive records into staging. Returns their offsets and
+    /// whether the writer thread was parked at that moment.
+    pub(crate) fn stage(&self, payloads: &[&[u8]]) -> Result<(Range<u64>, bool)> {
+        let max = self.opts.max_record_bytes_effective();
+        let mut frames_bytes = 0u64;
+        for payload in payloads {
+            let len = payload.len() as u64;
+            if len > max {
+                return Err(Error::RecordTooLarge {
+                    record_bytes: len,
+                    max_record_bytes: max,
+                });
+            }
+            frames_bytes += format::record_bytes(len);
+        }
+        let room = self.opts.segment_bytes - SEGMENT_HEADER_BYTES - MARKER_BYTES;
+        if frames_bytes > room {
+            return Err(Error::RecordTooLarge {
+                record_bytes: frames_bytes,
+                max_record_bytes: room,
+            });
+        }
+        let mut st = self.staging.lock();
+        if payloads.is_empty() {
+            if self.marks.is_poisoned() {
+                return Err(self.poisoned());
+            }
+            if st.closed {
+                return Err(Error::Closed);
+            }
+            let next = st.next_offset;
+            return Ok((next..next, false));
+        }
+        loop {
+            if self.marks.is_poisoned() {
+                return Err(self.poisoned());
+            }
+            if st.closed {
+                return Err(Error::Closed);
+            }
+            if st.staged_bytes > 0 && st.staged_bytes + frames_bytes > self.opts.max_batch_bytes {
+                if st.writer_idle {
+                    self.work_cv.notify_one();
+                }
+                self.room_cv.wait(&mut st);
+                continue;
+            }
+            let opens_chunk = !st
+                .chunks
+                .last()
+                .is_some_and(|c| Arc::ptr_eq(&c.segment, &st.segment));
+            let needed = frames_bytes + if opens_chunk { MARKER_BYTES } else { 0 };
+            if st.position + needed <= st.segment.header.segment_bytes {
+                break;
+            }
+            self.roll_staging(&mut st)?;
+        }
+        let opens_chunk = !st
+            .chunks
+            .last()
+            .is_some_and(|c| Arc::ptr_eq(&c.segment, &st.segment));
+        if opens_chunk {
+            let mut buf = st.free.pop().unwrap_or_default();
+            buf.clear();
+            buf.resize(MARKER_BYTES as usize, 0);
+            let chunk = Chunk {
+                segment: st.segment.clone(),
+                start_position: st.position,
+                buf,
+                end_offset: st.next_offset,
+            };
+            st.chunks.push(chunk);
+            st.position += MARKER_BYTES;
+            st.staged_bytes += MARKER_BYTES;
+        }
+        let timestamp_ms = now_ms().max(st.last_timestamp_ms);
+        st.last_timestamp_ms = timestamp_ms;
+        let first = st.next_offset;
+        let st = &mut *st;
+        let chunk = st.chunks.last_mut().expect("a chunk is open");
+        let seed = st.segment.seed;
+        let interval = self.opts.index_interval_bytes;
+        for payload in payloads {
+            let frame_bytes = format::record_bytes(payload.len() as u64);
+            let at = chunk.buf.len();
+            chunk.buf.resize(at + frame_bytes as usize, 0);
+            format::encode_record(&mut chunk.buf[at..], seed, st.next_offset, timestamp_ms, payload);
+            if st.last_entry_position.is_none_or(|p| st.position - p >= interval) {
+                st.segment.index.write().entries.push(IndexEntry {
+                    offset: st.next_offset,
+                    position: st.position,
+                });
+                st.last_entry_position = Some(st.position);
+            }
+            st.position += frame_bytes;
+            st.next_offset += 1;
+        }
+        chunk.end_offset = st.next_offset;
+        st.staged_bytes += frames_bytes;
+        debug_assert_eq!(
+            chunk.start_position + chunk.buf.len() as u64,
+            st.position,
+            "chunk and staging position disagree"
+        );
+        Ok((first..st.next_offset, st.writer_idle))
+    }
+
+    /// Moves staging to the spare segment, or waits for one to be prepared.
+    fn roll_staging(&self, st: &mut MutexGuard<'_, Staging>) -> Result<()> {
+        match st.spare.take() {
+            Some(spare) => {
+                let header = format::SegmentHeader {
+                    base_offset: st.next_offset,
+                    ..spare.header
+                };
+                let segment = Segment::new(spare.path, spare.file, header)?;
+                segment.index.write().loaded = true;
+                st.segment = segment;
+                st.position = SEGMENT_HEADER_BYTES;
+                st.last_entry_position = None;
+                self.request_chore(|c| c.prepare = true);
+                Ok(())
+            }
+            None => {
+                if let Some(failure) = st.spare_failure.take() {
+                    self.request_chore(|c| c.prepare = true);
+                    return Err(failure.to_error());
+                }
+                self.request_chore(|c| c.prepare = true);
+                self.room_cv.wait(st);
+                Ok(())
+            }
+        }
+    }
+
+    /// After staging: make sure someone will commit. Producers that must wait for
+    /// durability commit inline when the writer is parked.
+    pub(crate) fn kick(&self, writer_idle: bool, commit_inline: bool) -> Result<()> {
+        if !writer_idle {
+            return Ok(());
+        }
+        if commit_inline {
+            if let Some(mut committer) = self.commit.try_lock() {
+                let result = self.commit_pending(&mut committer, true);
+                drop(committer);
+                self.wake_writer_if_work();
+                return result;
+            }
+            // The holder re-checks staging after releasing the lock.
+            return Ok(());
+        }
+        self.wake_writer_if_work();
+        Ok(())
+    }
+
+    fn wake_writer_if_work(&self) {
+        let st = self.staging.lock();
+        if !st.chunks.is_empty() && st.writer_idle {
+            self.work_cv.notify_one();
+        }
+    }
+
+    /// Blocks until `offset` is durable. Errors if the log was poisoned first.
+    pub(crate) fn wait_durable(&self, offset: u64) -> Result<u64> {
+        if self.marks.wait_until(|| self.marks.durable() > offset) {
+            Ok(offset)
+        } else {
+            Err(self.poisoned())
+        }
+    }
+
+    pub(crate) fn poisoned(&self) -> Error {
+        let cause = self
+            .poison_cause
+            .lock()
+            .clone()
+            .unwrap_or_else(|| "unknown failure".to_string());
+        Error::Poisoned { cause }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Committing
+    // -----------------------------------------------------------------------------------
+
+    /// Writes everything staged, then flushes if `sync` (or the durability mode) asks.
+    pub(crate) fn commit_pending(&self, c: &mut Committer, sync: bool) -> Result<()> {
+        if self.marks.is_poisoned() {
+            return Err(self.poisoned());
+        }
+        let chunks = {
+            let mut st = self.staging.lock();
+            st.staged_bytes = 0;
+            std::mem::take(&mut st.chunks)
+        };
+        self.room_cv.notify_all();
+        let mut buffers = Vec::with_capacity(chunks.len());
+        for mut chunk in chunks {
+            if !Arc::ptr_eq(&chunk.segment, &c.segment) {
+                self.roll(c, &chunk.segment)?;
+            }
+            debug_assert_eq!(chunk.start_position, c.written_position, "gap in segment");
+            let segment = &chunk.segment;
+            format::encode_marker(
+                &mut chunk.buf[..MARKER_BYTES as usize],
+                segment.seed,
+                now_ms(),
+                c.durable_position,
+            );
+            if let Err(e) = c
+                .backend
+                .write_all_at(&segment.file, chunk.start_position, &chunk.buf)
+            {
+                return Err(self.poison(Error::io("write", &segment.path, e)));
+            }
+            self.counters.batches.fetch_add(1, Relaxed);
+            self.counters
+                .bytes_written
+                .fetch_add(chunk.buf.len() as u64, Relaxed);
+            c.written_position = chunk.start_position + chunk.buf.len() as u64;
+            debug_assert!(chunk.end_offset >= c.written_offset, "offsets went backwards");
+            c.written_offset = chunk.end_offset;
+            buffers.push(chunk.buf);
+        }
+        if !buffers.is_empty() {
+            let mut st = self.staging.lock();
+            for buf in buffers {
+                if st.free.len() < FREE_BUFFERS_MAX {
+                    st.free.push(buf);
+                }
+            }
+        }
+        self.marks.publish_written(c.written_offset);
+        let due = match self.opts.durability {
+            Durability::Sync => true,
+            Durability::Interval(every) => c.last_sync.elapsed() >= every,
+            Durability::None => false,
+        };
+        if (sync || due) && c.written_offset > c.durable_offset {
+            self.flush(c)?;
+        }
+        Ok(())
+    }
+
+    /// `fdatasync`s the committer's segment and publishes what it covered.
+    fn flush(&self, c: &mut Committer) -> Result<()> {
+        let target_offset = c.written_offset;
+        let target_position = c.written_position;
+        if let Err(e) = c.backend.sync_data(&c.segment.file) {
+            return Err(self.poison(Error::io("fdatasync", &c.segment.path, e)));
+        }
+        self.counters.fsyncs.fetch_add(1, Relaxed);
+        self.counters
+            .records_synced
+            .fetch_add(target_offset - c.durable_offset, Relaxed);
+        c.last_sync = Instant::now();
+        c.durable_position = target_position;
+        c.durable_offset = target_offset;
+        self.marks.publish_durable(target_offset);
+        Ok(())
+    }
+
+    /// Seals the committer's segment and activates `next`: everything in the old segment
+    /// is made durable first, then the activation header is written and synced before any
+    /// record goes into `next`. So an activated segment implies a complete predecessor,
+    /// and a segment with data implies a durable header.
+    fn roll(&self, c: &mut Committer, next: &Arc<Segment>) -> Result<()> {
+        if c.written_offset > c.durable_offset {
+            self.flush(c)?;
+        }
+        let header = next.header.encode();
+        if let Err(e) = c.backend.write_all_at(&next.file, 0, &header) {
+            return Err(self.poison(Error::io("write segment header", &next.path, e)));
+        }
+        if let Err(e) = c.backend.sync_data(&next.file) {
+            return Err(self.poison(Error::io("fdatasync", &next.path, e)));
+        }
+        self.counters.fsyncs.fetch_add(1, Relaxed);
+        let sealed = std::mem::replace(&mut c.segment, next.clone());
+        *sealed.end_offset.write() = Some(next.base_offset());
+        self.segments.write().push(next.clone());
+        let data_end = c.written_position;
+        self.request_chore(|chores| {
+            chores
+                .seal
+                .push((sealed.clone(), data_end, next.base_offset()))
+        });
+        c.written_position = SEGMENT_HEADER_BYTES;
+        c.durable_position = SEGMENT_HEADER_BYTES;
+        Ok(())
+    }
+
+    /// Records the first failure, poisons the log, and returns the error to report.
+    fn poison(&self, error: Error) -> Error {
+        {
+            let mut cause = self.poison_cause.lock();
+            if cause.is_none() {
+                *cause = Some(error.to_string());
+            }
+        }
+        self.marks.poison();
+        self.room_cv.notify_all();
+        self.work_cv.notify_all();
+        error
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Threads
+    // -----------------------------------------------------------------------------------
+
+    /// The writer thread: commits whatever is staged until told to stop.
+    pub(crate) fn writer_loop(self: Arc<Self>) {
+        loop {
+            let stop = {
+                let mut st = self.staging.lock();
+                loop {
+                    if !st.chunks.is_empty() || st.stop_writer {
+                        break;
+                    }
+                    let timeout = self.interval_due_in();
+                    if timeout == Some(Duration::ZERO) {
+                        break;
+                    }
+                    st.writer_idle = true;
+                    match timeout {
+                        Some(t) => {
+                            self.work_cv.wait_for(&mut st, t);
+                        }
+                        None => self.work_cv.wait(&mut st),
+                    }
+                    st.writer_idle = false;
+                }
+                st.stop_writer && st.chunks.is_empty()
+            };
+            if stop || self.marks.is_poisoned() {
+                return;
+            }
+            let mut committer = self.commit.lock();
+            let _ = self.commit_pending(&mut committer, false);
+        }
+    }
+
+    /// Under `Interval`, how long until unsynced data must be flushed (`None`: nothing
+    /// pending, or another mode).
+    fn interval_due_in(&self) -> Option<Duration> {
+        let Durability::Interval(every) = self.opts.durability else {
+            return None;
+        };
+        if self.marks.written() <= self.marks.durable() {
+            return None;
+        }
+        let Some(c) = self.commit.try_lock() else {
+            return Some(every);
+        };
+        Some(every.saturating_sub(c.last_sync.elapsed()))
+    }
+
+    fn request_chore(&self, add: impl FnOnce(&mut Chores)) {
+        add(&mut self.chores.lock());
+        self.chores_cv.notify_one();
+    }
+
+    /// The housekeeping thread: prepares spare segments and persists sealed indexes.
+    pub(crate) fn housekeeper_loop(self: Arc<Self>) {
+        loop {
+            let (prepare, seal, stop) = {
+                let mut chores = self.chores.lock();
+                while !chores.prepare && chores.seal.is_empty() && !chores.stop {
+                    self.chores_cv.wait(&mut chores);
+                }
+                (
+                    std::mem::take(&mut chores.prepare) && !chores.stop,
+                    std::mem::take(&mut chores.seal),
+                    chores.stop,
+                )
+            };
+            for (segment, data_end, next_offset) in seal {
+                // Best effort: a missing index is rebuilt from the data when needed.
+                let _ = segment.persist_index(&self.dir, data_end, next_offset, false);
+            }
+            if prepare {
+                self.prepare_spare();
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+
+    fn prepare_spare(&self) {
+        let id = {
+            let st = self.staging.lock();
+            if st.spare.is_some() || st.closed {
+                return;
+            }
+            st.segment.id() + 1
+        };
+        let result = segment::prepare(
+            &self.dir,
+            id,
+            self.opts.segment_bytes,
+            self.opts.preallocate,
+        );
+        let mut st = self.staging.lock();
+        match result {
+            Ok(spare) if st.segment.id() + 1 == id => {
+                st.spare = Some(spare);
+                st.spare_failure = None;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let (kind, message) = match &e {
+                    Error::Io { source, .. } => (source.kind(), source.to_string()),
+                    other => (std::io::ErrorKind::Other, other.to_string()),
+                };
+                st.spare_failure = Some(PrepareFailure {
+                    path: segment::segment_path(&self.dir, id),
+                    kind,
+                    message,
+                });
+            }
+        }
+        drop(st);
+        self.room_cv.notify_all();
+    }
+
+    /// Stops new appends, commits and flushes what is staged, and writes a clean
+    /// checkpoint. Idempotent.
+    pub(crate) fn shutdown(&self) -> Result<()> {
+        {
+            let mut st = self.staging.lock();
+            st.closed = true;
+            st.stop_writer = true;
+        }
+        self.work_cv.notify_all();
+        self.room_cv.notify_all();
+        let result = {
+            let mut c = self.commit.lock();
+            let result = self.commit_pending(&mut c, true);
+            if result.is_ok() {
+                c.segment.persist_index(
+                    &self.dir,
+                    c.written_position,
+                    c.written_offset,
+                    true,
+                )
+            } else {
+                result
+            }
+        };
+        self.request_chore(|c| c.stop = true);
+        result
+    }
+}
