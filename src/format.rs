@@ -24,6 +24,9 @@ pub const MARKER_BODY_BYTES: u64 = 8;
 pub const MARKER_BYTES: u64 = padded_frame_bytes(FRAME_HEADER_BYTES + MARKER_BODY_BYTES);
 /// The `offset` field value that marks a commit marker rather than a record.
 pub const MARKER_OFFSET: u64 = u64::MAX;
+/// Set in a record's length word when the next record belongs to the same atomic batch.
+/// Frame lengths never reach it (segments are at most 1 GiB).
+pub const FRAME_CONTINUES: u32 = 1 << 31;
 /// `base_offset` of a segment that is prepared but not yet activated.
 pub const UNASSIGNED_BASE: u64 = u64::MAX;
 /// Bytes of the fixed part of an index file.
@@ -43,6 +46,7 @@ const _: () = assert!(FRAME_HEADER_BYTES % FRAME_ALIGN_BYTES == 0);
 const _: () = assert!(MARKER_BYTES % FRAME_ALIGN_BYTES == 0);
 const _: () = assert!(INDEX_HEADER_BYTES % INDEX_ENTRY_BYTES == 0);
 const _: () = assert!(MAX_SEGMENT_BYTES <= u32::MAX as u64);
+const _: () = assert!(MAX_SEGMENT_BYTES < FRAME_CONTINUES as u64);
 const _: () = assert!(MIN_SEGMENT_BYTES % SEGMENT_ALIGN_BYTES == 0);
 const _: () = assert!(MAX_SEGMENT_BYTES % SEGMENT_ALIGN_BYTES == 0);
 
@@ -50,7 +54,10 @@ const _: () = assert!(MAX_SEGMENT_BYTES % SEGMENT_ALIGN_BYTES == 0);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FormatError {
     /// Fewer bytes than the structure needs.
-    Short { needed_bytes: u64, available_bytes: u64 },
+    Short {
+        needed_bytes: u64,
+        available_bytes: u64,
+    },
     /// The magic number is not ours.
     BadMagic,
     /// A format version this build does not know.
@@ -215,14 +222,23 @@ pub fn frame_seed(nonce: u64) -> u32 {
 }
 
 /// Writes a complete record frame (header, payload, zero padding) into `out`, which must
-/// be exactly [`record_bytes`]`(payload.len())` long.
-pub fn encode_record(out: &mut [u8], seed: u32, offset: u64, timestamp_ms: u64, payload: &[u8]) {
+/// be exactly [`record_bytes`]`(payload.len())` long. `continues` marks every record of
+/// an atomic batch but the last.
+pub fn encode_record(
+    out: &mut [u8],
+    seed: u32,
+    offset: u64,
+    timestamp_ms: u64,
+    payload: &[u8],
+    continues: bool,
+) {
     let frame_len = FRAME_HEADER_BYTES + payload.len() as u64;
     debug_assert_eq!(out.len() as u64, padded_frame_bytes(frame_len));
     debug_assert!(frame_len <= u32::MAX as u64);
     debug_assert_ne!(offset, MARKER_OFFSET);
     let header_end = FRAME_HEADER_BYTES as usize;
-    out[0..4].copy_from_slice(&(frame_len as u32).to_le_bytes());
+    let flags = if continues { FRAME_CONTINUES } else { 0 };
+    out[0..4].copy_from_slice(&(frame_len as u32 | flags).to_le_bytes());
     out[8..16].copy_from_slice(&offset.to_le_bytes());
     out[16..24].copy_from_slice(&timestamp_ms.to_le_bytes());
     out[header_end..header_end + payload.len()].copy_from_slice(payload);
@@ -257,8 +273,9 @@ fn frame_crc(frame: &[u8], seed: u32) -> u32 {
 /// What kind of frame a decoded frame is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameKind {
-    /// A user record with this offset.
-    Record { offset: u64 },
+    /// A user record with this offset; `continues` when the next record belongs to the
+    /// same atomic batch.
+    Record { offset: u64, continues: bool },
     /// A commit marker: every byte of the segment below `durable_position` was durable
     /// when it was written.
     Marker { durable_position: u64 },
@@ -294,18 +311,26 @@ pub fn decode_frame(bytes: &[u8], seed: u32) -> Result<Frame, FrameError> {
         if bytes.iter().all(|b| *b == 0) {
             return Err(FrameError::End);
         }
-        return Err(FrameError::Invalid("frame header runs past the segment end"));
+        return Err(FrameError::Invalid(
+            "frame header runs past the segment end",
+        ));
     }
-    let frame_len = u32_at(bytes, 0) as u64;
-    if frame_len == 0 {
+    let length_word = u32_at(bytes, 0);
+    if length_word == 0 {
         return Err(FrameError::End);
     }
+    let continues = length_word & FRAME_CONTINUES != 0;
+    let frame_len = (length_word & !FRAME_CONTINUES) as u64;
     if frame_len < FRAME_HEADER_BYTES {
-        return Err(FrameError::Invalid("length field smaller than a frame header"));
+        return Err(FrameError::Invalid(
+            "length field smaller than a frame header",
+        ));
     }
     let padded_bytes = padded_frame_bytes(frame_len);
     if padded_bytes > bytes.len() as u64 {
-        return Err(FrameError::Invalid("length field runs past the segment end"));
+        return Err(FrameError::Invalid(
+            "length field runs past the segment end",
+        ));
     }
     let frame = &bytes[..padded_bytes as usize];
     if u32_at(frame, 4) != frame_crc(frame, seed) {
@@ -315,14 +340,14 @@ pub fn decode_frame(bytes: &[u8], seed: u32) -> Result<Frame, FrameError> {
     let timestamp_ms = u64_at(frame, 16);
     let payload_bytes = frame_len - FRAME_HEADER_BYTES;
     let kind = if offset == MARKER_OFFSET {
-        if payload_bytes != MARKER_BODY_BYTES {
+        if payload_bytes != MARKER_BODY_BYTES || continues {
             return Err(FrameError::Invalid("commit marker with a bad body length"));
         }
         FrameKind::Marker {
             durable_position: u64_at(frame, FRAME_HEADER_BYTES as usize),
         }
     } else {
-        FrameKind::Record { offset }
+        FrameKind::Record { offset, continues }
     };
     Ok(Frame {
         kind,
@@ -499,7 +524,10 @@ mod tests {
         for bit in 0..bytes.len() * 8 {
             let mut damaged = bytes;
             damaged[bit / 8] ^= 1 << (bit % 8);
-            assert!(SegmentHeader::decode(&damaged).is_err(), "bit {bit} undetected");
+            assert!(
+                SegmentHeader::decode(&damaged).is_err(),
+                "bit {bit} undetected"
+            );
         }
     }
 
@@ -522,7 +550,7 @@ mod tests {
 
     fn record(payload: &[u8], offset: u64, seed: u32) -> Vec<u8> {
         let mut out = vec![0xAA; record_bytes(payload.len() as u64) as usize];
-        encode_record(&mut out, seed, offset, 42, payload);
+        encode_record(&mut out, seed, offset, 42, payload, false);
         out
     }
 
@@ -534,7 +562,13 @@ mod tests {
             let bytes = record(&payload, 5, seed);
             assert_eq!(bytes.len() % 8, 0);
             let frame = decode_frame(&bytes, seed).expect("valid frame");
-            assert_eq!(frame.kind, FrameKind::Record { offset: 5 });
+            assert_eq!(
+                frame.kind,
+                FrameKind::Record {
+                    offset: 5,
+                    continues: false
+                }
+            );
             assert_eq!(frame.payload_bytes, len as u64);
             assert_eq!(frame.timestamp_ms, 42);
             assert_eq!(frame.padded_bytes, bytes.len() as u64);
@@ -556,6 +590,22 @@ mod tests {
                 Err(FrameError::Invalid(_)) => {}
             }
         }
+    }
+
+    #[test]
+    fn continues_flag_round_trips() {
+        let seed = frame_seed(4);
+        let mut out = vec![0u8; record_bytes(3) as usize];
+        encode_record(&mut out, seed, 8, 1, b"abc", true);
+        let frame = decode_frame(&out, seed).expect("valid frame");
+        assert_eq!(
+            frame.kind,
+            FrameKind::Record {
+                offset: 8,
+                continues: true
+            }
+        );
+        assert_eq!(frame.payload_bytes, 3);
     }
 
     #[test]

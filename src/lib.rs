@@ -53,9 +53,9 @@ mod watermark;
 mod writer;
 
 pub use error::{Error, Result};
+pub use io::BackendKind;
 #[doc(hidden)]
 pub use io::FaultPlan;
-pub use io::BackendKind;
 pub use log::{AppendTicket, Log};
 pub use options::{Durability, IoBackend, Options, Preallocate, RecoveryPolicy};
 pub use reader::{Iter, Record};

@@ -61,7 +61,11 @@ impl Log {
 
     /// Like [`Log::open`], with planned I/O failures injected into the writer's backend.
     #[doc(hidden)]
-    pub fn open_with_faults(dir: impl AsRef<Path>, opts: Options, faults: FaultPlan) -> Result<Log> {
+    pub fn open_with_faults(
+        dir: impl AsRef<Path>,
+        opts: Options,
+        faults: FaultPlan,
+    ) -> Result<Log> {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
@@ -348,8 +352,7 @@ impl AppendTicket {
     }
 
     fn is_done(&self) -> bool {
-        self.shared.opts.durability != Durability::Sync
-            || self.shared.marks.durable() > self.offset
+        self.shared.opts.durability != Durability::Sync || self.shared.marks.durable() > self.offset
     }
 
     /// Blocks until the append is done.

@@ -43,7 +43,9 @@ impl Found {
 
     fn spare(&self) -> Option<SegmentHeader> {
         match &self.header {
-            Ok(h) if !h.is_activated() && h.segment_id == self.id && self.len >= h.segment_bytes => {
+            Ok(h)
+                if !h.is_activated() && h.segment_id == self.id && self.len >= h.segment_bytes =>
+            {
                 Some(*h)
             }
             _ => None,
@@ -64,7 +66,10 @@ impl Found {
         match &self.header {
             Err(e) => format!("segment header: {e}"),
             Ok(h) if h.segment_id != self.id => {
-                format!("header names segment {} but the file is {}", h.segment_id, self.id)
+                format!(
+                    "header names segment {} but the file is {}",
+                    h.segment_id, self.id
+                )
             }
             Ok(h) => format!(
                 "file is {} bytes, its header says {}",
@@ -127,7 +132,9 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
             _ => {
                 // Past the last activated segment: a spare, or a preparation or
                 // activation that a crash interrupted (nothing was ever appended to it).
-                let data = f.has_data().map_err(|e| Error::io("read segment", &f.path, e))?;
+                let data = f
+                    .has_data()
+                    .map_err(|e| Error::io("read segment", &f.path, e))?;
                 if data && f.spare().is_none() {
                     return Err(Error::corruption(
                         &f.path,
@@ -215,7 +222,11 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
     let (end, next_offset) = recover_active(dir, opts, &active, &mut report)?;
     for id in index_ids {
         if !segments.iter().any(|s| s.id() == id) {
-            remove(&segment::index_path(dir, id), "index of a missing segment", &mut report)?;
+            remove(
+                &segment::index_path(dir, id),
+                "index of a missing segment",
+                &mut report,
+            )?;
         }
     }
     Ok(Recovered {

@@ -128,7 +128,9 @@ impl Shared {
         if offset < first || offset >= self.visible_offset() {
             return Err(self.out_of_range(offset));
         }
-        let segment = self.segment_for(offset).ok_or_else(|| self.out_of_range(offset))?;
+        let segment = self
+            .segment_for(offset)
+            .ok_or_else(|| self.out_of_range(offset))?;
         let position = self.locate(&segment, offset)?;
         let (record, _) = read_frame(&segment, position, offset)?;
         Ok(record)
@@ -163,14 +165,26 @@ fn walk(segment: &Segment, floor: Option<format::IndexEntry>, target: u64) -> Re
     };
     let bytes = segment.bytes();
     loop {
-        let frame = decode_at(segment, bytes, position)?;
+        let frame = match decode_at(segment, bytes, position) {
+            Ok(frame) => frame,
+            Err(e) => match skip_damaged(segment, bytes, position, expected, target) {
+                Some(after) => {
+                    // A damaged record before the target: its neighbours are still
+                    // readable. The target itself is always fully checked.
+                    position = after;
+                    expected += 1;
+                    continue;
+                }
+                None => return Err(e),
+            },
+        };
         match frame.kind {
             FrameKind::Marker { .. } => {}
-            FrameKind::Record { offset } if offset == target => return Ok(position),
-            FrameKind::Record { offset } if offset == expected && offset < target => {
+            FrameKind::Record { offset, .. } if offset == target => return Ok(position),
+            FrameKind::Record { offset, .. } if offset == expected && offset < target => {
                 expected += 1;
             }
-            FrameKind::Record { offset } => {
+            FrameKind::Record { offset, .. } => {
                 return Err(corruption(
                     segment,
                     position,
@@ -179,6 +193,35 @@ fn walk(segment: &Segment, floor: Option<format::IndexEntry>, target: u64) -> Re
             }
         }
         position += frame.padded_bytes;
+    }
+}
+
+/// For a frame that fails its checks on the way to `target`: if its length word leads to
+/// a valid record carrying the next expected offset, returns that record's position.
+fn skip_damaged(
+    segment: &Segment,
+    bytes: &[u8],
+    position: u64,
+    expected: u64,
+    target: u64,
+) -> Option<u64> {
+    if expected >= target {
+        return None;
+    }
+    let at = position as usize;
+    let word = u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?);
+    let frame_len = (word & !format::FRAME_CONTINUES) as u64;
+    if frame_len < format::FRAME_HEADER_BYTES {
+        return None;
+    }
+    let after = position + format::padded_frame_bytes(frame_len);
+    let mut probe = after;
+    loop {
+        let next = format::decode_frame(bytes.get(probe as usize..)?, segment.seed).ok()?;
+        match next.kind {
+            FrameKind::Marker { .. } => probe += next.padded_bytes,
+            FrameKind::Record { offset, .. } => return (offset == expected + 1).then_some(after),
+        }
     }
 }
 
@@ -200,7 +243,7 @@ fn read_frame(segment: &Arc<Segment>, mut position: u64, expected: u64) -> Resul
         let frame = decode_at(segment, bytes, position)?;
         match frame.kind {
             FrameKind::Marker { .. } => position += frame.padded_bytes,
-            FrameKind::Record { offset } if offset == expected => {
+            FrameKind::Record { offset, .. } if offset == expected => {
                 let record = Record {
                     segment: segment.clone(),
                     offset,
@@ -210,7 +253,7 @@ fn read_frame(segment: &Arc<Segment>, mut position: u64, expected: u64) -> Resul
                 };
                 return Ok((record, position + frame.padded_bytes));
             }
-            FrameKind::Record { offset } => {
+            FrameKind::Record { offset, .. } => {
                 return Err(corruption(
                     segment,
                     position,
@@ -235,9 +278,11 @@ pub struct Iter {
 
 impl Iter {
     pub(crate) fn new(shared: Arc<Shared>, from: u64) -> Iter {
-        let first = shared.first_offset.load(std::sync::atomic::Ordering::SeqCst);
-        let pending = (from < first || from > shared.visible_offset())
-            .then(|| shared.out_of_range(from));
+        let first = shared
+            .first_offset
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let pending =
+            (from < first || from > shared.visible_offset()).then(|| shared.out_of_range(from));
         Iter {
             shared,
             next: from,

@@ -75,40 +75,18 @@ pub(crate) fn scan(
 ) -> ScanOutcome {
     let mut position = start.position;
     let mut next_offset = start.offset;
-    let mut records_count = 0;
     let mut entries = std::mem::take(&mut start.entries);
+    // End of the last complete batch: records of a batch whose last record is missing
+    // never survive alone.
+    let mut complete = (position, next_offset);
     let len = bytes.len() as u64;
-    loop {
-        if start.stop_offset == Some(next_offset) {
-            return ScanOutcome {
-                end_position: position,
-                next_offset,
-                records_count,
-                entries,
-                tail: Tail::Full,
-            };
+    let problem = loop {
+        if start.stop_offset == Some(next_offset) || position >= len {
+            break None;
         }
-        if position >= len {
-            let tail = match start.stop_offset {
-                Some(stop) => Tail::Corrupt {
-                    position,
-                    reason: format!(
-                        "segment ends at offset {next_offset} but the next segment starts at {stop}"
-                    ),
-                },
-                None => Tail::Full,
-            };
-            return ScanOutcome {
-                end_position: position,
-                next_offset,
-                records_count,
-                entries,
-                tail,
-            };
-        }
-        let problem = match format::decode_frame(&bytes[position as usize..], seed) {
+        match format::decode_frame(&bytes[position as usize..], seed) {
             Ok(frame) => match frame.kind {
-                FrameKind::Record { offset } if offset == next_offset => {
+                FrameKind::Record { offset, continues } if offset == next_offset => {
                     let due = entries
                         .last()
                         .is_none_or(|e| position - e.position >= index_interval_bytes);
@@ -116,32 +94,63 @@ pub(crate) fn scan(
                         entries.push(IndexEntry { offset, position });
                     }
                     next_offset += 1;
-                    records_count += 1;
                     position += frame.padded_bytes;
-                    continue;
+                    if !continues {
+                        complete = (position, next_offset);
+                    }
                 }
-                FrameKind::Record { offset } => Some(format!(
-                    "record carries offset {offset} where offset {next_offset} belongs"
-                )),
+                FrameKind::Record { offset, .. } => {
+                    break Some(format!(
+                        "record carries offset {offset} where offset {next_offset} belongs"
+                    ))
+                }
                 FrameKind::Marker { durable_position } if durable_position <= position => {
                     position += frame.padded_bytes;
-                    continue;
+                    if complete.1 == next_offset {
+                        complete.0 = position;
+                    }
                 }
-                FrameKind::Marker { durable_position } => Some(format!(
-                    "commit marker claims durability up to {durable_position}, past itself"
-                )),
+                FrameKind::Marker { durable_position } => {
+                    break Some(format!(
+                        "commit marker claims durability up to {durable_position}, past itself"
+                    ))
+                }
             },
-            Err(FrameError::End) => None,
-            Err(FrameError::Invalid(why)) => Some(why.to_string()),
-        };
-        let tail = judge_tail(bytes, seed, position, problem, &start);
-        return ScanOutcome {
-            end_position: position,
-            next_offset,
-            records_count,
-            entries,
-            tail,
-        };
+            Err(FrameError::End) => break None,
+            Err(FrameError::Invalid(why)) => break Some(why.to_string()),
+        }
+    };
+    let stopped_at = position;
+    let (end_position, end_offset) = complete;
+    let problem = if end_offset < next_offset {
+        Some(format!(
+            "batch starting at offset {end_offset} is incomplete: {}",
+            problem.as_deref().unwrap_or("its last record is missing")
+        ))
+    } else {
+        problem
+    };
+    entries.retain(|e| e.offset < end_offset);
+    let reached_stop = start.stop_offset == Some(end_offset);
+    let tail = if problem.is_none() && (reached_stop || stopped_at >= len) {
+        match start.stop_offset {
+            Some(stop) if !reached_stop => Tail::Corrupt {
+                position: end_position,
+                reason: format!(
+                    "segment ends at offset {end_offset} but the next segment starts at {stop}"
+                ),
+            },
+            _ => Tail::Full,
+        }
+    } else {
+        judge_tail(bytes, seed, end_position, stopped_at, problem, &start)
+    };
+    ScanOutcome {
+        end_position,
+        next_offset: end_offset,
+        records_count: end_offset - start.offset,
+        entries,
+        tail,
     }
 }
 
@@ -150,10 +159,11 @@ fn judge_tail(
     bytes: &[u8],
     seed: u32,
     position: u64,
+    stopped_at: u64,
     problem: Option<String>,
     start: &ScanStart,
 ) -> Tail {
-    let past = look_past(bytes, seed, position);
+    let past = look_past(bytes, seed, stopped_at);
     if let Some(stop) = start.stop_offset {
         return Tail::Corrupt {
             position,
@@ -185,12 +195,14 @@ fn judge_tail(
             reason: format!("{what}; {proof}"),
         };
     }
-    if problem.is_none() && past.last_nonzero_end <= position {
+    if problem.is_none() && past.last_nonzero_end <= stopped_at {
         return Tail::Clean;
     }
     Tail::Torn {
         position,
-        garbage_end: past.last_nonzero_end.max(position + format::FRAME_ALIGN_BYTES),
+        garbage_end: past
+            .last_nonzero_end
+            .max(stopped_at + format::FRAME_ALIGN_BYTES),
         reason: what,
     }
 }
@@ -219,7 +231,7 @@ fn look_past(bytes: &[u8], seed: u32, from: u64) -> LookPast {
             continue;
         }
         found.last_nonzero_end = position + 8;
-        let frame_len = word as u32 as u64;
+        let frame_len = (word as u32 & !format::FRAME_CONTINUES) as u64;
         let plausible = frame_len >= format::FRAME_HEADER_BYTES
             && position + format::padded_frame_bytes(frame_len) <= len
             && crc_budget >= frame_len;
@@ -257,6 +269,7 @@ mod tests {
         position: usize,
         offset: u64,
         seed: u32,
+        continues: bool,
     }
 
     impl Builder {
@@ -266,13 +279,21 @@ mod tests {
                 position: 64,
                 offset: 100,
                 seed: format::frame_seed(77),
+                continues: false,
             }
         }
         fn record(&mut self, payload_bytes: usize) -> usize {
             let at = self.position;
             let n = record_bytes(payload_bytes as u64) as usize;
             let payload = vec![0x5a; payload_bytes];
-            encode_record(&mut self.bytes[at..at + n], self.seed, self.offset, 1, &payload);
+            encode_record(
+                &mut self.bytes[at..at + n],
+                self.seed,
+                self.offset,
+                1,
+                &payload,
+                self.continues,
+            );
             self.offset += 1;
             self.position += n;
             at
@@ -314,7 +335,10 @@ mod tests {
         assert_eq!(out.next_offset, 120);
         assert_eq!(out.records_count, 20);
         assert_eq!(out.entries[0].offset, 100);
-        assert!(out.entries.windows(2).all(|w| w[1].position - w[0].position >= 256));
+        assert!(out
+            .entries
+            .windows(2)
+            .all(|w| w[1].position - w[0].position >= 256));
     }
 
     #[test]
@@ -365,7 +389,9 @@ mod tests {
         b.record(10);
         b.bytes[victim + 26] ^= 1;
         let _ = batch;
-        assert!(matches!(b.scan(64).tail, Tail::Torn { position, .. } if position == victim as u64));
+        assert!(
+            matches!(b.scan(64).tail, Tail::Torn { position, .. } if position == victim as u64)
+        );
     }
 
     #[test]
@@ -375,7 +401,9 @@ mod tests {
         b.record(100);
         let end = b.position as u64;
         b.bytes[first..first + 8].fill(0);
-        assert!(matches!(b.scan(end).tail, Tail::Corrupt { position, .. } if position == first as u64));
+        assert!(
+            matches!(b.scan(end).tail, Tail::Corrupt { position, .. } if position == first as u64)
+        );
     }
 
     #[test]
@@ -395,6 +423,21 @@ mod tests {
             256,
         );
         assert!(matches!(out.tail, Tail::Corrupt { .. }));
+    }
+
+    #[test]
+    fn an_incomplete_batch_is_cut_whole() {
+        let mut b = Builder::new();
+        b.record(10);
+        let batch_start = b.position as u64;
+        b.continues = true;
+        b.record(10);
+        b.record(10);
+        // The batch's last record never made it.
+        let out = b.scan(64);
+        assert_eq!(out.next_offset, 101);
+        assert_eq!(out.end_position, batch_start);
+        assert!(matches!(out.tail, Tail::Torn { position, .. } if position == batch_start));
     }
 
     #[test]

@@ -106,12 +106,7 @@ pub(crate) fn prepare(
     Ok(spare)
 }
 
-fn prepare_at(
-    path: &Path,
-    id: u64,
-    segment_bytes: u64,
-    preallocate: Preallocate,
-) -> Result<Spare> {
+fn prepare_at(path: &Path, id: u64, segment_bytes: u64, preallocate: Preallocate) -> Result<Spare> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -317,7 +312,9 @@ pub(crate) fn write_file_synced(path: &Path, bytes: &[u8], sync: bool) -> Result
 }
 
 /// Reads the header of a segment file. Also returns the file's length.
-pub(crate) fn read_header(file: &File) -> io::Result<(Result<SegmentHeader, format::FormatError>, u64)> {
+pub(crate) fn read_header(
+    file: &File,
+) -> io::Result<(Result<SegmentHeader, format::FormatError>, u64)> {
     let len = file.metadata()?.len();
     let mut bytes = [0u8; format::SEGMENT_HEADER_BYTES as usize];
     let available = (len as usize).min(bytes.len());

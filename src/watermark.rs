@@ -111,7 +111,10 @@ impl Watermarks {
     /// Registers `waker` to be woken once `offset` is durable (or the log poisoned).
     pub(crate) fn register(&self, offset: u64, waker: &Waker) {
         let mut wakers = self.wakers.lock();
-        match wakers.iter_mut().find(|(o, w)| *o == offset && w.will_wake(waker)) {
+        match wakers
+            .iter_mut()
+            .find(|(o, w)| *o == offset && w.will_wake(waker))
+        {
             Some(_) => {}
             None => wakers.push((offset, waker.clone())),
         }

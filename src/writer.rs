@@ -147,12 +147,16 @@ pub(crate) struct Start {
 
 impl Shared {
     pub(crate) fn new(dir: PathBuf, opts: Options, start: Start) -> Arc<Shared> {
-        let active = start.segments.last().expect("recovery yields an active segment").clone();
+        let active = start
+            .segments
+            .last()
+            .expect("recovery yields an active segment")
+            .clone();
         let last_entry_position = active.index.read().entries.last().map(|e| e.position);
         let first_offset = start.segments[0].base_offset();
         let need_spare = start.spare.is_none();
         let backend_kind = start.backend.kind();
-        let shared = Arc::new(Shared {
+        Arc::new(Shared {
             dir,
             backend_kind,
             backend_fallback: start.backend_fallback,
@@ -193,8 +197,7 @@ impl Shared {
             chores_cv: Condvar::new(),
             counters: Counters::default(),
             opts,
-        });
-        shared
+        })
     }
 
     // -----------------------------------------------------------------------------------
@@ -283,12 +286,23 @@ impl Shared {
         let chunk = st.chunks.last_mut().expect("a chunk is open");
         let seed = st.segment.seed;
         let interval = self.opts.index_interval_bytes;
-        for payload in payloads {
+        for (i, payload) in payloads.iter().enumerate() {
             let frame_bytes = format::record_bytes(payload.len() as u64);
             let at = chunk.buf.len();
             chunk.buf.resize(at + frame_bytes as usize, 0);
-            format::encode_record(&mut chunk.buf[at..], seed, st.next_offset, timestamp_ms, payload);
-            if st.last_entry_position.is_none_or(|p| st.position - p >= interval) {
+            let continues = i + 1 < payloads.len();
+            format::encode_record(
+                &mut chunk.buf[at..],
+                seed,
+                st.next_offset,
+                timestamp_ms,
+                payload,
+                continues,
+            );
+            if st
+                .last_entry_position
+                .is_none_or(|p| st.position - p >= interval)
+            {
                 st.segment.index.write().entries.push(IndexEntry {
                     offset: st.next_offset,
                     position: st.position,
@@ -420,8 +434,12 @@ impl Shared {
                 .bytes_written
                 .fetch_add(chunk.buf.len() as u64, Relaxed);
             c.written_position = chunk.start_position + chunk.buf.len() as u64;
-            debug_assert!(chunk.end_offset >= c.written_offset, "offsets went backwards");
+            debug_assert!(
+                chunk.end_offset >= c.written_offset,
+                "offsets went backwards"
+            );
             c.written_offset = chunk.end_offset;
+            self.marks.publish_written(c.written_offset);
             buffers.push(chunk.buf);
         }
         if !buffers.is_empty() {
@@ -432,7 +450,6 @@ impl Shared {
                 }
             }
         }
-        self.marks.publish_written(c.written_offset);
         let due = match self.opts.durability {
             Durability::Sync => true,
             Durability::Interval(every) => c.last_sync.elapsed() >= every,
@@ -512,6 +529,18 @@ impl Shared {
 
     /// The writer thread: commits whatever is staged until told to stop.
     pub(crate) fn writer_loop(self: Arc<Self>) {
+        // A bug that panics the writer must not leave producers waiting forever.
+        struct PoisonOnPanic<'a>(&'a Shared);
+        impl Drop for PoisonOnPanic<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.poison(Error::Poisoned {
+                        cause: "the writer thread panicked".into(),
+                    });
+                }
+            }
+        }
+        let _guard = PoisonOnPanic(&self);
         loop {
             let stop = {
                 let mut st = self.staging.lock();
@@ -640,12 +669,8 @@ impl Shared {
             let mut c = self.commit.lock();
             let result = self.commit_pending(&mut c, true);
             if result.is_ok() {
-                c.segment.persist_index(
-                    &self.dir,
-                    c.written_position,
-                    c.written_offset,
-                    true,
-                )
+                c.segment
+                    .persist_index(&self.dir, c.written_position, c.written_offset, true)
             } else {
                 result
             }

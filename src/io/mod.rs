@@ -90,7 +90,9 @@ impl Backend for Faulty {
     fn write_all_at(&mut self, file: &File, position: u64, bytes: &[u8]) -> io::Result<()> {
         self.writes_count += 1;
         if self.plan.fail_write == Some(self.writes_count) {
-            return Err(io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error()));
+            return Err(io::Error::from_raw_os_error(
+                rustix::io::Errno::IO.raw_os_error(),
+            ));
         }
         if self.plan.short_write == Some(self.writes_count) {
             let half = bytes.len() / 2;
@@ -106,7 +108,9 @@ impl Backend for Faulty {
     fn sync_data(&mut self, file: &File) -> io::Result<()> {
         self.syncs_count += 1;
         if self.plan.fail_sync == Some(self.syncs_count) {
-            return Err(io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error()));
+            return Err(io::Error::from_raw_os_error(
+                rustix::io::Errno::IO.raw_os_error(),
+            ));
         }
         self.inner.sync_data(file)
     }

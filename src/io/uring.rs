@@ -34,12 +34,17 @@ impl UringBackend {
                 "kernel io_uring lacks IORING_OP_WRITE",
             ));
         }
-        Ok(UringBackend { ring, broken: false })
+        Ok(UringBackend {
+            ring,
+            broken: false,
+        })
     }
 
     fn write_once(&mut self, file: &File, position: u64, bytes: &[u8]) -> io::Result<usize> {
         if self.broken {
-            return Err(io::Error::other("io_uring backend unusable after an earlier failure"));
+            return Err(io::Error::other(
+                "io_uring backend unusable after an earlier failure",
+            ));
         }
         let len = bytes.len().min(u32::MAX as usize & !4095) as u32;
         let entry = opcode::Write::new(types::Fd(file.as_raw_fd()), bytes.as_ptr(), len)
