@@ -97,6 +97,7 @@ impl Log {
         for (name, body) in [
             ("ringlog-writer", Shared::writer_loop as fn(Arc<Shared>)),
             ("ringlog-housekeeper", Shared::housekeeper_loop),
+            ("ringlog-waker", Shared::waker_loop),
         ] {
             let for_thread = shared.clone();
             let handle = std::thread::Builder::new()

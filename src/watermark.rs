@@ -21,6 +21,9 @@ pub(crate) struct Watermarks {
     waiters: AtomicU32,
     wakers: Mutex<Vec<(u64, Waker)>>,
     wakers_pending: AtomicBool,
+    /// Futex word of the waker thread: bumped to ask it to run [`Watermarks::wake`].
+    wake_requests: AtomicU32,
+    waker_stop: AtomicBool,
 }
 
 impl Watermarks {
@@ -34,6 +37,8 @@ impl Watermarks {
             waiters: AtomicU32::new(0),
             wakers: Mutex::new(Vec::new()),
             wakers_pending: AtomicBool::new(false),
+            wake_requests: AtomicU32::new(0),
+            waker_stop: AtomicBool::new(false),
         }
     }
 
@@ -49,27 +54,64 @@ impl Watermarks {
         self.poisoned.load(SeqCst)
     }
 
-    pub(crate) fn publish_written(&self, offset: u64) {
+    /// Moves the written watermark; wakes waiters now if `wake`, else the caller must
+    /// call [`Watermarks::wake`] soon (it batches wake-ups behind the next flush).
+    pub(crate) fn publish_written(&self, offset: u64, wake: bool) {
         let previous = self.written.fetch_max(offset, SeqCst);
         debug_assert!(previous <= offset, "written watermark moved backwards");
-        self.wake();
+        self.seq.fetch_add(1, SeqCst);
+        if wake {
+            self.wake();
+        }
     }
 
-    pub(crate) fn publish_durable(&self, offset: u64) {
+    /// Moves the durable watermark; see [`Watermarks::publish_written`] for `wake`.
+    pub(crate) fn publish_durable(&self, offset: u64, wake: bool) {
         debug_assert!(offset <= self.written(), "durable passed written");
         let previous = self.durable.fetch_max(offset, SeqCst);
         debug_assert!(previous <= offset, "durable watermark moved backwards");
-        self.wake();
+        self.seq.fetch_add(1, SeqCst);
+        if wake {
+            self.wake();
+        }
     }
 
     /// Marks the log poisoned and wakes every waiter; no watermark moves after this.
     pub(crate) fn poison(&self) {
         self.poisoned.store(true, SeqCst);
+        self.seq.fetch_add(1, SeqCst);
         self.wake();
     }
 
-    fn wake(&self) {
-        self.seq.fetch_add(1, SeqCst);
+    /// Asks the waker thread to wake everyone: the writer then does not pay for waking
+    /// dozens of threads (each wake-up can preempt it) between two flushes.
+    pub(crate) fn request_wake(&self) {
+        if self.waiters.load(SeqCst) == 0 && !self.wakers_pending.load(SeqCst) {
+            return;
+        }
+        self.wake_requests.fetch_add(1, SeqCst);
+        let _ = futex::wake(&self.wake_requests, futex::Flags::PRIVATE, 1);
+    }
+
+    /// The waker thread: runs [`Watermarks::wake`] whenever asked, until stopped.
+    pub(crate) fn waker_loop(&self) {
+        let mut seen = self.wake_requests.load(SeqCst);
+        while !self.waker_stop.load(SeqCst) {
+            let _ = futex::wait(&self.wake_requests, futex::Flags::PRIVATE, seen, None);
+            seen = self.wake_requests.load(SeqCst);
+            self.wake();
+        }
+    }
+
+    /// Stops the waker thread (after one last wake).
+    pub(crate) fn stop_waker(&self) {
+        self.waker_stop.store(true, SeqCst);
+        self.wake_requests.fetch_add(1, SeqCst);
+        let _ = futex::wake(&self.wake_requests, futex::Flags::PRIVATE, 1);
+    }
+
+    /// Wakes every blocked waiter and ready async ticket.
+    pub(crate) fn wake(&self) {
         if self.waiters.load(SeqCst) > 0 {
             let _ = futex::wake(&self.seq, futex::Flags::PRIVATE, i32::MAX as u32);
         }

@@ -400,56 +400,84 @@ impl Shared {
     // -----------------------------------------------------------------------------------
 
     /// Writes everything staged, then flushes if `sync` (or the durability mode) asks.
+    /// Wakes waiters before returning.
     pub(crate) fn commit_pending(&self, c: &mut Committer, sync: bool) -> Result<()> {
         if self.marks.is_poisoned() {
             return Err(self.poisoned());
         }
+        let chunks = self.take_chunks();
+        let result = self.commit_chunks(c, chunks, sync);
+        self.marks.wake();
+        result
+    }
+
+    fn take_chunks(&self) -> Vec<Chunk> {
         let chunks = {
             let mut st = self.staging.lock();
             st.staged_bytes = 0;
             std::mem::take(&mut st.chunks)
         };
-        self.room_cv.notify_all();
+        if !chunks.is_empty() {
+            self.room_cv.notify_all();
+        }
+        chunks
+    }
+
+    fn recycle(&self, buffers: impl IntoIterator<Item = Vec<u8>>) {
+        let mut st = self.staging.lock();
+        for buf in buffers {
+            if st.free.len() < FREE_BUFFERS_MAX && buf.capacity() > 0 {
+                st.free.push(buf);
+            }
+        }
+    }
+
+    /// Fills in a chunk's commit marker: durable bytes of its segment at this moment.
+    fn seal_chunk(&self, c: &Committer, chunk: &mut Chunk) {
+        debug_assert_eq!(chunk.start_position, c.written_position, "gap in segment");
+        format::encode_marker(
+            &mut chunk.buf[..MARKER_BYTES as usize],
+            chunk.segment.seed,
+            now_ms(),
+            c.durable_position,
+        );
+    }
+
+    /// Records that `chunk` is in the file.
+    fn note_written(&self, c: &mut Committer, chunk_start: u64, chunk_bytes: u64, end_offset: u64) {
+        self.counters.batches.fetch_add(1, Relaxed);
+        self.counters.bytes_written.fetch_add(chunk_bytes, Relaxed);
+        c.written_position = chunk_start + chunk_bytes;
+        debug_assert!(end_offset >= c.written_offset, "offsets went backwards");
+        c.written_offset = end_offset;
+    }
+
+    /// Writes `chunks` one call each (rolling over where they move to a new segment),
+    /// then flushes if asked or due. Does not wake waiters.
+    fn commit_chunks(&self, c: &mut Committer, chunks: Vec<Chunk>, sync: bool) -> Result<()> {
         let mut buffers = Vec::with_capacity(chunks.len());
         for mut chunk in chunks {
             if !Arc::ptr_eq(&chunk.segment, &c.segment) {
                 self.roll(c, &chunk.segment)?;
             }
-            debug_assert_eq!(chunk.start_position, c.written_position, "gap in segment");
+            self.seal_chunk(c, &mut chunk);
             let segment = &chunk.segment;
-            format::encode_marker(
-                &mut chunk.buf[..MARKER_BYTES as usize],
-                segment.seed,
-                now_ms(),
-                c.durable_position,
-            );
             if let Err(e) = c
                 .backend
                 .write_all_at(&segment.file, chunk.start_position, &chunk.buf)
             {
                 return Err(self.poison(Error::io("write", &segment.path, e)));
             }
-            self.counters.batches.fetch_add(1, Relaxed);
-            self.counters
-                .bytes_written
-                .fetch_add(chunk.buf.len() as u64, Relaxed);
-            c.written_position = chunk.start_position + chunk.buf.len() as u64;
-            debug_assert!(
-                chunk.end_offset >= c.written_offset,
-                "offsets went backwards"
+            self.note_written(
+                c,
+                chunk.start_position,
+                chunk.buf.len() as u64,
+                chunk.end_offset,
             );
-            c.written_offset = chunk.end_offset;
-            self.marks.publish_written(c.written_offset);
+            self.marks.publish_written(c.written_offset, false);
             buffers.push(chunk.buf);
         }
-        if !buffers.is_empty() {
-            let mut st = self.staging.lock();
-            for buf in buffers {
-                if st.free.len() < FREE_BUFFERS_MAX {
-                    st.free.push(buf);
-                }
-            }
-        }
+        self.recycle(buffers);
         let due = match self.opts.durability {
             Durability::Sync => true,
             Durability::Interval(every) => c.last_sync.elapsed() >= every,
@@ -458,6 +486,55 @@ impl Shared {
         if (sync || due) && c.written_offset > c.durable_offset {
             self.flush(c)?;
         }
+        Ok(())
+    }
+
+    /// The writer thread's commit under `Durability::Sync`: each batch is one
+    /// write-and-flush submission, and while it runs the producers of the batch before
+    /// it are woken (waking dozens of threads costs as much CPU as a flush takes). Loops
+    /// while work is staged, a bounded number of times so `sync()` callers get a turn.
+    fn commit_pipelined(&self, c: &mut Committer) -> Result<()> {
+        const ROUNDS_MAX: usize = 64;
+        for _ in 0..ROUNDS_MAX {
+            if self.marks.is_poisoned() {
+                self.marks.wake();
+                return Err(self.poisoned());
+            }
+            let mut chunks = self.take_chunks();
+            let single = chunks.len() == 1 && Arc::ptr_eq(&chunks[0].segment, &c.segment);
+            if !single {
+                // Nothing staged, or a rollover: the plain path, waking as it ends.
+                let result = self.commit_chunks(c, chunks, true);
+                self.marks.wake();
+                return result;
+            }
+            let mut chunk = chunks.pop().expect("one chunk");
+            self.seal_chunk(c, &mut chunk);
+            let (start, bytes, end_offset) = (
+                chunk.start_position,
+                chunk.buf.len() as u64,
+                chunk.end_offset,
+            );
+            let segment = chunk.segment;
+            c.backend.start_write_sync(&segment.file, start, chunk.buf);
+            self.marks.request_wake();
+            let (result, buf) = c.backend.finish_write_sync();
+            self.recycle([buf]);
+            if let Err(e) = result {
+                return Err(self.poison(Error::io("write and fdatasync", &segment.path, e)));
+            }
+            self.note_written(c, start, bytes, end_offset);
+            self.counters.fsyncs.fetch_add(1, Relaxed);
+            self.counters
+                .records_synced
+                .fetch_add(end_offset - c.durable_offset, Relaxed);
+            c.last_sync = Instant::now();
+            c.durable_position = c.written_position;
+            c.durable_offset = end_offset;
+            self.marks.publish_written(end_offset, false);
+            self.marks.publish_durable(end_offset, false);
+        }
+        self.marks.wake();
         Ok(())
     }
 
@@ -475,7 +552,7 @@ impl Shared {
         c.last_sync = Instant::now();
         c.durable_position = target_position;
         c.durable_offset = target_offset;
-        self.marks.publish_durable(target_offset);
+        self.marks.publish_durable(target_offset, false);
         Ok(())
     }
 
@@ -567,7 +644,10 @@ impl Shared {
                 return;
             }
             let mut committer = self.commit.lock();
-            let _ = self.commit_pending(&mut committer, false);
+            let _ = match self.opts.durability {
+                Durability::Sync => self.commit_pipelined(&mut committer),
+                _ => self.commit_pending(&mut committer, false),
+            };
         }
     }
 
@@ -655,6 +735,11 @@ impl Shared {
         self.room_cv.notify_all();
     }
 
+    /// The waker thread (see [`Watermarks::request_wake`]).
+    pub(crate) fn waker_loop(self: Arc<Self>) {
+        self.marks.waker_loop();
+    }
+
     /// Stops new appends, commits and flushes what is staged, and writes a clean
     /// checkpoint. Idempotent.
     pub(crate) fn shutdown(&self) -> Result<()> {
@@ -676,6 +761,7 @@ impl Shared {
             }
         };
         self.request_chore(|c| c.stop = true);
+        self.marks.stop_waker();
         result
     }
 }

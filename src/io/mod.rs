@@ -27,25 +27,43 @@ pub enum BackendKind {
 
 /// The writer's view of the disk.
 pub(crate) trait Backend: Send {
-    /// Writes all of `bytes` at `position` of `file`. Short writes are continued; an
-    /// error, or a write that makes no progress, is returned.
+    /// Writes all of `bytes` at `position` of `file`, now. Short writes are continued;
+    /// an error, or a write that makes no progress, is returned.
     fn write_all_at(&mut self, file: &File, position: u64, bytes: &[u8]) -> io::Result<()>;
     /// Makes everything written to `file` durable (`fdatasync`).
     fn sync_data(&mut self, file: &File) -> io::Result<()>;
+    /// Starts writing `bytes` at `position` and then flushing `file`, ordered; the caller
+    /// may work while they run and collects the outcome (and the buffer) with
+    /// [`Backend::finish_write_sync`]. At most one is in flight. A backend without
+    /// asynchronous I/O does all of it here.
+    fn start_write_sync(&mut self, file: &File, position: u64, bytes: Vec<u8>);
+    /// Waits for the started write and flush; returns the buffer and the first error.
+    fn finish_write_sync(&mut self) -> (io::Result<()>, Vec<u8>);
     /// Which backend this is.
     fn kind(&self) -> BackendKind;
+}
+
+/// Completes a write and flush synchronously (for backends without asynchronous I/O).
+pub(crate) fn write_sync_now(
+    backend: &mut dyn Backend,
+    file: &File,
+    position: u64,
+    bytes: &[u8],
+) -> io::Result<()> {
+    backend.write_all_at(file, position, bytes)?;
+    backend.sync_data(file)
 }
 
 /// Chooses and builds the backend for `requested`. Returns the backend and, when Auto
 /// fell back to `pwritev`, why.
 pub(crate) fn select(requested: IoBackend) -> io::Result<(Box<dyn Backend>, Option<String>)> {
     match requested {
-        IoBackend::Pwrite => Ok((Box::new(PwriteBackend), None)),
+        IoBackend::Pwrite => Ok((Box::new(PwriteBackend::default()), None)),
         IoBackend::Uring => Ok((Box::new(UringBackend::new()?), None)),
         IoBackend::Auto => match UringBackend::new() {
             Ok(backend) => Ok((Box::new(backend), None)),
             Err(e) => Ok((
-                Box::new(PwriteBackend),
+                Box::new(PwriteBackend::default()),
                 Some(format!("io_uring unavailable: {e}")),
             )),
         },
@@ -73,6 +91,7 @@ pub(crate) struct Faulty {
     pub(crate) plan: FaultPlan,
     writes_count: u64,
     syncs_count: u64,
+    started: Option<(io::Result<()>, Vec<u8>)>,
 }
 
 impl Faulty {
@@ -82,6 +101,7 @@ impl Faulty {
             plan,
             writes_count: 0,
             syncs_count: 0,
+            started: None,
         }
     }
 }
@@ -113,6 +133,17 @@ impl Backend for Faulty {
             ));
         }
         self.inner.sync_data(file)
+    }
+
+    fn start_write_sync(&mut self, file: &File, position: u64, bytes: Vec<u8>) {
+        let result = write_sync_now(self, file, position, &bytes);
+        self.started = Some((result, bytes));
+    }
+
+    fn finish_write_sync(&mut self) -> (io::Result<()>, Vec<u8>) {
+        self.started
+            .take()
+            .unwrap_or_else(|| (Err(io::Error::other("no write in flight")), Vec::new()))
     }
 
     fn kind(&self) -> BackendKind {

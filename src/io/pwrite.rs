@@ -2,35 +2,34 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsFd;
 
 use super::{Backend, BackendKind};
 
 /// Plain system calls; works everywhere.
-pub(crate) struct PwriteBackend;
+#[derive(Default)]
+pub(crate) struct PwriteBackend {
+    started: Option<(io::Result<()>, Vec<u8>)>,
+}
 
 impl Backend for PwriteBackend {
-    fn write_all_at(&mut self, file: &File, mut position: u64, mut bytes: &[u8]) -> io::Result<()> {
-        while !bytes.is_empty() {
-            match rustix::io::pwrite(file, bytes, position) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        "pwrite made no progress",
-                    ))
-                }
-                Ok(written) => {
-                    bytes = &bytes[written..];
-                    position += written as u64;
-                }
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+    fn write_all_at(&mut self, file: &File, position: u64, bytes: &[u8]) -> io::Result<()> {
+        pwrite_all(file, position, bytes)
     }
 
     fn sync_data(&mut self, file: &File) -> io::Result<()> {
         sync_data(file)
+    }
+
+    fn start_write_sync(&mut self, file: &File, position: u64, bytes: Vec<u8>) {
+        let result = super::write_sync_now(self, file, position, &bytes);
+        self.started = Some((result, bytes));
+    }
+
+    fn finish_write_sync(&mut self) -> (io::Result<()>, Vec<u8>) {
+        self.started
+            .take()
+            .unwrap_or_else(|| (Err(io::Error::other("no write in flight")), Vec::new()))
     }
 
     fn kind(&self) -> BackendKind {
@@ -38,10 +37,31 @@ impl Backend for PwriteBackend {
     }
 }
 
+/// `pwrite` until all of `bytes` is written; a call that makes no progress is an error.
+pub(crate) fn pwrite_all(file: impl AsFd, mut position: u64, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match rustix::io::pwrite(&file, bytes, position) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "pwrite made no progress",
+                ))
+            }
+            Ok(written) => {
+                bytes = &bytes[written..];
+                position += written as u64;
+            }
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// `fdatasync`, retried on EINTR.
-pub(crate) fn sync_data(file: &File) -> io::Result<()> {
+pub(crate) fn sync_data(file: impl AsFd) -> io::Result<()> {
     loop {
-        match rustix::fs::fdatasync(file) {
+        match rustix::fs::fdatasync(&file) {
             Err(rustix::io::Errno::INTR) => continue,
             other => return other.map_err(Into::into),
         }

@@ -1,0 +1,388 @@
+//! The performance targets, each measured as a ratio against a baseline taken in
+//! the same run on the same disk. Prints a table; asserts nothing (machines are noisy).
+//!
+//! `cargo bench --bench targets` (set `RINGLOG_BENCH_DIR` to bench another disk, and
+//! `RINGLOG_BENCH_SCALE` to a fraction like 0.2 for a quick run).
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use ringlog::{Durability, IoBackend, Log, Options};
+
+fn bench_dir() -> tempfile::TempDir {
+    match std::env::var_os("RINGLOG_BENCH_DIR") {
+        Some(d) => tempfile::tempdir_in(d).expect("tempdir"),
+        None => tempfile::tempdir_in(".").expect("tempdir"),
+    }
+}
+
+fn scale() -> f64 {
+    std::env::var("RINGLOG_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0)
+}
+
+fn scaled(n: usize) -> usize {
+    ((n as f64 * scale()) as usize).max(10)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+/// A zero-filled, synced file of `bytes`.
+fn preallocated(path: &Path, bytes: u64) -> File {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .expect("create");
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < bytes {
+        file.write_all_at(&zeros, at).expect("zero");
+        at += zeros.len() as u64;
+    }
+    file.sync_all().expect("sync");
+    file
+}
+
+/// Naive baseline: one thread, pwrite + fdatasync per record. Latencies in ns.
+fn naive(dir: &Path, record_bytes: usize, n: usize) -> Vec<u64> {
+    let file = preallocated(
+        &dir.join("naive.dat"),
+        (n * record_bytes) as u64 + (1 << 20),
+    );
+    let record = vec![0x42u8; record_bytes];
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        file.write_all_at(&record, (i * record_bytes) as u64)
+            .unwrap();
+        rustix::fs::fdatasync(&file).unwrap();
+        lat.push(t.elapsed().as_nanos() as u64);
+    }
+    lat.sort_unstable();
+    lat
+}
+
+/// Group-commit ceiling: one thread, one pwrite of `group` records + one fdatasync.
+/// Returns records per second.
+fn ceiling(dir: &Path, record_bytes: usize, group: usize, duration: Duration) -> f64 {
+    let bytes_total = 1u64 << 30;
+    let file = preallocated(&dir.join("ceiling.dat"), bytes_total);
+    let batch = vec![0x42u8; record_bytes * group];
+    let start = Instant::now();
+    let mut records = 0u64;
+    let mut at = 0u64;
+    while start.elapsed() < duration {
+        if at + batch.len() as u64 > bytes_total {
+            at = 0;
+        }
+        file.write_all_at(&batch, at).unwrap();
+        rustix::fs::fdatasync(&file).unwrap();
+        at += batch.len() as u64;
+        records += group as u64;
+    }
+    records as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Sequential bandwidth: 1 MiB writes, one fdatasync at the end. Bytes per second.
+fn disk_bandwidth(dir: &Path, bytes_total: u64) -> f64 {
+    let file = preallocated(&dir.join("bw.dat"), bytes_total);
+    let chunk = vec![0x42u8; 1 << 20];
+    let start = Instant::now();
+    let mut at = 0;
+    while at < bytes_total {
+        file.write_all_at(&chunk, at).unwrap();
+        at += chunk.len() as u64;
+    }
+    rustix::fs::fdatasync(&file).unwrap();
+    bytes_total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Page-cache bandwidth: 1 MiB write() calls to a fresh file, no sync.
+fn page_cache_bandwidth(dir: &Path, bytes_total: u64) -> f64 {
+    let path = dir.join("pc.dat");
+    let file = File::create(&path).unwrap();
+    let chunk = vec![0x42u8; 1 << 20];
+    let start = Instant::now();
+    let mut at = 0;
+    while at < bytes_total {
+        file.write_all_at(&chunk, at).unwrap();
+        at += chunk.len() as u64;
+    }
+    let rate = bytes_total as f64 / start.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(path).unwrap();
+    rate
+}
+
+fn open(dir: &Path, durability: Durability, io: IoBackend) -> Log {
+    Log::open(dir, Options::default().durability(durability).io(io)).expect("open")
+}
+
+/// One producer, durable appends: per-append latencies (sorted, ns).
+fn ringlog_single(dir: &Path, io: IoBackend, record_bytes: usize, n: usize) -> Vec<u64> {
+    let log = open(dir, Durability::Sync, io);
+    let record = vec![0x42u8; record_bytes];
+    for _ in 0..50 {
+        log.append(&record).unwrap();
+    }
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        log.append(&record).unwrap();
+        lat.push(t.elapsed().as_nanos() as u64);
+    }
+    lat.sort_unstable();
+    lat
+}
+
+/// `producers` threads appending for `duration`. Returns (records/s, stats).
+fn ringlog_many(
+    dir: &Path,
+    io: IoBackend,
+    durability: Durability,
+    record_bytes: usize,
+    producers: usize,
+    duration: Duration,
+) -> (f64, ringlog::Stats) {
+    let log = Arc::new(open(dir, durability, io));
+    let barrier = Arc::new(Barrier::new(producers + 1));
+    let handles: Vec<_> = (0..producers)
+        .map(|_| {
+            let log = log.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let record = vec![0x42u8; record_bytes];
+                barrier.wait();
+                let start = Instant::now();
+                let mut n = 0u64;
+                while start.elapsed() < duration {
+                    log.append(&record).unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    log.sync().unwrap();
+    let rate = total as f64 / start.elapsed().as_secs_f64();
+    (rate, log.stats())
+}
+
+/// One producer, `Durability::None`, `n` records of `record_bytes`; bytes/s of payload.
+fn ringlog_unsynced(dir: &Path, io: IoBackend, record_bytes: usize, n: usize) -> f64 {
+    let log = open(dir, Durability::None, io);
+    let record = vec![0x42u8; record_bytes];
+    let start = Instant::now();
+    for _ in 0..n {
+        log.append(&record).unwrap();
+    }
+    // Everything handed to the OS (not synced): wait for the writer to drain.
+    while log.stats().bytes_written == 0 || log.stats().next_offset > written(&log) {
+        std::thread::yield_now();
+    }
+    let rate = (n * record_bytes) as f64 / start.elapsed().as_secs_f64();
+    log.close().unwrap();
+    rate
+}
+
+fn written(log: &Log) -> u64 {
+    // Under Durability::None readers see written records: the iterator's reach is the
+    // written watermark.
+    log.tail(1)
+        .ok()
+        .and_then(|v| v.last().map(|r| r.offset() + 1))
+        .unwrap_or(0)
+}
+
+/// Scan of a log of `n` records of `record_bytes`; bytes/s of payload, checksums verified.
+fn ringlog_scan(dir: &Path, record_bytes: usize, n: usize) -> f64 {
+    {
+        let log = open(dir, Durability::None, IoBackend::Auto);
+        let record = vec![0x42u8; record_bytes];
+        for _ in 0..n {
+            log.append(&record).unwrap();
+        }
+        log.close().unwrap();
+    }
+    let log = open(dir, Durability::None, IoBackend::Auto);
+    let mut best = 0f64;
+    for _ in 0..3 {
+        let start = Instant::now();
+        let mut bytes = 0usize;
+        for rec in log.iter(0) {
+            bytes += rec.unwrap().payload().len();
+        }
+        assert_eq!(bytes, n * record_bytes);
+        best = best.max(bytes as f64 / start.elapsed().as_secs_f64());
+    }
+    best
+}
+
+fn memcpy_bandwidth() -> f64 {
+    let src = vec![0x42u8; 64 << 20];
+    let mut dst = vec![0u8; 64 << 20];
+    let mut best = 0f64;
+    for _ in 0..5 {
+        let start = Instant::now();
+        dst.copy_from_slice(&src);
+        std::hint::black_box(&dst);
+        best = best.max(src.len() as f64 / start.elapsed().as_secs_f64());
+    }
+    best
+}
+
+/// Builds a log of `segments` full segments (closed cleanly), then times open.
+fn open_time(dir: &Path, segments: usize, segment_bytes: u64) -> Duration {
+    let opts = || {
+        Options::default()
+            .segment_bytes(segment_bytes)
+            .durability(Durability::None)
+    };
+    {
+        let log = Log::open(dir, opts()).unwrap();
+        let record = vec![0x42u8; 1000];
+        while log.stats().segments_count < segments as u64 {
+            log.append(&record).unwrap();
+        }
+        log.close().unwrap();
+    }
+    let mut best = Duration::MAX;
+    for _ in 0..5 {
+        let start = Instant::now();
+        let log = Log::open(dir, opts()).unwrap();
+        best = best.min(start.elapsed());
+        log.close().unwrap();
+    }
+    best
+}
+
+fn row(name: &str, value: String, baseline: String, ratio: f64, target: &str) {
+    println!("| {name} | {value} | {baseline} | {ratio:.2} | {target} |");
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let dir = bench_dir();
+    let d = dir.path();
+    let io = match std::env::var("RINGLOG_BENCH_IO").as_deref() {
+        Ok("pwrite") => IoBackend::Pwrite,
+        Ok("uring") => IoBackend::Uring,
+        _ => IoBackend::Auto,
+    };
+    let fresh = |name: &str| -> PathBuf {
+        let p = d.join(name);
+        let _ = std::fs::remove_dir_all(&p);
+        p
+    };
+    let secs = Duration::from_secs_f64(3.0 * scale().max(0.2));
+    println!("| measure | ringlog | baseline | ratio | target |");
+    println!("|---|---|---|---|---|");
+
+    let n = scaled(5000);
+    let base = naive(d, 1024, n);
+    let ours = ringlog_single(&fresh("single"), io, 1024, n);
+    let us = |v: u64| format!("{:.1} µs", v as f64 / 1000.0);
+    let (b50, b99) = (percentile(&base, 0.5), percentile(&base, 0.99));
+    let (o50, o99) = (percentile(&ours, 0.5), percentile(&ours, 0.99));
+    row(
+        "1 producer, Sync, 1 KiB: p50",
+        us(o50),
+        us(b50),
+        o50 as f64 / b50 as f64,
+        "≤ 1.2",
+    );
+    row(
+        "1 producer, Sync, 1 KiB: p99",
+        us(o99),
+        us(b99),
+        o99 as f64 / b99 as f64,
+        "≤ 2.0",
+    );
+
+    let naive_rate = 1e9 / (base.iter().sum::<u64>() as f64 / base.len() as f64);
+    for producers in [4usize, 16, 64] {
+        let ceil = ceiling(d, 1024, producers, secs);
+        let (rate, stats) =
+            ringlog_many(&fresh("many"), io, Durability::Sync, 1024, producers, secs);
+        row(
+            &format!(
+                "{producers} producers, Sync, 1 KiB: records/s vs ceiling (recs/fsync {:.1})",
+                stats.records_per_fsync
+            ),
+            format!("{rate:.0}"),
+            format!("{ceil:.0}"),
+            rate / ceil,
+            if producers == 64 { "≥ 0.8" } else { "-" },
+        );
+        row(
+            &format!("{producers} producers, Sync, 1 KiB: vs naive"),
+            format!("{rate:.0}"),
+            format!("{naive_rate:.0}"),
+            rate / naive_rate,
+            if producers == 64 { "≥ 30" } else { "-" },
+        );
+    }
+
+    let bw = disk_bandwidth(d, 512 << 20);
+    let (rate, stats) = ringlog_many(&fresh("big"), io, Durability::Sync, 16 << 10, 64, secs);
+    row(
+        &format!(
+            "64 producers, Sync, 16 KiB: MB/s vs disk (recs/fsync {:.1})",
+            stats.records_per_fsync
+        ),
+        format!("{:.0}", rate * 16384.0 / 1e6),
+        format!("{:.0}", bw / 1e6),
+        rate * 16384.0 / bw,
+        "≥ 0.7",
+    );
+
+    let pc = page_cache_bandwidth(d, 1 << 30);
+    let unsynced = ringlog_unsynced(&fresh("none"), io, 100, scaled(5_000_000));
+    row(
+        "None, 1 producer, 100 B: MB/s vs page cache",
+        format!("{:.0}", unsynced / 1e6),
+        format!("{:.0}", pc / 1e6),
+        unsynced / pc,
+        "≥ 0.3",
+    );
+
+    let memcpy = memcpy_bandwidth();
+    for (record_bytes, n, target) in [
+        (100usize, scaled(2_000_000), "≥ 0.3"),
+        (16 << 10, scaled(20_000), "≥ 0.6"),
+    ] {
+        let scan = ringlog_scan(&fresh("scan"), record_bytes, n);
+        row(
+            &format!("scan {record_bytes} B records: MB/s vs memcpy"),
+            format!("{:.0}", scan / 1e6),
+            format!("{:.0}", memcpy / 1e6),
+            scan / memcpy,
+            target,
+        );
+    }
+
+    let small = open_time(&fresh("open-small"), 3, 1 << 20);
+    let large = open_time(&fresh("open-large"), 30, 1 << 20);
+    row(
+        "open time, 30 vs 3 segments",
+        format!("{:.2} ms", large.as_secs_f64() * 1e3),
+        format!("{:.2} ms", small.as_secs_f64() * 1e3),
+        large.as_secs_f64() / small.as_secs_f64(),
+        "≤ 1.5",
+    );
+}
