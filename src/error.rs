@@ -78,6 +78,10 @@ pub enum Error {
     #[error("the log is closed")]
     Closed,
 
+    /// A write through a log opened with [`Log::open_read_only`](crate::Log::open_read_only).
+    #[error("the log was opened read-only; open it with Log::open to append")]
+    ReadOnly,
+
     /// An option value that cannot work.
     #[error("invalid options: {0}")]
     InvalidOptions(String),

@@ -40,6 +40,7 @@
 compile_error!("ringlog supports Linux only: it relies on io_uring, fdatasync and flock semantics");
 
 mod error;
+mod follow;
 mod format;
 mod io;
 mod log;
@@ -49,6 +50,7 @@ mod reader;
 mod recovery;
 mod report;
 mod segment;
+mod verify;
 mod watermark;
 mod writer;
 
@@ -56,7 +58,8 @@ pub use error::{Error, Result};
 pub use io::BackendKind;
 #[doc(hidden)]
 pub use io::FaultPlan;
-pub use log::{AppendTicket, Log};
+pub use log::{lock_holder, AppendTicket, Log};
 pub use options::{Durability, IoBackend, Options, Preallocate, RecoveryPolicy};
 pub use reader::{Iter, Record};
-pub use report::{RecoveryReport, SegmentScan, Stats, Truncation};
+pub use report::{RecoveryReport, SegmentInfo, SegmentScan, Stats, Truncation};
+pub use verify::{repair, verify, Problem, ProblemKind, RepairReport, VerifyReport};

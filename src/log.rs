@@ -14,9 +14,10 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::io::{self, FaultPlan, Faulty};
+use crate::open::Access;
 use crate::options::{Durability, Options};
 use crate::reader::{Iter, Record};
-use crate::report::{RecoveryReport, Stats};
+use crate::report::{RecoveryReport, SegmentInfo, Stats};
 use crate::writer::{Shared, Start};
 
 /// Name of the lock file inside a log directory.
@@ -80,7 +81,7 @@ impl Log {
         } else {
             Box::new(Faulty::new(backend, faults))
         };
-        let recovered = crate::open::recover(&dir, &opts)?;
+        let recovered = crate::open::recover(&dir, &opts, Access::Write)?;
         let shared = Shared::new(
             dir,
             opts,
@@ -91,6 +92,7 @@ impl Log {
                 spare: recovered.spare,
                 backend,
                 backend_fallback,
+                read_only: false,
             },
         );
         let mut threads = Vec::new();
@@ -119,6 +121,104 @@ impl Log {
             report: recovered.report,
             closed: AtomicBool::new(false),
         })
+    }
+
+    /// Opens the log in `dir` for reading only, beside a writer in this or another
+    /// process (no lock is taken and nothing on disk changes). Readers see the records
+    /// found valid at open; [`Log::refresh`] looks for newer ones. A torn tail simply ends
+    /// the readable data (it may be a batch the writer is still writing); damage to
+    /// durable data is still an error. Appends fail with [`Error::ReadOnly`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corruption`], [`Error::Io`], [`Error::InvalidOptions`] when `dir` holds
+    /// no log.
+    pub fn open_read_only(dir: impl AsRef<Path>, opts: Options) -> Result<Log> {
+        opts.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let recovered = crate::open::recover(&dir, &opts, Access::ReadOnly)?;
+        let shared = Shared::new(
+            dir,
+            opts.read_unflushed(true),
+            Start {
+                segments: recovered.segments,
+                active_end_position: recovered.active_end_position,
+                next_offset: recovered.next_offset,
+                spare: None,
+                backend: Box::new(io::PwriteBackend::default()),
+                backend_fallback: None,
+                read_only: true,
+            },
+        );
+        Ok(Log {
+            shared,
+            threads: Mutex::new(Vec::new()),
+            lock: Mutex::new(None),
+            report: recovered.report,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// For a log opened read-only: looks for records (and segments) written since open
+    /// or the last refresh, and returns the new read watermark. On a writable log it
+    /// just returns the read watermark.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] or [`Error::Corruption`] while reading new segments.
+    pub fn refresh(&self) -> Result<u64> {
+        if self.shared.read_only {
+            self.shared.refresh()
+        } else {
+            Ok(self.shared.visible_offset())
+        }
+    }
+
+    /// Whether this handle was opened with [`Log::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.shared.read_only
+    }
+
+    /// Describes every segment: offsets, records, bytes used, sealed or active, index
+    /// entries. Loads sealed segments' indexes if they were not loaded yet.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corruption`] if a sealed segment's index must be rebuilt and its data is
+    /// damaged; [`Error::Io`].
+    pub fn segments(&self) -> Result<Vec<SegmentInfo>> {
+        let segments = self.shared.segments.read().clone();
+        let visible = self.shared.visible_offset();
+        let active_end = if self.shared.read_only {
+            self.shared.staging.lock().cursor().1
+        } else {
+            self.shared.commit.lock().written_position
+        };
+        let mut out = Vec::with_capacity(segments.len());
+        for segment in &segments {
+            let end_offset = *segment.end_offset.read();
+            let (end_offset, used_bytes) = match end_offset {
+                Some(end) => {
+                    self.shared.ensure_index(segment, false)?;
+                    let data_end = segment.index.read().data_end;
+                    (end, data_end.unwrap_or(segment.header.segment_bytes))
+                }
+                None => (visible, active_end),
+            };
+            out.push(SegmentInfo {
+                segment_id: segment.id(),
+                path: segment.path.clone(),
+                base_offset: segment.base_offset(),
+                end_offset,
+                records_count: end_offset.saturating_sub(segment.base_offset()),
+                used_bytes,
+                segment_bytes: segment.header.segment_bytes,
+                sealed: segment.end_offset.read().is_some(),
+                index_entries: segment.index.read().entries.len() as u64,
+                created_ms: segment.header.created_ms,
+            });
+        }
+        Ok(out)
     }
 
     /// Appends one record and returns its offset. Under [`Durability::Sync`] it returns
@@ -175,6 +275,9 @@ impl Log {
     ///
     /// [`Error::Poisoned`] if a write or flush failed (now or earlier), [`Error::Closed`].
     pub fn sync(&self) -> Result<()> {
+        if self.shared.read_only {
+            return Err(Error::ReadOnly);
+        }
         if self.closed.load(SeqCst) {
             return Err(Error::Closed);
         }
@@ -322,10 +425,42 @@ fn lock_dir(dir: &Path) -> Result<File> {
         .open(&path)
         .map_err(|e| Error::io("open lock file", &path, e))?;
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(file),
+        Ok(()) => {
+            // Informational: who holds the lock (`ringlog info` shows it).
+            let pid = format!("{}\n", std::process::id());
+            let _ = file.set_len(0);
+            let _ = std::os::unix::fs::FileExt::write_all_at(&file, pid.as_bytes(), 0);
+            Ok(file)
+        }
         Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Locked {
             path: dir.to_path_buf(),
         }),
+        Err(e) => Err(Error::io("lock directory", &path, e.into())),
+    }
+}
+
+/// The process id of the writer holding the log in `dir`, if one does.
+///
+/// # Errors
+///
+/// [`Error::Io`] if the lock file exists but cannot be read.
+pub fn lock_holder(dir: impl AsRef<Path>) -> Result<Option<u32>> {
+    let path = dir.as_ref().join(LOCK_FILE);
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("open lock file", &path, e)),
+    };
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared) {
+        Ok(()) => {
+            let _ = rustix::fs::flock(&file, rustix::fs::FlockOperation::Unlock);
+            Ok(None)
+        }
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| Error::io("read lock file", &path, e))?;
+            Ok(Some(text.trim().parse().unwrap_or(0)))
+        }
         Err(e) => Err(Error::io("lock directory", &path, e.into())),
     }
 }

@@ -79,44 +79,83 @@ impl Found {
     }
 }
 
-/// Opens (creating if needed) the segments of `dir` and recovers the active one.
-pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
-    let mut report = RecoveryReport::default();
-    let mut found: BTreeMap<u64, Found> = BTreeMap::new();
-    let mut index_ids = Vec::new();
+/// The files of a log directory, by kind.
+pub(crate) struct Listing {
+    /// Segment files by id.
+    pub(crate) segments: BTreeMap<u64, PathBuf>,
+    /// Ids that have an index file.
+    pub(crate) indexes: Vec<u64>,
+    /// Leftover temporary files of interrupted index writes.
+    pub(crate) temporaries: Vec<PathBuf>,
+}
+
+/// Lists the files of a log directory; other files are ignored.
+pub(crate) fn list_dir(dir: &Path) -> Result<Listing> {
+    let mut listing = Listing {
+        segments: BTreeMap::new(),
+        indexes: Vec::new(),
+        temporaries: Vec::new(),
+    };
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         if name.ends_with(".idx.tmp") {
-            remove(&entry.path(), "unfinished index file", &mut report)?;
+            listing.temporaries.push(entry.path());
             continue;
         }
         match segment::parse_name(name) {
             Some((id, "seg")) => {
-                let path = entry.path();
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&path)
-                    .map_err(|e| Error::io("open segment", &path, e))?;
-                let (header, len) =
-                    segment::read_header(&file).map_err(|e| Error::io("read segment", &path, e))?;
-                found.insert(
-                    id,
-                    Found {
-                        id,
-                        path,
-                        file,
-                        header,
-                        len,
-                    },
-                );
+                listing.segments.insert(id, entry.path());
             }
-            Some((id, _)) => index_ids.push(id),
+            Some((id, _)) => listing.indexes.push(id),
             None => {}
         }
+    }
+    Ok(listing)
+}
+
+/// How `recover` may touch the directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// The writer: may create, remove, zero and sync.
+    Write,
+    /// A reader beside a possible writer: changes nothing; a torn tail just ends the
+    /// readable data.
+    ReadOnly,
+}
+
+/// Opens (creating if needed) the segments of `dir` and recovers the active one.
+pub(crate) fn recover(dir: &Path, opts: &Options, access: Access) -> Result<Recovered> {
+    let writable = access == Access::Write;
+    let mut report = RecoveryReport::default();
+    let listing = list_dir(dir)?;
+    if writable {
+        for path in &listing.temporaries {
+            remove(path, "unfinished index file", &mut report)?;
+        }
+    }
+    let index_ids = listing.indexes;
+    let mut found: BTreeMap<u64, Found> = BTreeMap::new();
+    for (id, path) in listing.segments {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .open(&path)
+            .map_err(|e| Error::io("open segment", &path, e))?;
+        let (header, len) =
+            segment::read_header(&file).map_err(|e| Error::io("read segment", &path, e))?;
+        found.insert(
+            id,
+            Found {
+                id,
+                path,
+                file,
+                header,
+                len,
+            },
+        );
     }
 
     let last_activated = found
@@ -156,7 +195,9 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
                             Some(_) => "spare segment out of sequence".to_string(),
                             None => format!("half-prepared segment ({})", f.why_broken()),
                         };
-                        remove(&f.path, &why, &mut report)?;
+                        if writable {
+                            remove(&f.path, &why, &mut report)?;
+                        }
                     }
                 }
             }
@@ -164,6 +205,12 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
     }
 
     if chain.is_empty() {
+        if !writable {
+            return Err(Error::InvalidOptions(format!(
+                "{} holds no ringlog log to read",
+                dir.display()
+            )));
+        }
         let spare = match spare.take() {
             Some(s) => s,
             None => segment::prepare(dir, 0, opts.segment_bytes, opts.preallocate)?,
@@ -219,8 +266,8 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
     }
 
     let active = segments.last().expect("chain is not empty").clone();
-    let (end, next_offset) = recover_active(dir, opts, &active, &mut report)?;
-    for id in index_ids {
+    let (end, next_offset) = recover_active(dir, opts, &active, access, &mut report)?;
+    for id in index_ids.into_iter().filter(|_| writable) {
         if !segments.iter().any(|s| s.id() == id) {
             remove(
                 &segment::index_path(dir, id),
@@ -244,6 +291,7 @@ fn recover_active(
     dir: &Path,
     opts: &Options,
     active: &Arc<Segment>,
+    access: Access,
     report: &mut RecoveryReport,
 ) -> Result<(u64, u64)> {
     let bytes = active.bytes();
@@ -283,7 +331,7 @@ fn recover_active(
                 garbage_end,
                 reason,
             } => {
-                if opts.recovery == RecoveryPolicy::Strict {
+                if opts.recovery == RecoveryPolicy::Strict && access == Access::Write {
                     return Err(Error::Corruption {
                         segment: active.path.clone(),
                         position,
@@ -291,7 +339,9 @@ fn recover_active(
                         torn_tail: true,
                     });
                 }
-                zero_range(active, position, garbage_end)?;
+                if access == Access::Write {
+                    zero_range(active, position, garbage_end)?;
+                }
                 truncated = Some(Truncation {
                     position,
                     bytes: garbage_end - position,
@@ -315,6 +365,9 @@ fn recover_active(
         let mut index = active.index.write();
         index.entries = entries;
         index.loaded = true;
+    }
+    if access == Access::ReadOnly {
+        return Ok((end, next_offset));
     }
     // What was read may have been only in the page cache (a process crash): make it
     // durable before it is reported durable, then move the checkpoint.

@@ -78,7 +78,7 @@ impl Shared {
 
     /// Loads a sealed segment's index on first use: from its index file when that is
     /// intact and matches, otherwise by scanning the segment (and rewriting the file).
-    fn ensure_index(&self, segment: &Segment, rebuild: bool) -> Result<()> {
+    pub(crate) fn ensure_index(&self, segment: &Segment, rebuild: bool) -> Result<()> {
         if segment.index.read().loaded && !rebuild {
             return Ok(());
         }
@@ -94,6 +94,7 @@ impl Shared {
             if let Some(file) = segment.load_index_file(&self.dir) {
                 if file.next_offset == end_offset {
                     index.entries = file.entries;
+                    index.data_end = Some(file.data_end);
                     index.loaded = true;
                     return Ok(());
                 }
@@ -115,6 +116,7 @@ impl Shared {
             return Err(Error::corruption(&segment.path, position, reason));
         }
         index.entries = outcome.entries;
+        index.data_end = Some(outcome.end_position);
         index.loaded = true;
         drop(index);
         // Best effort: the next open loads it instead of scanning again.

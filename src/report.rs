@@ -77,3 +77,28 @@ pub struct Truncation {
     /// Why the data there was not valid.
     pub reason: String,
 }
+
+/// One segment of the log, as [`Log::segments`](crate::Log::segments) describes it.
+#[derive(Debug, Clone)]
+pub struct SegmentInfo {
+    /// Segment id (its file name).
+    pub segment_id: u64,
+    /// Its file.
+    pub path: PathBuf,
+    /// Offset of its first record.
+    pub base_offset: u64,
+    /// Offset after its last record.
+    pub end_offset: u64,
+    /// Records it holds.
+    pub records_count: u64,
+    /// Bytes of its file in use: header and frames.
+    pub used_bytes: u64,
+    /// Size of its file.
+    pub segment_bytes: u64,
+    /// Sealed (full, read-only) rather than active.
+    pub sealed: bool,
+    /// Entries of its sparse index.
+    pub index_entries: u64,
+    /// Milliseconds since the Unix epoch when it was prepared.
+    pub created_ms: u64,
+}

@@ -164,6 +164,8 @@ pub(crate) struct SegmentIndex {
     /// Whether `entries` is complete for the segment's readable data. Sealed segments
     /// load it lazily from their index file (or a scan).
     pub(crate) loaded: bool,
+    /// End of a sealed segment's data, once known.
+    pub(crate) data_end: Option<u64>,
 }
 
 impl SegmentIndex {
@@ -352,6 +354,7 @@ mod tests {
                 },
             ],
             loaded: true,
+            data_end: None,
         };
         assert_eq!(index.floor(9), None);
         assert_eq!(index.floor(10).unwrap().position, 64);

@@ -81,6 +81,18 @@ impl Staging {
     pub(crate) fn next_offset(&self) -> u64 {
         self.next_offset
     }
+
+    /// Where the next record goes: segment, position and offset.
+    pub(crate) fn cursor(&self) -> (Arc<Segment>, u64, u64) {
+        (self.segment.clone(), self.position, self.next_offset)
+    }
+
+    /// Moves the cursor (read-only logs, after finding new data).
+    pub(crate) fn advance_to(&mut self, segment: Arc<Segment>, position: u64, next_offset: u64) {
+        self.segment = segment;
+        self.position = position;
+        self.next_offset = next_offset;
+    }
 }
 
 /// State owned by whoever holds the commit lock.
@@ -116,6 +128,8 @@ pub(crate) struct Counters {
 /// Everything the log's handles and threads share.
 pub(crate) struct Shared {
     pub(crate) dir: PathBuf,
+    /// Opened with `Log::open_read_only`: no writer, no threads, refreshed by scanning.
+    pub(crate) read_only: bool,
     pub(crate) opts: Options,
     pub(crate) backend_kind: BackendKind,
     pub(crate) backend_fallback: Option<String>,
@@ -143,6 +157,7 @@ pub(crate) struct Start {
     pub(crate) spare: Option<Spare>,
     pub(crate) backend: Box<dyn Backend>,
     pub(crate) backend_fallback: Option<String>,
+    pub(crate) read_only: bool,
 }
 
 impl Shared {
@@ -158,6 +173,7 @@ impl Shared {
         let backend_kind = start.backend.kind();
         Arc::new(Shared {
             dir,
+            read_only: start.read_only,
             backend_kind,
             backend_fallback: start.backend_fallback,
             staging: Mutex::new(Staging {
@@ -207,6 +223,9 @@ impl Shared {
     /// Encodes `payloads` as consecutive records into staging. Returns their offsets and
     /// whether the writer thread was parked at that moment.
     pub(crate) fn stage(&self, payloads: &[&[u8]]) -> Result<(Range<u64>, bool)> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
         let max = self.opts.max_record_bytes_effective();
         let mut frames_bytes = 0u64;
         for payload in payloads {
@@ -743,6 +762,10 @@ impl Shared {
     /// Stops new appends, commits and flushes what is staged, and writes a clean
     /// checkpoint. Idempotent.
     pub(crate) fn shutdown(&self) -> Result<()> {
+        if self.read_only {
+            self.staging.lock().closed = true;
+            return Ok(());
+        }
         {
             let mut st = self.staging.lock();
             st.closed = true;
