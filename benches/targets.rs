@@ -231,9 +231,10 @@ fn ringlog_scan(dir: &Path, record_bytes: usize, n: usize) -> f64 {
     best
 }
 
+/// memcpy of a buffer far larger than the CPU caches, as a scan's data is.
 fn memcpy_bandwidth() -> f64 {
-    let src = vec![0x42u8; 64 << 20];
-    let mut dst = vec![0u8; 64 << 20];
+    let src = vec![0x42u8; 256 << 20];
+    let mut dst = vec![0u8; 256 << 20];
     let mut best = 0f64;
     for _ in 0..5 {
         let start = Instant::now();
@@ -269,6 +270,11 @@ fn open_time(dir: &Path, segments: usize, segment_bytes: u64) -> Duration {
     best
 }
 
+/// Whether the section named `name` runs (`RINGLOG_BENCH_ONLY=scan,open` picks some).
+fn wanted(name: &str) -> bool {
+    std::env::var("RINGLOG_BENCH_ONLY").map_or(true, |only| only.split(',').any(|o| o == name))
+}
+
 fn row(name: &str, value: String, baseline: String, ratio: f64, target: &str) {
     println!("| {name} | {value} | {baseline} | {ratio:.2} | {target} |");
 }
@@ -293,96 +299,104 @@ fn main() {
     println!("| measure | ringlog | baseline | ratio | target |");
     println!("|---|---|---|---|---|");
 
-    let n = scaled(5000);
-    let base = naive(d, 1024, n);
-    let ours = ringlog_single(&fresh("single"), io, 1024, n);
-    let us = |v: u64| format!("{:.1} µs", v as f64 / 1000.0);
-    let (b50, b99) = (percentile(&base, 0.5), percentile(&base, 0.99));
-    let (o50, o99) = (percentile(&ours, 0.5), percentile(&ours, 0.99));
-    row(
-        "1 producer, Sync, 1 KiB: p50",
-        us(o50),
-        us(b50),
-        o50 as f64 / b50 as f64,
-        "≤ 1.2",
-    );
-    row(
-        "1 producer, Sync, 1 KiB: p99",
-        us(o99),
-        us(b99),
-        o99 as f64 / b99 as f64,
-        "≤ 2.0",
-    );
-
-    let naive_rate = 1e9 / (base.iter().sum::<u64>() as f64 / base.len() as f64);
-    for producers in [4usize, 16, 64] {
-        let ceil = ceiling(d, 1024, producers, secs);
-        let (rate, stats) =
-            ringlog_many(&fresh("many"), io, Durability::Sync, 1024, producers, secs);
+    if wanted("latency") {
+        let n = scaled(5000);
+        let base = naive(d, 1024, n);
+        let ours = ringlog_single(&fresh("single"), io, 1024, n);
+        let us = |v: u64| format!("{:.1} µs", v as f64 / 1000.0);
+        let (b50, b99) = (percentile(&base, 0.5), percentile(&base, 0.99));
+        let (o50, o99) = (percentile(&ours, 0.5), percentile(&ours, 0.99));
+        row(
+            "1 producer, Sync, 1 KiB: p50",
+            us(o50),
+            us(b50),
+            o50 as f64 / b50 as f64,
+            "≤ 1.2",
+        );
+        row(
+            "1 producer, Sync, 1 KiB: p99",
+            us(o99),
+            us(b99),
+            o99 as f64 / b99 as f64,
+            "≤ 2.0",
+        );
+    }
+    if wanted("producers") {
+        let base = naive(d, 1024, scaled(2000));
+        let naive_rate = 1e9 / (base.iter().sum::<u64>() as f64 / base.len() as f64);
+        for producers in [4usize, 16, 64] {
+            let ceil = ceiling(d, 1024, producers, secs);
+            let (rate, stats) =
+                ringlog_many(&fresh("many"), io, Durability::Sync, 1024, producers, secs);
+            row(
+                &format!(
+                    "{producers} producers, Sync, 1 KiB: records/s vs ceiling (recs/fsync {:.1})",
+                    stats.records_per_fsync
+                ),
+                format!("{rate:.0}"),
+                format!("{ceil:.0}"),
+                rate / ceil,
+                if producers == 64 { "≥ 0.8" } else { "-" },
+            );
+            row(
+                &format!("{producers} producers, Sync, 1 KiB: vs naive"),
+                format!("{rate:.0}"),
+                format!("{naive_rate:.0}"),
+                rate / naive_rate,
+                if producers == 64 { "≥ 30" } else { "-" },
+            );
+        }
+    }
+    if wanted("bandwidth") {
+        let bw = disk_bandwidth(d, 512 << 20);
+        let (rate, stats) = ringlog_many(&fresh("big"), io, Durability::Sync, 16 << 10, 64, secs);
         row(
             &format!(
-                "{producers} producers, Sync, 1 KiB: records/s vs ceiling (recs/fsync {:.1})",
+                "64 producers, Sync, 16 KiB: MB/s vs disk (recs/fsync {:.1})",
                 stats.records_per_fsync
             ),
-            format!("{rate:.0}"),
-            format!("{ceil:.0}"),
-            rate / ceil,
-            if producers == 64 { "≥ 0.8" } else { "-" },
-        );
-        row(
-            &format!("{producers} producers, Sync, 1 KiB: vs naive"),
-            format!("{rate:.0}"),
-            format!("{naive_rate:.0}"),
-            rate / naive_rate,
-            if producers == 64 { "≥ 30" } else { "-" },
+            format!("{:.0}", rate * 16384.0 / 1e6),
+            format!("{:.0}", bw / 1e6),
+            rate * 16384.0 / bw,
+            "≥ 0.7",
         );
     }
-
-    let bw = disk_bandwidth(d, 512 << 20);
-    let (rate, stats) = ringlog_many(&fresh("big"), io, Durability::Sync, 16 << 10, 64, secs);
-    row(
-        &format!(
-            "64 producers, Sync, 16 KiB: MB/s vs disk (recs/fsync {:.1})",
-            stats.records_per_fsync
-        ),
-        format!("{:.0}", rate * 16384.0 / 1e6),
-        format!("{:.0}", bw / 1e6),
-        rate * 16384.0 / bw,
-        "≥ 0.7",
-    );
-
-    let pc = page_cache_bandwidth(d, 1 << 30);
-    let unsynced = ringlog_unsynced(&fresh("none"), io, 100, scaled(5_000_000));
-    row(
-        "None, 1 producer, 100 B: MB/s vs page cache",
-        format!("{:.0}", unsynced / 1e6),
-        format!("{:.0}", pc / 1e6),
-        unsynced / pc,
-        "≥ 0.3",
-    );
-
-    let memcpy = memcpy_bandwidth();
-    for (record_bytes, n, target) in [
-        (100usize, scaled(2_000_000), "≥ 0.3"),
-        (16 << 10, scaled(20_000), "≥ 0.6"),
-    ] {
-        let scan = ringlog_scan(&fresh("scan"), record_bytes, n);
+    if wanted("unsynced") {
+        let pc = page_cache_bandwidth(d, 1 << 30);
+        let unsynced = ringlog_unsynced(&fresh("none"), io, 100, scaled(5_000_000));
         row(
-            &format!("scan {record_bytes} B records: MB/s vs memcpy"),
-            format!("{:.0}", scan / 1e6),
-            format!("{:.0}", memcpy / 1e6),
-            scan / memcpy,
-            target,
+            "None, 1 producer, 100 B: MB/s vs page cache",
+            format!("{:.0}", unsynced / 1e6),
+            format!("{:.0}", pc / 1e6),
+            unsynced / pc,
+            "≥ 0.3",
         );
     }
-
-    let small = open_time(&fresh("open-small"), 3, 1 << 20);
-    let large = open_time(&fresh("open-large"), 30, 1 << 20);
-    row(
-        "open time, 30 vs 3 segments",
-        format!("{:.2} ms", large.as_secs_f64() * 1e3),
-        format!("{:.2} ms", small.as_secs_f64() * 1e3),
-        large.as_secs_f64() / small.as_secs_f64(),
-        "≤ 1.5",
-    );
+    if wanted("scan") {
+        let memcpy = memcpy_bandwidth();
+        for (record_bytes, n, target) in [
+            (100usize, scaled(2_000_000), "≥ 0.3"),
+            (16 << 10, scaled(20_000), "≥ 0.6"),
+        ] {
+            let scan = ringlog_scan(&fresh("scan"), record_bytes, n);
+            row(
+                &format!("scan {record_bytes} B records: MB/s vs memcpy"),
+                format!("{:.0}", scan / 1e6),
+                format!("{:.0}", memcpy / 1e6),
+                scan / memcpy,
+                target,
+            );
+        }
+    }
+    if wanted("open") {
+        let small = open_time(&fresh("open-small"), 3, 1 << 20);
+        let large = open_time(&fresh("open-large"), 30, 1 << 20);
+        row(
+            "open time, 30 vs 3 segments",
+            format!("{:.2} ms", large.as_secs_f64() * 1e3),
+            format!("{:.2} ms", small.as_secs_f64() * 1e3),
+            large.as_secs_f64() / small.as_secs_f64(),
+            "≤ 1.5",
+        );
+    }
 }

@@ -17,6 +17,8 @@ pub const SEGMENT_HEADER_BYTES: u64 = 64;
 /// Bytes of the fixed part of every frame (records and commit markers).
 pub const FRAME_HEADER_BYTES: u64 = 24;
 /// Frames start and end on this alignment; padding bytes are zero and covered by the CRC.
+/// A frame starts with its CRC word, then its length word; a zero 8-byte word (both
+/// zero) is the end of data.
 pub const FRAME_ALIGN_BYTES: u64 = 8;
 /// Bytes of a commit marker's body.
 pub const MARKER_BODY_BYTES: u64 = 8;
@@ -238,7 +240,7 @@ pub fn encode_record(
     debug_assert_ne!(offset, MARKER_OFFSET);
     let header_end = FRAME_HEADER_BYTES as usize;
     let flags = if continues { FRAME_CONTINUES } else { 0 };
-    out[0..4].copy_from_slice(&(frame_len as u32 | flags).to_le_bytes());
+    out[4..8].copy_from_slice(&(frame_len as u32 | flags).to_le_bytes());
     out[8..16].copy_from_slice(&offset.to_le_bytes());
     out[16..24].copy_from_slice(&timestamp_ms.to_le_bytes());
     out[header_end..header_end + payload.len()].copy_from_slice(payload);
@@ -250,7 +252,7 @@ pub fn encode_record(
 /// segment position below which every byte was durable when the marker was written.
 pub fn encode_marker(out: &mut [u8], seed: u32, timestamp_ms: u64, durable_position: u64) {
     debug_assert_eq!(out.len() as u64, MARKER_BYTES);
-    out[0..4].copy_from_slice(&((FRAME_HEADER_BYTES + MARKER_BODY_BYTES) as u32).to_le_bytes());
+    out[4..8].copy_from_slice(&((FRAME_HEADER_BYTES + MARKER_BODY_BYTES) as u32).to_le_bytes());
     out[8..16].copy_from_slice(&MARKER_OFFSET.to_le_bytes());
     out[16..24].copy_from_slice(&timestamp_ms.to_le_bytes());
     out[24..32].copy_from_slice(&durable_position.to_le_bytes());
@@ -261,13 +263,12 @@ pub fn encode_marker(out: &mut [u8], seed: u32, timestamp_ms: u64, durable_posit
 /// Computes and stores the CRC of an encoded, padded frame.
 fn seal_frame(frame: &mut [u8], seed: u32) {
     let crc = frame_crc(frame, seed);
-    frame[4..8].copy_from_slice(&crc.to_le_bytes());
+    frame[0..4].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// CRC of a padded frame: the length word, then everything after the CRC word.
+/// CRC of a padded frame: everything after the CRC word, padding included.
 fn frame_crc(frame: &[u8], seed: u32) -> u32 {
-    let crc = crc32c::crc32c_append(seed, &frame[0..4]);
-    crc32c::crc32c_append(crc, &frame[8..])
+    crc32c::crc32c_append(seed, &frame[4..])
 }
 
 /// What kind of frame a decoded frame is.
@@ -315,9 +316,14 @@ pub fn decode_frame(bytes: &[u8], seed: u32) -> Result<Frame, FrameError> {
             "frame header runs past the segment end",
         ));
     }
-    let length_word = u32_at(bytes, 0);
+    let length_word = u32_at(bytes, 4);
     if length_word == 0 {
-        return Err(FrameError::End);
+        // A real frame's length is at least a header: a zero length is the end of data
+        // (a non-zero CRC word beside it is a torn write, judged by recovery).
+        if u32_at(bytes, 0) == 0 {
+            return Err(FrameError::End);
+        }
+        return Err(FrameError::Invalid("zero length with a non-zero checksum"));
     }
     let continues = length_word & FRAME_CONTINUES != 0;
     let frame_len = (length_word & !FRAME_CONTINUES) as u64;
@@ -333,7 +339,7 @@ pub fn decode_frame(bytes: &[u8], seed: u32) -> Result<Frame, FrameError> {
         ));
     }
     let frame = &bytes[..padded_bytes as usize];
-    if u32_at(frame, 4) != frame_crc(frame, seed) {
+    if u32_at(frame, 0) != frame_crc(frame, seed) {
         return Err(FrameError::Invalid("checksum mismatch"));
     }
     let offset = u64_at(frame, 8);
@@ -586,7 +592,7 @@ mod tests {
             damaged[bit / 8] ^= 1 << (bit % 8);
             match decode_frame(&damaged, seed) {
                 Ok(frame) => panic!("bit {bit} undetected: {frame:?}"),
-                Err(FrameError::End) => assert!(bit < 32, "End only when length zeroed"),
+                Err(FrameError::End) => panic!("bit {bit}: a flip never reads as the end"),
                 Err(FrameError::Invalid(_)) => {}
             }
         }
@@ -637,7 +643,7 @@ mod tests {
         let seed = frame_seed(0);
         for len in [1u32, 23, u32::MAX, 1 << 30] {
             let mut bytes = vec![0u8; 64];
-            bytes[0..4].copy_from_slice(&len.to_le_bytes());
+            bytes[4..8].copy_from_slice(&len.to_le_bytes());
             assert!(matches!(
                 decode_frame(&bytes, seed),
                 Err(FrameError::Invalid(_))

@@ -211,7 +211,7 @@ fn skip_damaged(
         return None;
     }
     let at = position as usize;
-    let word = u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?);
+    let word = u32::from_le_bytes(bytes.get(at + 4..at + 8)?.try_into().ok()?);
     let frame_len = (word & !format::FRAME_CONTINUES) as u64;
     if frame_len < format::FRAME_HEADER_BYTES {
         return None;
@@ -273,9 +273,19 @@ fn read_frame(segment: &Arc<Segment>, mut position: u64, expected: u64) -> Resul
 pub struct Iter {
     shared: Arc<Shared>,
     next: u64,
-    cursor: Option<(Arc<Segment>, u64)>,
+    /// The read watermark as last seen; re-read only when `next` reaches it.
+    visible: u64,
+    cursor: Option<Cursor>,
     failed: bool,
     pending: Option<Error>,
+}
+
+/// Where the iterator is: the segment, the position of the next frame, and the offset
+/// the segment ends at (`u64::MAX` while it was the active segment).
+struct Cursor {
+    segment: Arc<Segment>,
+    position: u64,
+    end_offset: u64,
 }
 
 impl Iter {
@@ -283,11 +293,12 @@ impl Iter {
         let first = shared
             .first_offset
             .load(std::sync::atomic::Ordering::SeqCst);
-        let pending =
-            (from < first || from > shared.visible_offset()).then(|| shared.out_of_range(from));
+        let visible = shared.visible_offset();
+        let pending = (from < first || from > visible).then(|| shared.out_of_range(from));
         Iter {
             shared,
             next: from,
+            visible,
             cursor: None,
             failed: false,
             pending,
@@ -300,24 +311,38 @@ impl Iter {
     }
 
     fn advance(&mut self) -> Result<Record> {
-        let cursor = match self.cursor.take() {
-            Some((segment, position))
-                if segment.end_offset.read().is_none_or(|end| self.next < end) =>
-            {
-                (segment, position)
+        if let Some(cursor) = &mut self.cursor {
+            if self.next < cursor.end_offset {
+                match read_frame(&cursor.segment, cursor.position, self.next) {
+                    Ok((record, after)) => {
+                        cursor.position = after;
+                        self.next += 1;
+                        return Ok(record);
+                    }
+                    // Still the active segment: the error is real.
+                    Err(e)
+                        if cursor.end_offset != u64::MAX
+                            || cursor.segment.end_offset.read().is_none() =>
+                    {
+                        return Err(e)
+                    }
+                    // The segment was sealed since: the record is in the next one.
+                    Err(_) => {}
+                }
             }
-            _ => {
-                let segment = self
-                    .shared
-                    .segment_for(self.next)
-                    .ok_or_else(|| self.shared.out_of_range(self.next))?;
-                let position = self.shared.locate(&segment, self.next)?;
-                (segment, position)
-            }
-        };
-        let (segment, position) = cursor;
+        }
+        let segment = self
+            .shared
+            .segment_for(self.next)
+            .ok_or_else(|| self.shared.out_of_range(self.next))?;
+        let position = self.shared.locate(&segment, self.next)?;
         let (record, after) = read_frame(&segment, position, self.next)?;
-        self.cursor = Some((segment, after));
+        let end_offset = segment.end_offset.read().unwrap_or(u64::MAX);
+        self.cursor = Some(Cursor {
+            segment,
+            position: after,
+            end_offset,
+        });
         self.next += 1;
         Ok(record)
     }
@@ -334,8 +359,11 @@ impl Iterator for Iter {
             self.failed = true;
             return Some(Err(error));
         }
-        if self.next >= self.shared.visible_offset() {
-            return None;
+        if self.next >= self.visible {
+            self.visible = self.shared.visible_offset();
+            if self.next >= self.visible {
+                return None;
+            }
         }
         match self.advance() {
             Ok(record) => Some(Ok(record)),

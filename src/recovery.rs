@@ -231,7 +231,7 @@ fn look_past(bytes: &[u8], seed: u32, from: u64) -> LookPast {
             continue;
         }
         found.last_nonzero_end = position + 8;
-        let frame_len = (word as u32 & !format::FRAME_CONTINUES) as u64;
+        let frame_len = ((word >> 32) as u32 & !format::FRAME_CONTINUES) as u64;
         let plausible = frame_len >= format::FRAME_HEADER_BYTES
             && position + format::padded_frame_bytes(frame_len) <= len
             && crc_budget >= frame_len;
@@ -447,7 +447,7 @@ mod tests {
         let end = b.position;
         // Every word claims a plausible frame length.
         for chunk in b.bytes[end..].chunks_exact_mut(8) {
-            chunk[0..4].copy_from_slice(&(4000u32).to_le_bytes());
+            chunk[4..8].copy_from_slice(&(4000u32).to_le_bytes());
         }
         assert!(matches!(b.scan(64).tail, Tail::Torn { .. }));
     }
