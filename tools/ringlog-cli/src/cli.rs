@@ -1,0 +1,171 @@
+//! The command line: every command, flag and default, parsed by clap.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::units::{self, DurabilityArg, IoArg};
+
+/// Inspect, verify, repair, follow, ingest into and benchmark ringlog logs.
+///
+/// Exit codes: 0 success; 1 the log is damaged (verify found a problem, repair refused,
+/// a read hit corruption); 2 usage or I/O error.
+#[derive(Debug, Parser)]
+#[command(name = "ringlog", version, about, long_about)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// One `ringlog` command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Segments, offsets, sizes, format version and lock holder of a log (read-only).
+    Info(InfoArgs),
+    /// Print records, one per line (read-only).
+    Dump(DumpArgs),
+    /// Print the last records; with -f keep printing new ones as they become durable.
+    Tail(TailArgs),
+    /// Append each line of stdin (or of a file) as a record.
+    Append(AppendArgs),
+    /// Check every header, checksum, offset and index (read-only). Exit 0 clean, 1 damaged.
+    Verify(VerifyArgs),
+    /// Cut a torn tail (and only that); refuse on damage in the middle of the log.
+    Repair(RepairArgs),
+    /// Measure append throughput and latency with concurrent producers.
+    Bench(BenchArgs),
+}
+
+/// `ringlog info`.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The log's directory.
+    pub dir: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How payload bytes are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PayloadFormat {
+    /// As text; invalid UTF-8 and control characters are escaped.
+    Utf8,
+    /// Lowercase hexadecimal.
+    Hex,
+    /// Standard base64 with padding.
+    Base64,
+    /// Not printed (offset, time and length only).
+    None,
+}
+
+/// `ringlog dump`.
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// The log's directory.
+    pub dir: PathBuf,
+    /// First offset to print [default: the log's first offset].
+    #[arg(long, value_name = "OFFSET")]
+    pub from: Option<u64>,
+    /// Most records to print [default: all].
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// How payloads are printed.
+    #[arg(long, value_enum, default_value_t = PayloadFormat::Utf8)]
+    pub payload: PayloadFormat,
+    /// Print NDJSON: one JSON object per record.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ringlog tail`.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// The log's directory.
+    pub dir: PathBuf,
+    /// How many of the last records to print first.
+    #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 10)]
+    pub records: u64,
+    /// Keep printing new records as they become durable, until interrupted.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// How often to look for new records with --follow.
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = units::parse_duration)]
+    pub poll_interval: Duration,
+    /// How payloads are printed.
+    #[arg(long, value_enum, default_value_t = PayloadFormat::Utf8)]
+    pub payload: PayloadFormat,
+    /// Print NDJSON: one JSON object per record.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ringlog append`.
+#[derive(Debug, Args)]
+pub struct AppendArgs {
+    /// The log's directory (created with an empty log if needed).
+    pub dir: PathBuf,
+    /// Read lines from this file instead of stdin.
+    #[arg(long, value_name = "F")]
+    pub file: Option<PathBuf>,
+    /// Lines per atomic batch: all of a batch survive a crash or none. With 1, every line
+    /// is its own record and appends are pipelined.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch: u64,
+    /// Size of new segment files [default: the log's current segment size, else 64MiB].
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_bytes)]
+    pub segment_size: Option<u64>,
+}
+
+/// `ringlog verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The log's directory.
+    pub dir: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ringlog repair`.
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// The log's directory.
+    pub dir: PathBuf,
+    /// Report what would be cut, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `ringlog bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Log directory to append to [default: a temporary directory, removed afterwards].
+    pub dir: Option<PathBuf>,
+    /// Stop after this many records.
+    #[arg(long, value_name = "N", conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
+    pub records: Option<u64>,
+    /// Stop after this long (e.g. 10s, 500ms) [default: 10s unless --records is given].
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Payload bytes per record (e.g. 1KiB, 100).
+    #[arg(long, value_name = "SIZE", default_value = "1KiB", value_parser = units::parse_bytes)]
+    pub record_size: u64,
+    /// Threads appending concurrently.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub producers: u64,
+    /// sync (durable when append returns), interval:DURATION (e.g. interval:1ms) or none.
+    #[arg(long, value_name = "MODE", default_value = "sync", value_parser = units::parse_durability)]
+    pub durability: DurabilityArg,
+    /// I/O backend: auto, uring or pwrite.
+    #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = units::parse_io)]
+    pub io: IoArg,
+    /// Size of each segment file.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = units::parse_bytes)]
+    pub segment_size: u64,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,54 @@
+//! One module per command; [`run`] dispatches.
+
+mod append;
+mod bench;
+mod dump;
+mod info;
+mod repair;
+mod tail;
+mod verify;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use ringlog::{Log, Options};
+
+use crate::cli::Command;
+use crate::failure::{CliResult, Failure};
+
+/// Runs one command; `Ok` carries the exit code (`verify` exits 1 on problems).
+pub fn run(command: Command) -> CliResult<ExitCode> {
+    match command {
+        Command::Info(args) => info::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Dump(args) => dump::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Tail(args) => tail::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Append(args) => append::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Verify(args) => verify::run(&args),
+        Command::Repair(args) => repair::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => bench::run(&args).map(|()| ExitCode::SUCCESS),
+    }
+}
+
+/// Opens the log in `dir` read-only: no lock, nothing on disk changes, works beside a
+/// writer in another process.
+pub fn open_read_only(dir: &Path) -> CliResult<Log> {
+    if !dir.is_dir() {
+        return Err(not_a_directory(dir));
+    }
+    Log::open_read_only(dir, Options::default()).map_err(|e| Failure::from_log(e, dir))
+}
+
+/// The failure for a `DIR` argument that is not a directory.
+pub fn not_a_directory(dir: &Path) -> Failure {
+    if dir.exists() {
+        Failure::usage(format!(
+            "{} is not a directory; pass the log's directory",
+            dir.display()
+        ))
+    } else {
+        Failure::usage(format!(
+            "{} does not exist; pass the directory of an existing log",
+            dir.display()
+        ))
+    }
+}
