@@ -22,11 +22,17 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// Bytes on disk that fail validation where valid data must be.
+    /// Bytes on disk that fail validation where valid data must be. A torn tail refused
+    /// under `RecoveryPolicy::Strict` is reported this way too, with a reason starting
+    /// "torn tail" (see [`Error::is_torn_tail`]).
     #[error(
-        "corruption in {} at byte {position}: {reason}; run `ringlog verify` on the directory{}",
+        "corruption in {} at byte {position}: {reason}; {}",
         segment.display(),
-        if *torn_tail { ", or reopen with RecoveryPolicy::TruncateTorn to cut the torn tail" } else { "" }
+        if reason.starts_with(TORN_TAIL) {
+            "reopen with RecoveryPolicy::TruncateTorn (or run `ringlog repair`) to cut it"
+        } else {
+            "run `ringlog verify` on the directory to list the damage"
+        }
     )]
     Corruption {
         /// The segment (or index) file.
@@ -35,9 +41,6 @@ pub enum Error {
         position: u64,
         /// What was wrong.
         reason: String,
-        /// Whether this is a torn tail (data that could have been in flight at a crash),
-        /// which `RecoveryPolicy::TruncateTorn` cuts, rather than damage to durable data.
-        torn_tail: bool,
     },
 
     /// An offset outside the readable range `first..next`.
@@ -109,7 +112,16 @@ impl Error {
             segment: segment.into(),
             position,
             reason: reason.into(),
-            torn_tail: false,
         }
     }
+
+    /// Whether this is a torn tail refused under `RecoveryPolicy::Strict`: data at the
+    /// end of the log that could have been in flight at a crash (never acknowledged),
+    /// which `RecoveryPolicy::TruncateTorn` cuts. Damage to durable data is not.
+    pub fn is_torn_tail(&self) -> bool {
+        matches!(self, Error::Corruption { reason, .. } if reason.starts_with(TORN_TAIL))
+    }
 }
+
+/// How the reason of a torn-tail `Corruption` starts.
+pub(crate) const TORN_TAIL: &str = "torn tail";

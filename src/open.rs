@@ -335,8 +335,7 @@ fn recover_active(
                     return Err(Error::Corruption {
                         segment: active.path.clone(),
                         position,
-                        reason: format!("torn tail: {reason}"),
-                        torn_tail: true,
+                        reason: format!("{}: {reason}", crate::error::TORN_TAIL),
                     });
                 }
                 if access == Access::Write {

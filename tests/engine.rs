@@ -193,14 +193,18 @@ fn torn_tail_is_cut_under_truncate_torn_and_refused_under_strict() {
 
             let strict = small(io).recovery(RecoveryPolicy::Strict);
             match Log::open(dir.path(), strict.clone()) {
-                Err(Error::Corruption {
-                    position,
-                    torn_tail,
-                    segment,
-                    ..
-                }) => {
+                Err(e @ Error::Corruption { .. }) => {
+                    assert!(e.is_torn_tail(), "{e}");
+                    let Error::Corruption {
+                        segment,
+                        position,
+                        reason,
+                    } = e
+                    else {
+                        unreachable!()
+                    };
+                    assert!(reason.starts_with("torn tail"), "{reason}");
                     assert_eq!(position, end);
-                    assert!(torn_tail);
                     assert_eq!(segment, seg);
                 }
                 other => panic!("{io:?}: strict open should fail, got {other:?}"),
@@ -270,7 +274,7 @@ fn bit_flip_in_the_middle_is_reported_not_skipped() {
         }
         for policy in [RecoveryPolicy::TruncateTorn, RecoveryPolicy::Strict] {
             match Log::open(dir.path(), small(io).recovery(policy)) {
-                Err(Error::Corruption { torn_tail, .. }) => assert!(!torn_tail),
+                Err(e @ Error::Corruption { .. }) => assert!(!e.is_torn_tail(), "{e}"),
                 other => panic!("{policy:?}: expected corruption, got {other:?}"),
             }
         }
