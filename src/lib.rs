@@ -42,6 +42,8 @@ compile_error!("ringlog supports Linux only: it relies on io_uring, fdatasync an
 mod error;
 mod follow;
 mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 mod io;
 mod log;
 mod open;
