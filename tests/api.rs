@@ -1,0 +1,194 @@
+//! Options, durability modes, tickets and the smaller promises of the API.
+
+mod common;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use common::{backends, payload, small};
+use ringlog::{Durability, Error, Log, Options};
+
+#[test]
+fn segment_sizes_are_validated_and_files_are_exactly_that_size() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [
+        0u64,
+        4096,
+        (64 << 10) - 4096,
+        (64 << 10) + 1,
+        (64 << 10) + 100,
+        2 << 30,
+    ] {
+        match Log::open(dir.path(), Options::default().segment_bytes(bad)) {
+            Err(Error::InvalidOptions(msg)) => assert!(msg.contains("segment_bytes"), "{msg}"),
+            other => panic!("segment_bytes {bad}: {other:?}"),
+        }
+    }
+    for good in [64 << 10, (64 << 10) + 4096, 1 << 20] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), Options::default().segment_bytes(good)).unwrap();
+        log.append(b"x").unwrap();
+        log.close().unwrap();
+        for seg in common::segment_files(dir.path()) {
+            assert_eq!(std::fs::metadata(&seg).unwrap().len(), good, "{seg:?}");
+        }
+    }
+}
+
+#[test]
+fn oversized_records_and_batches_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(
+        dir.path(),
+        small(ringlog::IoBackend::Pwrite).max_record_bytes(1000),
+    )
+    .unwrap();
+    match log.append(&[0u8; 1001]) {
+        Err(Error::RecordTooLarge {
+            record_bytes,
+            max_record_bytes,
+        }) => {
+            assert_eq!((record_bytes, max_record_bytes), (1001, 1000));
+        }
+        other => panic!("{other:?}"),
+    }
+    let big = vec![0u8; 1000];
+    let batch: Vec<&[u8]> = (0..100).map(|_| big.as_slice()).collect();
+    assert!(matches!(
+        log.append_batch(&batch),
+        Err(Error::RecordTooLarge { .. })
+    ));
+    assert_eq!(
+        log.append(&big).unwrap(),
+        0,
+        "a refused append takes no offset"
+    );
+    assert!(Log::open(
+        tempfile::tempdir().unwrap().path(),
+        small(ringlog::IoBackend::Pwrite).max_record_bytes(1 << 20)
+    )
+    .is_err());
+}
+
+#[test]
+fn empty_batch_and_closed_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small(ringlog::IoBackend::Pwrite)).unwrap();
+    assert_eq!(log.append_batch(&[]).unwrap(), 0..0);
+    log.append(b"a").unwrap();
+    log.close().unwrap();
+    log.close().unwrap();
+    assert!(matches!(log.append(b"b"), Err(Error::Closed)));
+    assert!(matches!(log.sync(), Err(Error::Closed)));
+    assert_eq!(
+        log.read(0).unwrap().payload(),
+        b"a",
+        "reads still work after close"
+    );
+}
+
+#[test]
+fn none_durability_needs_sync_and_readers_see_written_records() {
+    for io in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), small(io).durability(Durability::None)).unwrap();
+        for i in 0..50 {
+            log.append(&payload(i, 100)).unwrap();
+        }
+        wait_for(|| log.iter(0).count() == 50);
+        assert_eq!(log.durable_offset(), 0);
+        log.sync().unwrap();
+        assert_eq!(log.durable_offset(), 50);
+    }
+}
+
+#[test]
+fn interval_durability_flushes_on_its_own() {
+    for io in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = small(io).durability(Durability::Interval(Duration::from_millis(5)));
+        let log = Log::open(dir.path(), opts.clone()).unwrap();
+        for i in 0..20 {
+            log.append(&payload(i, 100)).unwrap();
+        }
+        wait_for(|| log.durable_offset() == 20);
+        assert_eq!(log.read(19).unwrap().payload(), payload(19, 100).as_slice());
+        drop(log);
+        // Written-but-not-durable records are visible only when asked for.
+        let log = Log::open(dir.path(), opts.clone().read_unflushed(true)).unwrap();
+        assert_eq!(log.next_offset(), 20);
+    }
+}
+
+fn wait_for(mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "condition not reached in 10 s");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// A minimal executor: the ticket needs no runtime.
+fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(out) => return out,
+            Poll::Pending => std::thread::park_timeout(Duration::from_millis(100)),
+        }
+    }
+}
+
+#[test]
+fn tickets_resolve_by_wait_and_by_await() {
+    for io in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), small(io)).unwrap();
+        let tickets: Vec<_> = (0..32)
+            .map(|i| log.submit(&payload(i, 200)).unwrap())
+            .collect();
+        for (i, ticket) in tickets.into_iter().enumerate() {
+            let offset = if i % 2 == 0 {
+                ticket.wait().unwrap()
+            } else {
+                block_on(ticket).unwrap()
+            };
+            assert_eq!(offset, i as u64);
+            assert!(log.durable_offset() > offset);
+        }
+        let stats = log.stats();
+        assert_eq!(stats.records_count, 32);
+        assert!(
+            stats.fsyncs_count >= 1 && stats.fsyncs_count <= 32,
+            "{stats:?}"
+        );
+    }
+}
+
+#[test]
+fn log_is_send_and_sync_and_records_outlive_the_log() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    fn assert_send_static<T: Send + 'static>() {}
+    assert_send_sync::<Log>();
+    assert_send_static::<ringlog::Record>();
+    let dir = tempfile::tempdir().unwrap();
+    let record = {
+        let log = Log::open(dir.path(), small(ringlog::IoBackend::Pwrite)).unwrap();
+        log.append(b"kept").unwrap();
+        log.read(0).unwrap()
+    };
+    let handle = std::thread::spawn(move || record.payload().to_vec());
+    assert_eq!(handle.join().unwrap(), b"kept");
+}
