@@ -52,6 +52,8 @@ mod reader;
 mod recovery;
 mod report;
 mod segment;
+#[doc(hidden)]
+pub mod sim;
 mod verify;
 mod watermark;
 mod writer;
@@ -59,7 +61,7 @@ mod writer;
 pub use error::{Error, Result};
 pub use io::BackendKind;
 #[doc(hidden)]
-pub use io::FaultPlan;
+pub use io::{write_sync_now, Backend, FaultPlan, PwriteBackend};
 pub use log::{lock_holder, AppendTicket, Log};
 pub use options::{Durability, IoBackend, Options, Preallocate, RecoveryPolicy};
 pub use reader::{Iter, Record};

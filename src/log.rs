@@ -68,9 +68,6 @@ impl Log {
         faults: FaultPlan,
     ) -> Result<Log> {
         opts.validate()?;
-        let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
-        let lock = lock_dir(&dir)?;
         let (backend, backend_fallback) = io::select(opts.io).map_err(|e| {
             Error::InvalidOptions(format!(
                 "IoBackend::Uring was requested but io_uring cannot be used: {e}"
@@ -81,7 +78,31 @@ impl Log {
         } else {
             Box::new(Faulty::new(backend, faults))
         };
-        let recovered = crate::open::recover(&dir, &opts, Access::Write)?;
+        Log::open_inner(dir.as_ref(), opts, backend, backend_fallback)
+    }
+
+    /// Like [`Log::open`], with the writer's (and recovery's) I/O going through
+    /// `backend`: a simulated disk for crash tests. Not a stable API.
+    #[doc(hidden)]
+    pub fn open_with_backend(
+        dir: impl AsRef<Path>,
+        opts: Options,
+        backend: Box<dyn io::Backend>,
+    ) -> Result<Log> {
+        opts.validate()?;
+        Log::open_inner(dir.as_ref(), opts, backend, None)
+    }
+
+    fn open_inner(
+        dir: &Path,
+        opts: Options,
+        mut backend: Box<dyn io::Backend>,
+        backend_fallback: Option<String>,
+    ) -> Result<Log> {
+        let dir = dir.to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        let lock = lock_dir(&dir)?;
+        let recovered = crate::open::recover(&dir, &opts, Access::Write, backend.as_mut())?;
         let shared = Shared::new(
             dir,
             opts,
@@ -136,7 +157,8 @@ impl Log {
     pub fn open_read_only(dir: impl AsRef<Path>, opts: Options) -> Result<Log> {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        let recovered = crate::open::recover(&dir, &opts, Access::ReadOnly)?;
+        let mut no_writes = io::PwriteBackend::default();
+        let recovered = crate::open::recover(&dir, &opts, Access::ReadOnly, &mut no_writes)?;
         let shared = Shared::new(
             dir,
             opts.read_unflushed(true),
@@ -405,6 +427,23 @@ impl Log {
         }
         self.lock.lock().take();
         result
+    }
+}
+
+impl Log {
+    /// Stops the log as a killed process would: staged records are dropped, nothing more
+    /// is written or flushed, no clean-shutdown checkpoint; the threads stop and the lock
+    /// is released. For crash tests. Not a stable API.
+    #[doc(hidden)]
+    pub fn abandon(&self) {
+        if self.closed.swap(true, SeqCst) {
+            return;
+        }
+        self.shared.abandon();
+        for handle in self.threads.lock().drain(..) {
+            let _ = handle.join();
+        }
+        self.lock.lock().take();
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
+use crate::io::Backend;
 use crate::options::{Options, RecoveryPolicy};
 use crate::recovery::{self, ScanStart, Tail};
 use crate::report::{RecoveryReport, SegmentScan, Truncation};
@@ -127,7 +128,12 @@ pub(crate) enum Access {
 }
 
 /// Opens (creating if needed) the segments of `dir` and recovers the active one.
-pub(crate) fn recover(dir: &Path, opts: &Options, access: Access) -> Result<Recovered> {
+pub(crate) fn recover(
+    dir: &Path,
+    opts: &Options,
+    access: Access,
+    backend: &mut dyn Backend,
+) -> Result<Recovered> {
     let writable = access == Access::Write;
     let mut report = RecoveryReport::default();
     let listing = list_dir(dir)?;
@@ -266,7 +272,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options, access: Access) -> Result<Reco
     }
 
     let active = segments.last().expect("chain is not empty").clone();
-    let (end, next_offset) = recover_active(dir, opts, &active, access, &mut report)?;
+    let (end, next_offset) = recover_active(dir, opts, &active, access, backend, &mut report)?;
     for id in index_ids.into_iter().filter(|_| writable) {
         if !segments.iter().any(|s| s.id() == id) {
             remove(
@@ -292,6 +298,7 @@ fn recover_active(
     opts: &Options,
     active: &Arc<Segment>,
     access: Access,
+    backend: &mut dyn Backend,
     report: &mut RecoveryReport,
 ) -> Result<(u64, u64)> {
     let bytes = active.bytes();
@@ -339,7 +346,7 @@ fn recover_active(
                     });
                 }
                 if access == Access::Write {
-                    zero_range(active, position, garbage_end)?;
+                    zero_range(backend, active, position, garbage_end)?;
                 }
                 truncated = Some(Truncation {
                     position,
@@ -370,9 +377,8 @@ fn recover_active(
     }
     // What was read may have been only in the page cache (a process crash): make it
     // durable before it is reported durable, then move the checkpoint.
-    active
-        .file
-        .sync_data()
+    backend
+        .sync_data(&active.file)
         .map_err(|e| Error::io("fdatasync", &active.path, e))?;
     active.persist_index(dir, end, next_offset, false)?;
     Ok((end, next_offset))
@@ -380,21 +386,19 @@ fn recover_active(
 
 /// Writes zeros over `start..end` of the segment and syncs them, so a torn tail can
 /// never come back after a later crash.
-fn zero_range(segment: &Segment, start: u64, end: u64) -> Result<()> {
+fn zero_range(backend: &mut dyn Backend, segment: &Segment, start: u64, end: u64) -> Result<()> {
     let end = end.min(segment.header.segment_bytes);
     let zeros = vec![0u8; (end - start).min(1 << 20) as usize];
     let mut position = start;
     while position < end {
         let len = zeros.len().min((end - position) as usize);
-        segment
-            .file
-            .write_all_at(&zeros[..len], position)
+        backend
+            .write_all_at(&segment.file, position, &zeros[..len])
             .map_err(|e| Error::io("zero torn tail", &segment.path, e))?;
         position += len as u64;
     }
-    segment
-        .file
-        .sync_data()
+    backend
+        .sync_data(&segment.file)
         .map_err(|e| Error::io("fdatasync", &segment.path, e))
 }
 

@@ -754,6 +754,22 @@ impl Shared {
         self.room_cv.notify_all();
     }
 
+    /// Stops everything without writing: see `Log::abandon`.
+    pub(crate) fn abandon(&self) {
+        {
+            let mut st = self.staging.lock();
+            st.closed = true;
+            st.stop_writer = true;
+            st.chunks.clear();
+        }
+        // Waiting producers must not hang; the error says what happened.
+        self.poison(Error::Closed);
+        // Wait out a commit in progress, so nothing is written after this returns.
+        drop(self.commit.lock());
+        self.request_chore(|c| c.stop = true);
+        self.marks.stop_waker();
+    }
+
     /// The waker thread (see [`Watermarks::request_wake`]).
     pub(crate) fn waker_loop(self: Arc<Self>) {
         self.marks.waker_loop();

@@ -462,3 +462,51 @@ fn tail_read_range_and_out_of_range() {
         assert!(msg.contains("9999") && msg.contains("0..500"), "{msg}");
     }
 }
+
+#[test]
+fn a_cut_tail_never_comes_back_after_new_appends_and_another_crash() {
+    for io in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        // Unsynced appends, each written as its own batch: no commit marker proves
+        // anything past the log's start durable.
+        let log = Log::open(dir.path(), small(io).durability(Durability::None)).unwrap();
+        for i in 0..6 {
+            log.append(&payload(i, 500)).unwrap();
+            while log.iter(0).count() as u64 <= i {
+                std::thread::yield_now();
+            }
+        }
+        log.abandon();
+        drop(log);
+        // Lose batch 3 (its marker and record) as a crash that kept batches 4 and 5 would.
+        let seg = common::active_segment(dir.path());
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let batch_bytes = 32 + 528;
+        let batch3 = 64 + 3 * batch_bytes;
+        bytes[batch3..batch3 + batch_bytes].fill(0);
+        std::fs::write(&seg, &bytes).unwrap();
+        for p in std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+        {
+            if p.extension().is_some_and(|e| e == "idx") {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
+        let log = Log::open(dir.path(), small(io)).unwrap();
+        assert_eq!(log.next_offset(), 3, "{:?}", log.recovery_report());
+        // A new record of the same size lines the frames up with the old batch 4.
+        let new = vec![0xEE; 500];
+        assert_eq!(log.append(&new).unwrap(), 3);
+        log.abandon();
+        drop(log);
+        let log = Log::open(dir.path(), small(io)).unwrap();
+        assert_eq!(
+            log.next_offset(),
+            4,
+            "old record 4 came back: {:?}",
+            log.recovery_report()
+        );
+        assert_eq!(log.read(3).unwrap().payload(), new.as_slice());
+    }
+}

@@ -11,22 +11,27 @@ mod uring;
 use std::fs::File;
 use std::io;
 
-pub(crate) use pwrite::PwriteBackend;
+pub use pwrite::PwriteBackend;
 pub(crate) use uring::UringBackend;
 
 use crate::options::IoBackend;
 
 /// Which backend is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BackendKind {
     /// io_uring submissions.
     Uring,
     /// `pwritev` system calls.
     Pwrite,
+    /// A test backend ([`Log::open_with_backend`](crate::Log::open_with_backend)).
+    Simulated,
 }
 
-/// The writer's view of the disk.
-pub(crate) trait Backend: Send {
+/// The writer's view of the disk. Public only so tests can plug in a simulated disk
+/// ([`Log::open_with_backend`](crate::Log::open_with_backend)); not a stable API.
+#[doc(hidden)]
+pub trait Backend: Send {
     /// Writes all of `bytes` at `position` of `file`, now. Short writes are continued;
     /// an error, or a write that makes no progress, is returned.
     fn write_all_at(&mut self, file: &File, position: u64, bytes: &[u8]) -> io::Result<()>;
@@ -44,7 +49,7 @@ pub(crate) trait Backend: Send {
 }
 
 /// Completes a write and flush synchronously (for backends without asynchronous I/O).
-pub(crate) fn write_sync_now(
+pub fn write_sync_now(
     backend: &mut dyn Backend,
     file: &File,
     position: u64,

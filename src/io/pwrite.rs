@@ -8,7 +8,7 @@ use super::{Backend, BackendKind};
 
 /// Plain system calls; works everywhere.
 #[derive(Default)]
-pub(crate) struct PwriteBackend {
+pub struct PwriteBackend {
     started: Option<(io::Result<()>, Vec<u8>)>,
 }
 
