@@ -35,9 +35,11 @@ pub fn decode_segment_header(bytes: &[u8]) -> Option<(u64, u64, u64, u64)> {
     Some((h.segment_id, h.base_offset, h.nonce, h.segment_bytes))
 }
 
-/// Decodes an index file for a segment of `segment_bytes`: (data end, next offset,
-/// entries as (offset, position)).
-pub fn decode_index(bytes: &[u8], segment_bytes: u64) -> Option<(u64, u64, Vec<(u64, u64)>)> {
+/// A decoded index file: (data end, next offset, entries as (offset, position)).
+pub type IndexSummary = (u64, u64, Vec<(u64, u64)>);
+
+/// Decodes an index file for a segment of `segment_bytes`.
+pub fn decode_index(bytes: &[u8], segment_bytes: u64) -> Option<IndexSummary> {
     let idx = IndexFile::decode(bytes, segment_bytes).ok()?;
     let entries = idx.entries.iter().map(|e| (e.offset, e.position)).collect();
     Some((idx.data_end, idx.next_offset, entries))
