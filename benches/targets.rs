@@ -393,7 +393,10 @@ fn main() {
         }
     }
     if wanted("preallocate") {
-        for mode in [ringlog::Preallocate::ZeroFill, ringlog::Preallocate::Fallocate] {
+        for mode in [
+            ringlog::Preallocate::ZeroFill,
+            ringlog::Preallocate::Fallocate,
+        ] {
             let opts = Options::default().io(io).preallocate(mode);
             let path = fresh("prealloc");
             let start = Instant::now();
