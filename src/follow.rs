@@ -20,7 +20,7 @@ impl Shared {
             let (active, position, next_offset) = st.cursor();
             let last_entry = active.index.read().entries.last().copied();
             let outcome = recovery::scan(
-                active.bytes(),
+                active.bytes()?,
                 active.seed,
                 ScanStart {
                     position,
@@ -67,7 +67,7 @@ impl Shared {
             segment::read_header(&file).map_err(|e| Error::io("read segment", &path, e))?;
         match header {
             Ok(h) if h.is_activated() && h.base_offset == end_offset && len >= h.segment_bytes => {
-                let segment = Segment::new(path, file, h)?;
+                let segment = Segment::new(path, file, h, len)?;
                 segment.index.write().loaded = true;
                 Ok(Some(segment))
             }

@@ -268,7 +268,7 @@ pub(crate) fn recover(
             }
             *previous.end_offset.write() = Some(header.base_offset);
         }
-        segments.push(Segment::new(f.path, f.file, header)?);
+        segments.push(Segment::new(f.path, f.file, header, f.len)?);
     }
 
     let active = segments.last().expect("chain is not empty").clone();
@@ -301,7 +301,7 @@ fn recover_active(
     backend: &mut dyn Backend,
     report: &mut RecoveryReport,
 ) -> Result<(u64, u64)> {
-    let bytes = active.bytes();
+    let bytes = active.bytes()?;
     let checkpoint = active.load_index_file(dir);
     let mut start = ScanStart {
         position: SEGMENT_HEADER_BYTES,
@@ -375,12 +375,19 @@ fn recover_active(
     if access == Access::ReadOnly {
         return Ok((end, next_offset));
     }
-    // What was read may have been only in the page cache (a process crash): make it
-    // durable before it is reported durable, then move the checkpoint.
-    backend
-        .sync_data(&active.file)
-        .map_err(|e| Error::io("fdatasync", &active.path, e))?;
-    active.persist_index(dir, end, next_offset, false)?;
+    if report.clean_shutdown {
+        // Everything was synced at close; only the clean flag must go before anything
+        // is appended past it. Rewriting the file in place (same length) needs no
+        // directory sync; a torn rewrite fails its checksum and costs a scan, no more.
+        active.clear_clean_flag(dir)?;
+    } else {
+        // What was read may have been only in the page cache (a process crash): make it
+        // durable before it is reported durable, then move the checkpoint.
+        backend
+            .sync_data(&active.file)
+            .map_err(|e| Error::io("fdatasync", &active.path, e))?;
+        active.persist_index(dir, end, next_offset, false)?;
+    }
     Ok((end, next_offset))
 }
 
@@ -416,7 +423,8 @@ fn activate_in_place(spare: Spare, base_offset: u64) -> Result<Arc<Segment>> {
         .file
         .sync_data()
         .map_err(|e| Error::io("fdatasync", &spare.path, e))?;
-    Segment::new(spare.path, spare.file, header)
+    let len = header.segment_bytes;
+    Segment::new(spare.path, spare.file, header, len)
 }
 
 fn remove(path: &Path, why: &str, report: &mut RecoveryReport) -> Result<()> {

@@ -37,7 +37,7 @@ impl Record {
 
     /// The payload, borrowed from the segment mapping.
     pub fn payload(&self) -> &[u8] {
-        &self.segment.bytes()[self.payload_position..self.payload_position + self.payload_bytes]
+        &self.segment.mapped()[self.payload_position..self.payload_position + self.payload_bytes]
     }
 }
 
@@ -101,7 +101,7 @@ impl Shared {
             }
         }
         let outcome = recovery::scan(
-            segment.bytes(),
+            segment.bytes()?,
             segment.seed,
             ScanStart {
                 position: SEGMENT_HEADER_BYTES,
@@ -165,7 +165,7 @@ fn walk(segment: &Segment, floor: Option<format::IndexEntry>, target: u64) -> Re
         Some(entry) => (entry.position, entry.offset),
         None => (SEGMENT_HEADER_BYTES, segment.base_offset()),
     };
-    let bytes = segment.bytes();
+    let bytes = segment.bytes()?;
     loop {
         let frame = match decode_at(segment, bytes, position) {
             Ok(frame) => frame,
@@ -240,7 +240,7 @@ fn decode_at(segment: &Segment, bytes: &[u8], position: u64) -> Result<format::F
 /// Reads the record `expected` at `position` (skipping commit markers). Returns it and
 /// the position after it.
 fn read_frame(segment: &Arc<Segment>, mut position: u64, expected: u64) -> Result<(Record, u64)> {
-    let bytes = segment.bytes();
+    let bytes = segment.bytes()?;
     loop {
         let frame = decode_at(segment, bytes, position)?;
         match frame.kind {

@@ -11,7 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use memmap2::{Mmap, MmapOptions};
 use parking_lot::RwLock;
@@ -183,7 +183,7 @@ pub(crate) struct Segment {
     pub(crate) header: SegmentHeader,
     /// Checksum seed derived from the nonce.
     pub(crate) seed: u32,
-    map: Mmap,
+    map: OnceLock<Mmap>,
     pub(crate) index: RwLock<SegmentIndex>,
     /// For a sealed segment: the first offset of the next segment; where its data ends.
     pub(crate) end_offset: RwLock<Option<u64>>,
@@ -199,14 +199,16 @@ impl std::fmt::Debug for Segment {
 }
 
 impl Segment {
-    /// Wraps an open segment file whose header is `header` (activated). Maps the whole
-    /// file read-only.
-    pub(crate) fn new(path: PathBuf, file: File, header: SegmentHeader) -> Result<Arc<Segment>> {
+    /// Wraps an open segment file of `len` bytes whose header is `header` (activated).
+    /// The file is mapped on first use, so opening a log with many sealed segments costs
+    /// no mapping for the ones never read.
+    pub(crate) fn new(
+        path: PathBuf,
+        file: File,
+        header: SegmentHeader,
+        len: u64,
+    ) -> Result<Arc<Segment>> {
         debug_assert!(header.is_activated());
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io("stat segment", &path, e))?
-            .len();
         if len < header.segment_bytes {
             return Err(Error::corruption(
                 &path,
@@ -217,31 +219,44 @@ impl Segment {
                 ),
             ));
         }
-        // SAFETY: the mapping covers exactly `segment_bytes`, and the file is at least that
-        // long (checked above) and fully allocated (preallocated before activation), so
-        // no page of the mapping lies past the end of the file or in a hole. ringlog never
-        // truncates a segment file it has mapped; it only deletes whole files, which keeps
-        // the pages alive until the last mapping is dropped.
-        let map = unsafe {
-            MmapOptions::new()
-                .len(header.segment_bytes as usize)
-                .map(&file)
-                .map_err(|e| Error::io("mmap segment", &path, e))?
-        };
         Ok(Arc::new(Segment {
             path,
             file,
             seed: format::frame_seed(header.nonce),
             header,
-            map,
+            map: OnceLock::new(),
             index: RwLock::new(SegmentIndex::default()),
             end_offset: RwLock::new(None),
         }))
     }
 
-    /// The whole mapped file.
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.map
+    /// The whole file, mapped read-only (mapping it now if this is the first use).
+    pub(crate) fn bytes(&self) -> Result<&[u8]> {
+        if let Some(map) = self.map.get() {
+            return Ok(map);
+        }
+        // SAFETY: the mapping covers exactly `segment_bytes`, and the file is at least that
+        // long (checked in `Segment::new`) and fully allocated (preallocated before
+        // activation), so no page of the mapping lies past the end of the file or in a
+        // hole. ringlog never truncates a segment file it has mapped; it only deletes whole
+        // files, which keeps the pages alive until the last mapping is dropped.
+        let map = unsafe {
+            MmapOptions::new()
+                .len(self.header.segment_bytes as usize)
+                .map(&self.file)
+                .map_err(|e| Error::io("mmap segment", &self.path, e))?
+        };
+        // Two threads may race to map; the loser's mapping is dropped.
+        Ok(self.map.get_or_init(|| map))
+    }
+
+    /// The mapping of a segment some record was read from (so already mapped).
+    pub(crate) fn mapped(&self) -> &[u8] {
+        debug_assert!(
+            self.map.get().is_some(),
+            "records come from mapped segments"
+        );
+        self.map.get().map_or(&[], |m| &m[..])
     }
 
     /// The segment's id.
@@ -277,6 +292,26 @@ impl Segment {
                 .collect(),
         };
         write_file_synced(&index_path(dir, self.id()), &file.encode(), clean)
+    }
+
+    /// Rewrites its (clean) index file in place with the clean-shutdown flag cleared, and
+    /// syncs it.
+    pub(crate) fn clear_clean_flag(&self, dir: &Path) -> Result<()> {
+        let path = index_path(dir, self.id());
+        let mut file = self
+            .load_index_file(dir)
+            .ok_or_else(|| Error::corruption(&path, 0, "index file changed during open"))?;
+        file.clean = false;
+        let handle = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io("open index file", &path, e))?;
+        handle
+            .write_all_at(&file.encode(), 0)
+            .map_err(|e| Error::io("write index file", &path, e))?;
+        handle
+            .sync_data()
+            .map_err(|e| Error::io("fdatasync", &path, e))
     }
 
     /// Loads and checks its persisted index file. `None` when missing, damaged or stale.

@@ -112,12 +112,12 @@ pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport> {
         .filter(|(id, _, _, h, _)| matches!(h, Ok(h) if h.is_activated() && h.segment_id == *id))
         .map(|(id, ..)| *id)
         .max();
-    let mut chain: Vec<(PathBuf, File, SegmentHeader)> = Vec::new();
+    let mut chain: Vec<(PathBuf, File, SegmentHeader, u64)> = Vec::new();
     for (id, path, file, header, len) in headers {
         let in_chain = last_activated.is_some_and(|last| id <= last);
         match header {
             Ok(h) if h.is_activated() && h.segment_id == id && len >= h.segment_bytes => {
-                chain.push((path, file, h))
+                chain.push((path, file, h, len))
             }
             Ok(h) if !h.is_activated() && !in_chain => {} // a spare
             other => {
@@ -159,8 +159,8 @@ pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport> {
     let stops: Vec<Option<u64>> = (0..chain.len())
         .map(|i| chain.get(i + 1).map(|next| next.2.base_offset))
         .collect();
-    for ((path, file, header), stop) in chain.into_iter().zip(stops) {
-        let segment = match Segment::new(path.clone(), file, header) {
+    for ((path, file, header, len), stop) in chain.into_iter().zip(stops) {
+        let segment = match Segment::new(path.clone(), file, header, len) {
             Ok(s) => s,
             Err(e) => {
                 report
@@ -199,13 +199,22 @@ fn problem_from(kind: ProblemKind, path: &Path, error: Error) -> Problem {
 /// Scans one segment and compares its index file with what the scan found.
 fn check_segment(dir: &Path, segment: &Segment, stop: Option<u64>, report: &mut VerifyReport) {
     report.segments_checked += 1;
+    let bytes = match segment.bytes() {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            report
+                .problems
+                .push(problem_from(ProblemKind::Corruption, &segment.path, e));
+            return;
+        }
+    };
     let index = segment.load_index_file(dir);
     let proven = index
         .as_ref()
         .filter(|_| stop.is_none())
         .map_or(SEGMENT_HEADER_BYTES, |i| i.data_end);
     let outcome = recovery::scan(
-        segment.bytes(),
+        bytes,
         segment.seed,
         ScanStart {
             position: SEGMENT_HEADER_BYTES,
@@ -241,7 +250,7 @@ fn check_segment(dir: &Path, segment: &Segment, stop: Option<u64>, report: &mut 
         }),
     }
     let index_path = segment::index_path(dir, segment.id());
-    let Ok(bytes) = std::fs::read(&index_path) else {
+    let Ok(index_bytes) = std::fs::read(&index_path) else {
         return;
     };
     let mut index_problem = |message: String| {
@@ -253,7 +262,7 @@ fn check_segment(dir: &Path, segment: &Segment, stop: Option<u64>, report: &mut 
             message: format!("{message}; it is ignored and rebuilt from the data"),
         })
     };
-    let file = match IndexFile::decode(&bytes, segment.header.segment_bytes) {
+    let file = match IndexFile::decode(&index_bytes, segment.header.segment_bytes) {
         Ok(file) => file,
         Err(e) => return index_problem(format!("damaged index: {e}")),
     };
@@ -273,7 +282,7 @@ fn check_segment(dir: &Path, segment: &Segment, stop: Option<u64>, report: &mut 
     }
     for entry in &file.entries {
         let at = entry.position as usize;
-        let ok = format::decode_frame(&segment.bytes()[at..], segment.seed).is_ok_and(
+        let ok = format::decode_frame(&bytes[at..], segment.seed).is_ok_and(
             |f| matches!(f.kind, FrameKind::Record { offset, .. } if offset == entry.offset),
         );
         if !ok {

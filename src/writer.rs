@@ -349,7 +349,9 @@ impl Shared {
                     base_offset: st.next_offset,
                     ..spare.header
                 };
-                let segment = Segment::new(spare.path, spare.file, header)?;
+                let len = header.segment_bytes;
+                let segment = Segment::new(spare.path, spare.file, header, len)?;
+                segment.bytes()?;
                 segment.index.write().loaded = true;
                 st.segment = segment;
                 st.position = SEGMENT_HEADER_BYTES;
