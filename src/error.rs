@@ -85,6 +85,14 @@ pub enum Error {
     #[error("the log was opened read-only; open it with Log::open to append")]
     ReadOnly,
 
+    /// The directory holds no ringlog segments (reading, verifying or repairing needs a
+    /// log; `Log::open` creates one).
+    #[error("{} holds no ringlog log (no segment files); check the path, or create a log with Log::open", path.display())]
+    NotALog {
+        /// The directory.
+        path: PathBuf,
+    },
+
     /// An option value that cannot work.
     #[error("invalid options: {0}")]
     InvalidOptions(String),

@@ -59,6 +59,8 @@ mod watermark;
 mod writer;
 
 pub use error::{Error, Result};
+/// The on-disk format version this build reads and writes.
+pub use format::FORMAT_VERSION;
 pub use io::BackendKind;
 #[doc(hidden)]
 pub use io::{write_sync_now, Backend, FaultPlan, PwriteBackend};

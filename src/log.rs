@@ -103,6 +103,12 @@ impl Log {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
         let lock = lock_dir(&dir)?;
         let recovered = crate::open::recover(&dir, &opts, Access::Write, backend.as_mut())?;
+        let active_bytes = recovered.segments.last().map(|s| s.header.segment_bytes);
+        let opts = match active_bytes {
+            Some(bytes) => opts.inherit_segment_bytes(bytes),
+            None => opts,
+        };
+        opts.validate()?;
         let shared = Shared::new(
             dir,
             opts,

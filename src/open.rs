@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -212,14 +213,19 @@ pub(crate) fn recover(
 
     if chain.is_empty() {
         if !writable {
-            return Err(Error::InvalidOptions(format!(
-                "{} holds no ringlog log to read",
-                dir.display()
-            )));
+            return Err(Error::NotALog {
+                path: dir.to_path_buf(),
+            });
         }
         let spare = match spare.take() {
             Some(s) => s,
-            None => segment::prepare(dir, 0, opts.segment_bytes, opts.preallocate)?,
+            None => segment::prepare(
+                dir,
+                0,
+                opts.segment_bytes_effective(),
+                opts.preallocate_effective(),
+                &AtomicBool::new(false),
+            )?,
         };
         let segment = activate_in_place(spare, 0)?;
         segment.index.write().loaded = true;

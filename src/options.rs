@@ -55,13 +55,13 @@ pub enum Preallocate {
 /// `Self`.
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub(crate) segment_bytes: u64,
+    segment_bytes: Option<u64>,
     pub(crate) durability: Durability,
     pub(crate) recovery: RecoveryPolicy,
     pub(crate) io: IoBackend,
     max_record_bytes: Option<u64>,
     pub(crate) index_interval_bytes: u64,
-    pub(crate) preallocate: Preallocate,
+    preallocate: Option<Preallocate>,
     pub(crate) read_unflushed: bool,
     pub(crate) max_batch_bytes: u64,
 }
@@ -69,13 +69,13 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            segment_bytes: 64 << 20,
+            segment_bytes: None,
             durability: Durability::Sync,
             recovery: RecoveryPolicy::TruncateTorn,
             io: IoBackend::Auto,
             max_record_bytes: None,
             index_interval_bytes: 4 << 10,
-            preallocate: Preallocate::ZeroFill,
+            preallocate: None,
             read_unflushed: false,
             max_batch_bytes: 4 << 20,
         }
@@ -83,10 +83,22 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Size of each segment file on disk, header included. Default 64 MiB. Any multiple
-    /// of 4 KiB from 64 KiB to 1 GiB.
+    /// Size of each new segment file on disk, header included: any multiple of 4 KiB from
+    /// 64 KiB to 1 GiB. Default: the size of the existing log's active segment, or 64 MiB
+    /// for a new log.
     pub fn segment_bytes(mut self, segment_bytes: u64) -> Self {
-        self.segment_bytes = segment_bytes;
+        self.segment_bytes = Some(segment_bytes);
+        self
+    }
+
+    /// The segment size new segments get.
+    pub(crate) fn segment_bytes_effective(&self) -> u64 {
+        self.segment_bytes.unwrap_or(64 << 20)
+    }
+
+    /// Unless a size was set, new segments take the size of the existing log's.
+    pub(crate) fn inherit_segment_bytes(mut self, existing: u64) -> Self {
+        self.segment_bytes.get_or_insert(existing);
         self
     }
 
@@ -117,7 +129,7 @@ impl Options {
 
     /// Payload bytes one record can hold in a segment of `segment_bytes`.
     fn record_room(&self) -> u64 {
-        self.segment_bytes
+        self.segment_bytes_effective()
             - format::SEGMENT_HEADER_BYTES
             - format::MARKER_BYTES
             - format::FRAME_HEADER_BYTES
@@ -136,11 +148,22 @@ impl Options {
         self
     }
 
-    /// How segments get their blocks. Default [`Preallocate::ZeroFill`], chosen by
-    /// measurement (see `docs/design.md`).
+    /// How segments get their blocks. Default, chosen by measurement (docs/design.md):
+    /// [`Preallocate::ZeroFill`] under [`Durability::Sync`], where it makes every flush
+    /// cheaper; [`Preallocate::Fallocate`] otherwise, where flushes are rare and
+    /// zero-filling would double the bytes written. Under either, a segment needed before
+    /// its zero-fill is done is finished with `fallocate` alone rather than waited for.
     pub fn preallocate(mut self, preallocate: Preallocate) -> Self {
-        self.preallocate = preallocate;
+        self.preallocate = Some(preallocate);
         self
+    }
+
+    /// How new segments get their blocks.
+    pub(crate) fn preallocate_effective(&self) -> Preallocate {
+        self.preallocate.unwrap_or(match self.durability {
+            Durability::Sync => Preallocate::ZeroFill,
+            _ => Preallocate::Fallocate,
+        })
     }
 
     /// Let readers see records that are written but not yet durable (a crash may take
@@ -158,18 +181,17 @@ impl Options {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
-        if !format::valid_segment_bytes(self.segment_bytes) {
+        let segment_bytes = self.segment_bytes_effective();
+        if !format::valid_segment_bytes(segment_bytes) {
             return Err(Error::InvalidOptions(format!(
-                "segment_bytes {} must be a multiple of 4 KiB from 64 KiB to 1 GiB",
-                self.segment_bytes
+                "segment_bytes {segment_bytes} must be a multiple of 4 KiB from 64 KiB to 1 GiB"
             )));
         }
         let room = self.record_room();
         let max_record_bytes = self.max_record_bytes_effective();
         if max_record_bytes == 0 || max_record_bytes > room {
             return Err(Error::InvalidOptions(format!(
-                "max_record_bytes {max_record_bytes} must be from 1 to {room} for segments of {} bytes",
-                self.segment_bytes
+                "max_record_bytes {max_record_bytes} must be from 1 to {room} for segments of {segment_bytes} bytes"
             )));
         }
         if !(64..=1 << 20).contains(&self.index_interval_bytes) {

@@ -119,8 +119,11 @@ impl Shared {
         index.data_end = Some(outcome.end_position);
         index.loaded = true;
         drop(index);
-        // Best effort: the next open loads it instead of scanning again.
-        let _ = segment.persist_index(&self.dir, outcome.end_position, end_offset, false);
+        // Best effort: the next open loads it instead of scanning again. A read-only
+        // handle changes nothing on disk.
+        if !self.read_only {
+            let _ = segment.persist_index(&self.dir, outcome.end_position, end_offset, false);
+        }
         Ok(())
     }
 

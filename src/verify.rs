@@ -99,6 +99,11 @@ impl VerifyReport {
 pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport> {
     let dir = dir.as_ref();
     let listing = list_dir(dir)?;
+    if listing.segments.is_empty() {
+        return Err(Error::NotALog {
+            path: dir.to_path_buf(),
+        });
+    }
     let mut report = VerifyReport::default();
     let mut headers = Vec::new();
     for (id, path) in &listing.segments {
@@ -352,16 +357,7 @@ pub fn repair(dir: impl AsRef<Path>, dry_run: bool) -> Result<RepairReport> {
         std::fs::remove_file(path).map_err(|e| Error::io("remove index file", path, e))?;
     }
     if !report.truncated.is_empty() {
-        let segment_bytes = report
-            .truncated
-            .first()
-            .and_then(|(path, _)| File::open(path).ok())
-            .and_then(|file| segment::read_header(&file).ok())
-            .and_then(|(header, _)| header.ok())
-            .map_or(Options::default().segment_bytes, |h| h.segment_bytes);
-        let opts = Options::default()
-            .segment_bytes(segment_bytes)
-            .recovery(RecoveryPolicy::TruncateTorn);
+        let opts = Options::default().recovery(RecoveryPolicy::TruncateTorn);
         let log = Log::open(dir, opts)?;
         report.truncated = log
             .recovery_report()

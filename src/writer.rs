@@ -13,7 +13,7 @@
 
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -143,6 +143,8 @@ pub(crate) struct Shared {
     /// Activated segments, oldest first: what readers search.
     pub(crate) segments: RwLock<Vec<Arc<Segment>>>,
     pub(crate) first_offset: AtomicU64,
+    /// An appender waits for the spare: preparation stops zero-filling and hurries.
+    spare_wanted: AtomicBool,
     poison_cause: Mutex<Option<String>>,
     chores: Mutex<Chores>,
     chores_cv: Condvar,
@@ -205,6 +207,7 @@ impl Shared {
             marks: Watermarks::new(start.next_offset),
             segments: RwLock::new(start.segments),
             first_offset: AtomicU64::new(first_offset),
+            spare_wanted: AtomicBool::new(false),
             poison_cause: Mutex::new(None),
             chores: Mutex::new(Chores {
                 prepare: need_spare,
@@ -238,7 +241,7 @@ impl Shared {
             }
             frames_bytes += format::record_bytes(len);
         }
-        let room = self.opts.segment_bytes - SEGMENT_HEADER_BYTES - MARKER_BYTES;
+        let room = self.opts.segment_bytes_effective() - SEGMENT_HEADER_BYTES - MARKER_BYTES;
         if frames_bytes > room {
             return Err(Error::RecordTooLarge {
                 record_bytes: frames_bytes,
@@ -365,6 +368,7 @@ impl Shared {
                     return Err(failure.to_error());
                 }
                 self.request_chore(|c| c.prepare = true);
+                self.spare_wanted.store(true, Relaxed);
                 self.room_cv.wait(st);
                 Ok(())
             }
@@ -727,11 +731,13 @@ impl Shared {
             }
             st.segment.id() + 1
         };
+        self.spare_wanted.store(false, Relaxed);
         let result = segment::prepare(
             &self.dir,
             id,
-            self.opts.segment_bytes,
-            self.opts.preallocate,
+            self.opts.segment_bytes_effective(),
+            self.opts.preallocate_effective(),
+            &self.spare_wanted,
         );
         let mut st = self.staging.lock();
         match result {

@@ -192,3 +192,34 @@ fn log_is_send_and_sync_and_records_outlive_the_log() {
     let handle = std::thread::spawn(move || record.payload().to_vec());
     assert_eq!(handle.join().unwrap(), b"kept");
 }
+
+#[test]
+fn an_existing_log_keeps_its_segment_size_unless_told_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small(ringlog::IoBackend::Pwrite)).unwrap();
+    log.append(b"first").unwrap();
+    log.close().unwrap();
+    // Default options: new segments keep the log's 64 KiB.
+    let log = Log::open(
+        dir.path(),
+        Options::default().io(ringlog::IoBackend::Pwrite),
+    )
+    .unwrap();
+    let record = vec![7u8; 5000];
+    while log.stats().segments_count < 3 {
+        log.append(&record).unwrap();
+    }
+    log.close().unwrap();
+    for seg in common::segment_files(dir.path()) {
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), 64 << 10, "{seg:?}");
+    }
+    assert!(matches!(
+        Log::open_read_only(tempfile::tempdir().unwrap().path(), Options::default()),
+        Err(Error::NotALog { .. })
+    ));
+    assert!(matches!(
+        ringlog::verify(tempfile::tempdir().unwrap().path()),
+        Err(Error::NotALog { .. })
+    ));
+    assert_eq!(ringlog::FORMAT_VERSION, 1);
+}

@@ -94,9 +94,9 @@ fn explain(error: &Error, dir: &Path) -> String {
             segment,
             position,
             reason,
-            torn_tail,
+            ..
         } => {
-            let remedy = if *torn_tail {
+            let remedy = if error.is_torn_tail() {
                 format!("run `ringlog repair {dir}` to cut the torn tail")
             } else {
                 format!(
@@ -108,8 +108,9 @@ fn explain(error: &Error, dir: &Path) -> String {
                 segment.display()
             )
         }
-        Error::InvalidOptions(why) if why.contains("holds no ringlog log") => format!(
-            "{why}; pass the directory of an existing log (`ringlog append {dir}` creates one)"
+        Error::NotALog { path } => format!(
+            "{} holds no ringlog log (no .seg files); pass the directory of an existing log (`ringlog append {dir}` creates one)",
+            path.display()
         ),
         Error::InvalidOptions(why) if why.contains("io_uring cannot be used") => {
             format!("{why}; use --io auto (falls back to pwritev) or --io pwrite")
@@ -127,8 +128,11 @@ fn explain(error: &Error, dir: &Path) -> String {
             record_bytes,
             max_record_bytes,
         } => format!(
-            "record of {record_bytes} bytes exceeds the limit of {max_record_bytes} bytes; use smaller records or a larger --segment-size"
+            "record of {record_bytes} bytes exceeds the limit of {max_record_bytes} bytes; use records of at most {max_record_bytes} bytes"
         ),
+        Error::OffsetOutOfRange { .. } => {
+            format!("{error}; pick a --from offset in that range (`ringlog info {dir}`)")
+        }
         other => other.to_string(),
     }
 }

@@ -109,8 +109,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Standard base64 (RFC 4648) with padding.
 pub fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for group in bytes.chunks(3) {
         let b = [
@@ -179,6 +178,9 @@ mod tests {
     fn times() {
         assert_eq!(format_time_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(format_time_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(format_time_ms(1_700_000_000_000), "2023-11-14T22:13:20.000Z");
+        assert_eq!(
+            format_time_ms(1_700_000_000_000),
+            "2023-11-14T22:13:20.000Z"
+        );
     }
 }

@@ -23,8 +23,8 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "tb" => 1_000_000_000_000,
         _ => {
             return Err(format!(
-                "unknown size unit '{unit}'; use B, KiB, MiB, GiB, TiB (or KB, MB, GB, TB), e.g. 64MiB"
-            ))
+            "unknown size unit '{unit}'; use B, KiB, MiB, GiB, TiB (or KB, MB, GB, TB), e.g. 64MiB"
+        ))
         }
     };
     scale(number, multiplier as f64, "bytes")
@@ -192,7 +192,9 @@ mod tests {
         assert_eq!(parse_bytes("2k"), Ok(2048));
         assert_eq!(parse_bytes("1MB"), Ok(1_000_000));
         assert!(parse_bytes("1.3B").is_err());
-        assert!(parse_bytes("10XB").unwrap_err().contains("unknown size unit"));
+        assert!(parse_bytes("10XB")
+            .unwrap_err()
+            .contains("unknown size unit"));
         assert!(parse_bytes("KiB").is_err());
         assert!(parse_bytes("99999999999TiB").is_err());
     }
@@ -212,10 +214,15 @@ mod tests {
 
     #[test]
     fn modes() {
-        assert_eq!(parse_durability("sync"), Ok(DurabilityArg(Durability::Sync)));
+        assert_eq!(
+            parse_durability("sync"),
+            Ok(DurabilityArg(Durability::Sync))
+        );
         assert_eq!(
             parse_durability("interval:1ms"),
-            Ok(DurabilityArg(Durability::Interval(Duration::from_millis(1))))
+            Ok(DurabilityArg(Durability::Interval(Duration::from_millis(
+                1
+            ))))
         );
         assert!(parse_durability("interval:0s").is_err());
         assert!(parse_durability("fast").is_err());

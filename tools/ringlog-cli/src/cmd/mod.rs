@@ -38,6 +38,31 @@ pub fn open_read_only(dir: &Path) -> CliResult<Log> {
     Log::open_read_only(dir, Options::default()).map_err(|e| Failure::from_log(e, dir))
 }
 
+/// Checks that `dir` is a directory with segment files (`*.seg`) in it: `verify` and
+/// `repair` would otherwise report an empty, clean "log" for any directory.
+pub fn require_log_dir(dir: &Path) -> CliResult<()> {
+    if !dir.is_dir() {
+        return Err(not_a_directory(dir));
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Failure::usage(format!(
+            "cannot read the directory {}: {e}; check its permissions",
+            dir.display()
+        ))
+    })?;
+    let has_segments = entries
+        .filter_map(Result::ok)
+        .any(|entry| entry.path().extension().is_some_and(|ext| ext == "seg"));
+    if has_segments {
+        Ok(())
+    } else {
+        Err(Failure::usage(format!(
+            "{} holds no ringlog log (no .seg files); pass the directory of an existing log",
+            dir.display()
+        )))
+    }
+}
+
 /// The failure for a `DIR` argument that is not a directory.
 pub fn not_a_directory(dir: &Path) -> Failure {
     if dir.exists() {

@@ -1,0 +1,339 @@
+//! `ringlog bench [DIR] [--records N | --duration 10s] [--record-size 1KiB] [--producers 16]
+//! [--durability sync|interval:1ms|none] [--io auto|uring|pwrite] [--json]`: producers
+//! append fixed-size records as fast as they can; a progress line goes to stderr every few
+//! seconds, then a summary in the shape of kafka-producer-perf-test's (or one JSON object).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use ringlog::{BackendKind, Log, Options};
+use serde::Serialize;
+
+use crate::cli::BenchArgs;
+use crate::failure::{CliResult, Failure};
+use crate::latency::{self, format_latency, LiveCounters, Totals};
+use crate::units::format_duration;
+
+/// Default run length when neither `--records` nor `--duration` is given.
+const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+/// Time between progress lines.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the coordinator checks for the end of the run.
+const TICK: Duration = Duration::from_millis(20);
+
+/// The summary, also printed as JSON with `--json`.
+#[derive(Debug, Serialize)]
+struct Summary {
+    records: u64,
+    elapsed_sec: f64,
+    records_per_sec: f64,
+    /// 10^6 bytes of payload per second.
+    megabytes_per_sec: f64,
+    record_bytes: u64,
+    producers: u64,
+    durability: String,
+    io_requested: String,
+    backend: &'static str,
+    backend_fallback_reason: Option<String>,
+    latency_ns_avg: f64,
+    latency_ns_max: u64,
+    latency_ns_p50: u64,
+    latency_ns_p95: u64,
+    latency_ns_p99: u64,
+    latency_ns_p999: u64,
+    fsyncs: u64,
+    /// `null` when nothing was flushed (e.g. `--durability none`).
+    records_per_fsync: Option<f64>,
+    bytes_written: u64,
+    segment_bytes: u64,
+    /// `null` for the temporary directory.
+    dir: Option<String>,
+}
+
+/// What stops the producers.
+struct Limits {
+    stop: AtomicBool,
+    /// Records not yet claimed, with `--records`.
+    records_left: Option<AtomicU64>,
+}
+
+impl Limits {
+    /// Claims one record to append; `false` when the run is over.
+    fn claim(&self) -> bool {
+        if self.stop.load(Relaxed) {
+            return false;
+        }
+        match &self.records_left {
+            None => true,
+            Some(left) => left
+                .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+                .is_ok(),
+        }
+    }
+}
+
+/// Runs `bench`.
+pub fn run(args: &BenchArgs) -> CliResult<()> {
+    let temp_dir = match &args.dir {
+        Some(_) => None,
+        None => Some(
+            tempfile::Builder::new()
+                .prefix("ringlog-bench-")
+                .tempdir()
+                .map_err(|e| {
+                    Failure::usage(format!(
+                        "cannot create a temporary directory in {}: {e}; pass a DIR or set TMPDIR",
+                        std::env::temp_dir().display()
+                    ))
+                })?,
+        ),
+    };
+    let dir: PathBuf = match (&args.dir, &temp_dir) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(temp)) => temp.path().to_path_buf(),
+        (None, None) => return Err(Failure::usage("no directory to benchmark in")),
+    };
+    let result = bench_in(args, &dir);
+    if let Some(temp) = temp_dir {
+        temp.close().map_err(|e| {
+            Failure::usage(format!(
+                "cannot remove the temporary directory {}: {e}; remove it by hand",
+                dir.display()
+            ))
+        })?;
+    }
+    let summary = result?;
+    let text = if args.json {
+        serde_json::to_string(&summary)
+            .map_err(|e| Failure::usage(format!("cannot encode the summary as JSON: {e}")))?
+    } else {
+        render_text(&summary)
+    };
+    writeln!(std::io::stdout().lock(), "{text}").map_err(Failure::from_stdout)
+}
+
+/// Opens the log in `dir`, runs the producers, and summarizes.
+fn bench_in(args: &BenchArgs, dir: &Path) -> CliResult<Summary> {
+    let fail = |e| Failure::from_log(e, dir);
+    let duration = match args.records {
+        Some(_) => args.duration,
+        None => Some(args.duration.unwrap_or(DEFAULT_DURATION)),
+    };
+    let options = Options::default()
+        .segment_bytes(args.segment_size)
+        .durability(args.durability.0)
+        .io(args.io.0);
+    let log = Arc::new(Log::open(dir, options).map_err(fail)?);
+    eprintln!(
+        "bench: {} producers, {}-byte records, durability {}, io {} ({}), {} in {}{}",
+        args.producers,
+        args.record_size,
+        args.durability,
+        args.io,
+        backend_name(log.stats().backend),
+        match (args.records, duration) {
+            (Some(n), _) => format!("{n} records"),
+            (None, Some(d)) => format_duration(d),
+            (None, None) => "until done".into(),
+        },
+        dir.display(),
+        if args.dir.is_none() {
+            " (temporary)"
+        } else {
+            ""
+        }
+    );
+    let limits = Arc::new(Limits {
+        stop: AtomicBool::new(false),
+        records_left: args.records.map(AtomicU64::new),
+    });
+    let live = Arc::new(LiveCounters::default());
+    let start = Instant::now();
+    let mut producers = Vec::new();
+    for producer in 0..args.producers {
+        match spawn_producer(producer, args.record_size, &log, &limits, &live) {
+            Ok(handle) => producers.push(handle),
+            Err(e) => {
+                limits.stop.store(true, Relaxed);
+                for handle in producers {
+                    let _ = handle.join();
+                }
+                return Err(Failure::usage(format!(
+                    "cannot start producer thread {producer}: {e}; use fewer --producers"
+                )));
+            }
+        }
+    }
+    let elapsed = coordinate(
+        &producers,
+        &limits,
+        &live,
+        duration,
+        args.record_size,
+        start,
+    );
+    let histogram = collect(producers, dir)?;
+    let stats = log.stats();
+    log.close().map_err(fail)?;
+    let seconds = elapsed.as_secs_f64().max(1e-9);
+    let records = histogram.len();
+    let records_per_sec = records as f64 / seconds;
+    Ok(Summary {
+        records,
+        elapsed_sec: seconds,
+        records_per_sec,
+        megabytes_per_sec: records_per_sec * args.record_size as f64 / 1e6,
+        record_bytes: args.record_size,
+        producers: args.producers,
+        durability: args.durability.to_string(),
+        io_requested: args.io.to_string(),
+        backend: backend_name(stats.backend),
+        backend_fallback_reason: stats.backend_fallback_reason,
+        latency_ns_avg: histogram.mean(),
+        latency_ns_max: histogram.max(),
+        latency_ns_p50: histogram.value_at_quantile(0.50),
+        latency_ns_p95: histogram.value_at_quantile(0.95),
+        latency_ns_p99: histogram.value_at_quantile(0.99),
+        latency_ns_p999: histogram.value_at_quantile(0.999),
+        fsyncs: stats.fsyncs_count,
+        records_per_fsync: (stats.fsyncs_count > 0).then_some(stats.records_per_fsync),
+        bytes_written: stats.bytes_written,
+        segment_bytes: args.segment_size,
+        dir: args.dir.as_ref().map(|d| d.display().to_string()),
+    })
+}
+
+/// One producer: appends `record_bytes`-byte records while `limits` allow, timing each.
+fn spawn_producer(
+    producer: u64,
+    record_bytes: u64,
+    log: &Arc<Log>,
+    limits: &Arc<Limits>,
+    live: &Arc<LiveCounters>,
+) -> std::io::Result<JoinHandle<ringlog::Result<Histogram<u64>>>> {
+    let (log, limits, live) = (log.clone(), limits.clone(), live.clone());
+    let payload: Vec<u8> = (0..record_bytes)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(producer as u8))
+        .collect();
+    std::thread::Builder::new()
+        .name(format!("bench-producer-{producer}"))
+        .spawn(move || {
+            let mut histogram = latency::new_histogram();
+            while limits.claim() {
+                let started = Instant::now();
+                if let Err(e) = log.append(&payload) {
+                    limits.stop.store(true, Relaxed);
+                    return Err(e);
+                }
+                let latency_ns = latency::latency_ns(started.elapsed());
+                histogram.saturating_record(latency_ns);
+                live.record(latency_ns);
+            }
+            Ok(histogram)
+        })
+}
+
+/// Waits for the end of the run (duration over, or every producer done), printing a
+/// progress line every [`PROGRESS_INTERVAL`]. Returns the run's length.
+fn coordinate(
+    producers: &[JoinHandle<ringlog::Result<Histogram<u64>>>],
+    limits: &Limits,
+    live: &LiveCounters,
+    duration: Option<Duration>,
+    record_bytes: u64,
+    start: Instant,
+) -> Duration {
+    let mut totals = Totals::default();
+    let mut last_line = start;
+    loop {
+        std::thread::sleep(TICK);
+        if producers.iter().all(JoinHandle::is_finished) {
+            return start.elapsed();
+        }
+        if duration.is_some_and(|d| start.elapsed() >= d) && !limits.stop.swap(true, Relaxed) {
+            // Appends in flight still count; the run ends when the producers return.
+            continue;
+        }
+        if last_line.elapsed() >= PROGRESS_INTERVAL {
+            let (window, now) = live.window(totals);
+            eprintln!(
+                "[{:>5.1}s] {}",
+                start.elapsed().as_secs_f64(),
+                window.describe(last_line.elapsed(), record_bytes)
+            );
+            totals = now;
+            last_line = Instant::now();
+        }
+    }
+}
+
+/// Joins the producers and merges their histograms; the first append error fails the run.
+fn collect(
+    producers: Vec<JoinHandle<ringlog::Result<Histogram<u64>>>>,
+    dir: &Path,
+) -> CliResult<Histogram<u64>> {
+    let mut merged = latency::new_histogram();
+    let mut first_error = None;
+    for handle in producers {
+        match handle.join() {
+            Ok(Ok(histogram)) => {
+                // Same bounds on both sides: adding cannot fail.
+                let _ = merged.add(&histogram);
+            }
+            Ok(Err(e)) => {
+                first_error.get_or_insert(Failure::from_log(e, dir));
+            }
+            Err(_) => {
+                first_error.get_or_insert(Failure::usage("a producer thread panicked"));
+            }
+        }
+    }
+    match first_error {
+        Some(failure) => Err(failure),
+        None => Ok(merged),
+    }
+}
+
+/// `io_uring`, `pwritev`, or `simulated` (test backends).
+fn backend_name(backend: BackendKind) -> &'static str {
+    match backend {
+        BackendKind::Uring => "io_uring",
+        BackendKind::Pwrite => "pwritev",
+        _ => "simulated",
+    }
+}
+
+/// kafka-producer-perf-test's final line, then ringlog's flush statistics.
+fn render_text(s: &Summary) -> String {
+    let fsyncs = match s.records_per_fsync {
+        Some(per_fsync) => format!("{} fsyncs, {per_fsync:.1} records per fsync", s.fsyncs),
+        None => format!("{} fsyncs", s.fsyncs),
+    };
+    let fallback = s
+        .backend_fallback_reason
+        .as_ref()
+        .map_or(String::new(), |why| format!(" (fell back: {why})"));
+    format!(
+        "{} records sent, {:.1} records/sec ({:.2} MB/sec), {} avg latency, {} max latency, {} 50th, {} 95th, {} 99th, {} 99.9th.\n\
+         {fsyncs}, backend {}{fallback}, durability {}, {} producers, {}-byte records, {:.2} s.",
+        s.records,
+        s.records_per_sec,
+        s.megabytes_per_sec,
+        format_latency(s.latency_ns_avg),
+        format_latency(s.latency_ns_max as f64),
+        format_latency(s.latency_ns_p50 as f64),
+        format_latency(s.latency_ns_p95 as f64),
+        format_latency(s.latency_ns_p99 as f64),
+        format_latency(s.latency_ns_p999 as f64),
+        s.backend,
+        s.durability,
+        s.producers,
+        s.record_bytes,
+        s.elapsed_sec
+    )
+}

@@ -1,0 +1,156 @@
+//! `ringlog info DIR [--json]`: segments, offsets, sizes, format version, lock holder.
+//! Read-only.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::cli::InfoArgs;
+use crate::failure::{CliResult, Failure};
+use crate::render::format_time_ms;
+use crate::units::format_bytes;
+
+/// Everything `info` prints.
+#[derive(Debug, Serialize)]
+struct LogInfo {
+    dir: String,
+    format_version: Option<u32>,
+    lock_holder_pid: Option<u32>,
+    first_offset: u64,
+    next_offset: u64,
+    durable_offset: u64,
+    records_count: u64,
+    segments_count: u64,
+    total_bytes: u64,
+    used_bytes: u64,
+    segments: Vec<SegmentRow>,
+}
+
+/// One segment.
+#[derive(Debug, Serialize)]
+struct SegmentRow {
+    segment_id: u64,
+    path: String,
+    base_offset: u64,
+    end_offset: u64,
+    records_count: u64,
+    used_bytes: u64,
+    segment_bytes: u64,
+    state: &'static str,
+    index_entries: u64,
+    created_ms: u64,
+}
+
+/// Runs `info`.
+pub fn run(args: &InfoArgs) -> CliResult<()> {
+    let log = super::open_read_only(&args.dir)?;
+    let fail = |e| Failure::from_log(e, &args.dir);
+    let segments = log.segments().map_err(fail)?;
+    let lock_holder_pid = ringlog::lock_holder(&args.dir).map_err(fail)?;
+    let stats = log.stats();
+    let rows: Vec<SegmentRow> = segments
+        .iter()
+        .map(|s| SegmentRow {
+            segment_id: s.segment_id,
+            path: s.path.display().to_string(),
+            base_offset: s.base_offset,
+            end_offset: s.end_offset,
+            records_count: s.records_count,
+            used_bytes: s.used_bytes,
+            segment_bytes: s.segment_bytes,
+            state: if s.sealed { "sealed" } else { "active" },
+            index_entries: s.index_entries,
+            created_ms: s.created_ms,
+        })
+        .collect();
+    let info = LogInfo {
+        dir: args.dir.display().to_string(),
+        format_version: segments.first().and_then(|s| read_format_version(&s.path)),
+        lock_holder_pid,
+        first_offset: stats.first_offset,
+        next_offset: stats.next_offset,
+        durable_offset: stats.durable_offset,
+        records_count: stats.records_count,
+        segments_count: rows.len() as u64,
+        total_bytes: rows.iter().map(|s| s.segment_bytes).sum(),
+        used_bytes: rows.iter().map(|s| s.used_bytes).sum(),
+        segments: rows,
+    };
+    let mut out = std::io::stdout().lock();
+    let text = if args.json {
+        serde_json::to_string(&info)
+            .map_err(|e| Failure::usage(format!("cannot encode the info as JSON: {e}")))?
+    } else {
+        render_text(&info)
+    };
+    writeln!(out, "{text}").map_err(Failure::from_stdout)
+}
+
+/// The human-readable form.
+fn render_text(info: &LogInfo) -> String {
+    let mut lines = vec![
+        format!("log             {}", info.dir),
+        format!(
+            "format version  {}",
+            info.format_version
+                .map_or("unknown".to_string(), |v| v.to_string())
+        ),
+        format!(
+            "lock holder     {}",
+            info.lock_holder_pid.map_or(
+                "none (no writer has the log open)".to_string(),
+                |pid| format!("pid {pid} (a writer has the log open)")
+            )
+        ),
+        format!(
+            "offsets         first {}, next {}, durable {}",
+            info.first_offset, info.next_offset, info.durable_offset
+        ),
+        format!("records         {}", info.records_count),
+        format!(
+            "size            {} used of {} in {} segment file(s)",
+            format_bytes(info.used_bytes),
+            format_bytes(info.total_bytes),
+            info.segments_count
+        ),
+        String::new(),
+        format!(
+            "{:>7}  {:>12}  {:>10}  {:>23}  {:<6}  {:>7}  {:<24}",
+            "segment", "base_offset", "records", "used / size", "state", "index", "created"
+        ),
+    ];
+    for s in &info.segments {
+        lines.push(format!(
+            "{:>7}  {:>12}  {:>10}  {:>23}  {:<6}  {:>7}  {:<24}",
+            s.segment_id,
+            s.base_offset,
+            s.records_count,
+            format!(
+                "{} / {}",
+                format_bytes(s.used_bytes),
+                format_bytes(s.segment_bytes)
+            ),
+            s.state,
+            s.index_entries,
+            format_time_ms(s.created_ms)
+        ));
+    }
+    let lines: Vec<&str> = lines.iter().map(|line| line.trim_end()).collect();
+    lines.join("\n")
+}
+
+/// The format version in a segment file's header (bytes 8..12, little-endian, after the
+/// 8-byte magic `RINGLOG\x01`). The library does not export it, so it is read here; `None`
+/// if the header cannot be read or has another magic.
+fn read_format_version(segment: &Path) -> Option<u32> {
+    let mut header = [0u8; 12];
+    File::open(segment).ok()?.read_exact(&mut header).ok()?;
+    if &header[..8] != b"RINGLOG\x01" {
+        return None;
+    }
+    Some(u32::from_le_bytes([
+        header[8], header[9], header[10], header[11],
+    ]))
+}

@@ -1,0 +1,44 @@
+//! `ringlog tail DIR [-n N] [-f|--follow] [--json]`: the last N records; with `-f` it keeps
+//! printing records as the writer (in this or another process) makes them durable, until
+//! interrupted. Read-only.
+
+use std::io::{BufWriter, Write};
+
+use crate::cli::TailArgs;
+use crate::failure::{CliResult, Failure};
+use crate::render::RecordStyle;
+
+/// Runs `tail`.
+pub fn run(args: &TailArgs) -> CliResult<()> {
+    let log = super::open_read_only(&args.dir)?;
+    let style = RecordStyle {
+        payload: args.payload,
+        json: args.json,
+    };
+    let fail = |e| Failure::from_log(e, &args.dir);
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let last = usize::try_from(args.records).unwrap_or(usize::MAX);
+    // `tail` reads up to the read watermark, which only `refresh` moves: following
+    // continues exactly after it, even when -n 0 printed nothing.
+    let mut next_offset = log.refresh().map_err(fail)?;
+    for record in log.tail(last).map_err(fail)? {
+        style.write(&mut out, &record)?;
+    }
+    out.flush().map_err(Failure::from_stdout)?;
+    if !args.follow {
+        return Ok(());
+    }
+    loop {
+        std::thread::sleep(args.poll_interval);
+        let end = log.refresh().map_err(fail)?;
+        if end <= next_offset {
+            continue;
+        }
+        for record in log.iter(next_offset) {
+            let record = record.map_err(fail)?;
+            style.write(&mut out, &record)?;
+            next_offset = record.offset() + 1;
+        }
+        out.flush().map_err(Failure::from_stdout)?;
+    }
+}

@@ -1,0 +1,233 @@
+//! `append`, `tail -f` following another process, and `bench`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{arg, ringlog, ringlog_command, ringlog_with_stdin};
+use ringlog::{Log, Options};
+
+fn read_all(dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let log = Log::open_read_only(dir, Options::default()).unwrap();
+    log.iter(log.first_offset())
+        .map(|r| r.unwrap().payload().to_vec())
+        .collect()
+}
+
+#[test]
+fn append_takes_lines_from_stdin_and_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("log");
+    let run = ringlog_with_stdin(
+        &["append", arg(&log_dir), "--segment-size", "64KiB"],
+        b"alpha\r\n\nbeta\xff\ngamma",
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout, "appended 4 records: offsets 0..4 (durable)\n");
+    assert_eq!(
+        run.stderr, "",
+        "no progress bar when stderr is not a terminal"
+    );
+
+    let input = dir.path().join("input.txt");
+    let lines: Vec<String> = (0..1000)
+        .map(|i| format!("line {i} {}", "y".repeat(90)))
+        .collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let run = ringlog(&[
+        "append",
+        arg(&log_dir),
+        "--file",
+        arg(&input),
+        "--batch",
+        "64",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "appended 1000 records: offsets 4..1004 (durable)\n"
+    );
+
+    let records = read_all(&log_dir);
+    assert_eq!(records.len(), 1004);
+    assert_eq!(
+        records[..4],
+        [
+            b"alpha".to_vec(),
+            vec![],
+            b"beta\xff".to_vec(),
+            b"gamma".to_vec()
+        ]
+    );
+    assert_eq!(records[1003], lines[999].as_bytes());
+    let log = Log::open_read_only(&log_dir, Options::default()).unwrap();
+    let segments = log.segments().unwrap();
+    assert!(segments.len() > 1, "rolled over");
+    assert!(
+        segments.iter().all(|s| s.segment_bytes == 64 << 10),
+        "kept the log's size"
+    );
+
+    let run = ringlog(&["append", arg(&log_dir)]);
+    assert_eq!(
+        run.stdout,
+        "appended 0 records (the log's next offset is 1004)\n"
+    );
+}
+
+#[test]
+fn tail_follow_prints_records_another_process_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    Log::open(dir.path(), Options::default().segment_bytes(64 << 10))
+        .unwrap()
+        .close()
+        .unwrap();
+    let mut tail = ringlog_command()
+        .args([
+            "tail",
+            arg(dir.path()),
+            "-f",
+            "--json",
+            "--poll-interval",
+            "10ms",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = tail.stdout.take().unwrap();
+    let (lines_tx, lines_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if lines_tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+
+    // Another process appends, across several segment rollovers.
+    let records: Vec<String> = (0..2000)
+        .map(|i| format!("followed-{i:04}-{}", "z".repeat(40)))
+        .collect();
+    let run = ringlog_with_stdin(
+        &["append", arg(dir.path())],
+        (records.join("\n") + "\n").as_bytes(),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while seen.len() < records.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines_rx.recv_timeout(left) {
+            Ok(line) => seen.push(serde_json::from_str::<serde_json::Value>(&line).unwrap()),
+            Err(_) => break,
+        }
+    }
+    tail.kill().unwrap();
+    tail.wait().unwrap();
+    assert_eq!(
+        seen.len(),
+        records.len(),
+        "tail -f saw only {} records",
+        seen.len()
+    );
+    for (i, record) in seen.iter().enumerate() {
+        assert_eq!(record["offset"], i as u64);
+        assert_eq!(record["payload"], records[i].as_str());
+    }
+}
+
+#[test]
+fn bench_into_a_directory_prints_a_json_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = ringlog(&[
+        "bench",
+        arg(dir.path()),
+        "--records",
+        "400",
+        "--producers",
+        "4",
+        "--record-size",
+        "100",
+        "--segment-size",
+        "1MiB",
+        "--io",
+        "pwrite",
+        "--json",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(summary["records"], 400);
+    assert_eq!(summary["record_bytes"], 100);
+    assert_eq!(summary["producers"], 4);
+    assert_eq!(summary["durability"], "sync");
+    assert_eq!(summary["backend"], "pwritev");
+    assert!(summary["fsyncs"].as_u64().unwrap() > 0);
+    assert!(summary["records_per_fsync"].as_f64().unwrap() >= 1.0);
+    let percentiles: Vec<u64> = [
+        "latency_ns_p50",
+        "latency_ns_p95",
+        "latency_ns_p99",
+        "latency_ns_p999",
+        "latency_ns_max",
+    ]
+    .iter()
+    .map(|key| summary[key].as_u64().unwrap())
+    .collect();
+    assert!(
+        percentiles.windows(2).all(|w| w[0] <= w[1]),
+        "{percentiles:?}"
+    );
+    assert!(summary["records_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(
+        run.stderr
+            .starts_with("bench: 4 producers, 100-byte records"),
+        "{run:?}"
+    );
+    assert_eq!(
+        read_all(dir.path()).len(),
+        400,
+        "the records are in the log"
+    );
+}
+
+#[test]
+fn bench_without_a_directory_uses_and_removes_a_temporary_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = ringlog_command()
+        .args([
+            "bench",
+            "--duration",
+            "400ms",
+            "--producers",
+            "2",
+            "--record-size",
+            "0.5KiB",
+            "--segment-size",
+            "1MiB",
+            "--durability",
+            "interval:1ms",
+        ])
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains(" records sent, "), "{stdout}");
+    assert!(stdout.contains(" 99.9th."), "{stdout}");
+    assert!(
+        stdout.contains("durability interval:1ms, 2 producers, 512-byte records"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("(temporary)"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "the temporary log was not removed: {left:?}"
+    );
+}
