@@ -1,0 +1,144 @@
+//! The small interface every peer implements, and the list of peers.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::peers;
+
+/// How a log is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// For W1/W2: every `append_durable` returns only once the record is durable.
+    Durable,
+    /// For W3-W6: `append` does not wait for the disk; `sync` makes everything durable.
+    Bulk,
+}
+
+/// One log under test, open on one directory.
+///
+/// Records are addressed by their number in append order (`0..`), whatever the peer's own
+/// addressing is (offsets, raft indexes, row ids, byte positions, chunk positions): the
+/// peer maps one to the other, keeping an in-memory index where its format has none.
+/// Peers that are not thread-safe wrap their state in a mutex, as a user would.
+pub trait Peer: Send + Sync {
+    /// Appends one record and returns once it is durable (or as durable as the peer can
+    /// make it: see [`PeerId::durability`]). `producer` is the calling thread's number, for
+    /// peers whose model gives each writer its own stream (raft-engine's raft groups).
+    fn append_durable(&self, producer: usize, payload: &[u8]) -> Result<()>;
+
+    /// Appends records without waiting for the disk: one API call per record, in order.
+    fn append(&self, records: &mut dyn Iterator<Item = &[u8]>) -> Result<()>;
+
+    /// Makes everything appended so far durable.
+    fn sync(&self) -> Result<()>;
+
+    /// Visits every record from the first, in order, verifying checksums where the format
+    /// has them. Stops early when `visit` returns `false`.
+    fn read_sequential(&self, visit: &mut dyn FnMut(&[u8]) -> bool) -> Result<()>;
+
+    /// Reads record number `index` (from 0, in append order).
+    fn read_at(&self, index: u64, visit: &mut dyn FnMut(&[u8])) -> Result<()>;
+
+    /// Closes the log cleanly (flushes, releases files and threads).
+    fn close(self: Box<Self>) -> Result<()>;
+}
+
+/// The logs compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerId {
+    Ringlog,
+    Okaywal,
+    Commitlog,
+    RaftEngine,
+    Sqlite,
+    JsonLines,
+    Framed,
+}
+
+impl PeerId {
+    pub const ALL: [PeerId; 7] = [
+        PeerId::Ringlog,
+        PeerId::Okaywal,
+        PeerId::Commitlog,
+        PeerId::RaftEngine,
+        PeerId::Sqlite,
+        PeerId::JsonLines,
+        PeerId::Framed,
+    ];
+
+    /// Short name, used on the command line and in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerId::Ringlog => "ringlog",
+            PeerId::Okaywal => "okaywal",
+            PeerId::Commitlog => "commitlog",
+            PeerId::RaftEngine => "raft-engine",
+            PeerId::Sqlite => "sqlite-wal",
+            PeerId::JsonLines => "json-lines",
+            PeerId::Framed => "framed-file",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<PeerId> {
+        PeerId::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// What `append_durable`, `append` and `sync` do on disk, for the report.
+    pub fn durability(self) -> &'static str {
+        match self {
+            PeerId::Ringlog => {
+                "durable: `Durability::Sync` (group commit, fdatasync); bulk: `Durability::None`, \
+                 `Log::sync()` at the end. Default options (64 MiB zero-filled segments)."
+            }
+            PeerId::Okaywal => {
+                "durable: one entry per record, `EntryWriter::commit` (fsync, batched across \
+                 threads); bulk: all records as chunks of one entry, committed at the end. \
+                 Checkpointing disabled so that the log keeps its data."
+            }
+            PeerId::Commitlog => {
+                "NOT DURABLE: `CommitLog::flush()` after each record, but it only msyncs the \
+                 index: the segment is flushed with `File::flush`, a no-op, and never fsynced. \
+                 Mutex around the log. Shown, but never counted as the best peer of a durable \
+                 workload."
+            }
+            PeerId::RaftEngine => {
+                "durable: `Engine::write(batch, sync = true)` (leader-follower group commit, \
+                 fdatasync), one raft group per producer thread; bulk: `write(.., false)` per \
+                 record, `Engine::sync()` at the end. Compression off (payloads are random)."
+            }
+            PeerId::Sqlite => {
+                "WAL mode; durable: `synchronous=FULL`, one autocommit INSERT per record; bulk: \
+                 `synchronous=NORMAL`, one transaction around the INSERTs, COMMIT at the end. \
+                 Mutex around one connection."
+            }
+            PeerId::JsonLines => {
+                "one JSON object per line, `write` per record; durable: `fsync` after each \
+                 write; bulk: no fsync until the end. No checksum. Mutex around the file."
+            }
+            PeerId::Framed => {
+                "length + CRC32C frames in one file; durable: `write` + `fsync` per record; \
+                 bulk: frames gathered in a 1 MiB buffer, one `write` per buffer, one `fsync` \
+                 per batch (at the end). Mutex around the file."
+            }
+        }
+    }
+
+    /// Whether `append_durable` really waits for the disk.
+    pub fn is_durable(self) -> bool {
+        self != PeerId::Commitlog
+    }
+
+    /// Opens (creating or recovering) the log in `dir`.
+    pub fn open(self, dir: &Path, mode: Mode) -> Result<Box<dyn Peer>> {
+        match self {
+            PeerId::Ringlog => peers::ringlog::open(dir, mode),
+            PeerId::Okaywal => peers::okaywal::open(dir, mode),
+            PeerId::Commitlog => peers::commitlog::open(dir, mode),
+            PeerId::RaftEngine => peers::raft_engine::open(dir, mode),
+            PeerId::Sqlite => peers::sqlite::open(dir, mode),
+            PeerId::JsonLines => peers::json_lines::open(dir, mode),
+            PeerId::Framed => peers::framed::open(dir, mode),
+        }
+    }
+}
