@@ -363,6 +363,21 @@ pub fn decode_frame(bytes: &[u8], seed: u32) -> Result<Frame, FrameError> {
     })
 }
 
+/// Reads a frame's offset field and padded length without checking its checksum (for
+/// walking past frames to one that will be checked in full). `None` when the length is
+/// not plausible.
+pub fn peek_frame(bytes: &[u8]) -> Option<(u64, u64)> {
+    if (bytes.len() as u64) < FRAME_HEADER_BYTES {
+        return None;
+    }
+    let frame_len = (u32_at(bytes, 4) & !FRAME_CONTINUES) as u64;
+    let padded_bytes = padded_frame_bytes(frame_len);
+    if frame_len < FRAME_HEADER_BYTES || padded_bytes > bytes.len() as u64 {
+        return None;
+    }
+    Some((u64_at(bytes, 8), padded_bytes))
+}
+
 // ---------------------------------------------------------------------------------------
 // Index files
 // ---------------------------------------------------------------------------------------

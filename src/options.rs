@@ -149,16 +149,22 @@ impl Options {
     }
 
     /// How segments get their blocks. Default, chosen by measurement (docs/design.md):
-    /// [`Preallocate::ZeroFill`] under [`Durability::Sync`], where it makes every flush
-    /// cheaper; [`Preallocate::Fallocate`] otherwise, where flushes are rare and
-    /// zero-filling would double the bytes written. Under either, a segment needed before
-    /// its zero-fill is done is finished with `fallocate` alone rather than waited for.
+    /// under [`Durability::Sync`], [`Preallocate::ZeroFill`] (every flush is cheaper)
+    /// while segments fill slowly, and [`Preallocate::Fallocate`] once appends fill them
+    /// fast enough that writing the zeros would compete for the disk's bandwidth; under
+    /// the other modes, where flushes are rare, `Fallocate`. A segment an appender waits
+    /// for stops zero-filling and is handed over at once.
     pub fn preallocate(mut self, preallocate: Preallocate) -> Self {
         self.preallocate = Some(preallocate);
         self
     }
 
-    /// How new segments get their blocks.
+    /// The preallocation asked for, if any.
+    pub(crate) fn preallocate_explicit(&self) -> Option<Preallocate> {
+        self.preallocate
+    }
+
+    /// How the first segment of a new log gets its blocks.
     pub(crate) fn preallocate_effective(&self) -> Preallocate {
         self.preallocate.unwrap_or(match self.durability {
             Durability::Sync => Preallocate::ZeroFill,

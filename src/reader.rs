@@ -164,6 +164,45 @@ fn corruption(segment: &Segment, position: u64, reason: impl Into<String>) -> Er
 
 /// Walks frames from an index entry (or the data start) to the record `target`.
 fn walk(segment: &Segment, floor: Option<format::IndexEntry>, target: u64) -> Result<u64> {
+    match walk_headers(segment, floor, target)? {
+        Some(position) => Ok(position),
+        None => walk_checked(segment, floor, target),
+    }
+}
+
+/// The fast walk: reads only the length and offset of the frames before the target (the
+/// caller checks the target frame in full). Returns `None` at anything unexpected, for
+/// the checked walk to explain or step over.
+fn walk_headers(
+    segment: &Segment,
+    floor: Option<format::IndexEntry>,
+    target: u64,
+) -> Result<Option<u64>> {
+    let (mut position, mut expected) = match floor {
+        Some(entry) => (entry.position, entry.offset),
+        None => (SEGMENT_HEADER_BYTES, segment.base_offset()),
+    };
+    let bytes = segment.bytes()?;
+    loop {
+        let Some((offset, padded_bytes)) =
+            format::peek_frame(&bytes[position.min(bytes.len() as u64) as usize..])
+        else {
+            return Ok(None);
+        };
+        if offset == target {
+            return Ok(Some(position));
+        }
+        if offset == expected && offset < target {
+            expected += 1;
+        } else if offset != format::MARKER_OFFSET {
+            return Ok(None);
+        }
+        position += padded_bytes;
+    }
+}
+
+/// The checked walk: every frame's checksum is verified on the way.
+fn walk_checked(segment: &Segment, floor: Option<format::IndexEntry>, target: u64) -> Result<u64> {
     let (mut position, mut expected) = match floor {
         Some(entry) => (entry.position, entry.offset),
         None => (SEGMENT_HEADER_BYTES, segment.base_offset()),

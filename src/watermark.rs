@@ -1,10 +1,14 @@
 //! Written and durable watermarks, and waiting for them to pass an offset.
 //!
-//! Producers wait on a futex word that the writer bumps every time a watermark moves;
-//! one `FUTEX_WAKE` wakes every waiter at once, with no lock to re-acquire. Async
-//! tickets register a `Waker` instead.
+//! A blocked producer registers the offset it waits for and sleeps on a futex word of its
+//! own; waking (done by the waker thread, off the writer's path) wakes exactly the
+//! producers whose records became durable. Waking every waiter on each flush would also
+//! wake those waiting for the next flush, only to sleep again: on a 2-core machine with
+//! 64 producers those context switches were a large part of the cost of an append.
+//! Async tickets register a `Waker` instead.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
 use std::task::Waker;
 
 use parking_lot::Mutex;
@@ -16,9 +20,9 @@ pub(crate) struct Watermarks {
     written: AtomicU64,
     durable: AtomicU64,
     poisoned: AtomicBool,
-    /// Futex word: bumped on every change above.
-    seq: AtomicU32,
-    waiters: AtomicU32,
+    /// Blocked producers: the offset each waits for, and its futex word.
+    sleepers: Mutex<Vec<(u64, Arc<AtomicU32>)>>,
+    sleepers_count: AtomicU32,
     wakers: Mutex<Vec<(u64, Waker)>>,
     wakers_pending: AtomicBool,
     /// Futex word of the waker thread: bumped to ask it to run [`Watermarks::wake`].
@@ -33,8 +37,8 @@ impl Watermarks {
             written: AtomicU64::new(offset),
             durable: AtomicU64::new(offset),
             poisoned: AtomicBool::new(false),
-            seq: AtomicU32::new(0),
-            waiters: AtomicU32::new(0),
+            sleepers: Mutex::new(Vec::new()),
+            sleepers_count: AtomicU32::new(0),
             wakers: Mutex::new(Vec::new()),
             wakers_pending: AtomicBool::new(false),
             wake_requests: AtomicU32::new(0),
@@ -59,7 +63,6 @@ impl Watermarks {
     pub(crate) fn publish_written(&self, offset: u64, wake: bool) {
         let previous = self.written.fetch_max(offset, SeqCst);
         debug_assert!(previous <= offset, "written watermark moved backwards");
-        self.seq.fetch_add(1, SeqCst);
         if wake {
             self.wake();
         }
@@ -70,7 +73,6 @@ impl Watermarks {
         debug_assert!(offset <= self.written(), "durable passed written");
         let previous = self.durable.fetch_max(offset, SeqCst);
         debug_assert!(previous <= offset, "durable watermark moved backwards");
-        self.seq.fetch_add(1, SeqCst);
         if wake {
             self.wake();
         }
@@ -79,14 +81,13 @@ impl Watermarks {
     /// Marks the log poisoned and wakes every waiter; no watermark moves after this.
     pub(crate) fn poison(&self) {
         self.poisoned.store(true, SeqCst);
-        self.seq.fetch_add(1, SeqCst);
         self.wake();
     }
 
     /// Asks the waker thread to wake everyone: the writer then does not pay for waking
     /// dozens of threads (each wake-up can preempt it) between two flushes.
     pub(crate) fn request_wake(&self) {
-        if self.waiters.load(SeqCst) == 0 && !self.wakers_pending.load(SeqCst) {
+        if self.sleepers_count.load(SeqCst) == 0 && !self.wakers_pending.load(SeqCst) {
             return;
         }
         self.wake_requests.fetch_add(1, SeqCst);
@@ -110,10 +111,28 @@ impl Watermarks {
         let _ = futex::wake(&self.wake_requests, futex::Flags::PRIVATE, 1);
     }
 
-    /// Wakes every blocked waiter and ready async ticket.
+    /// Wakes every blocked producer and async ticket whose offset is durable (all of
+    /// them once the log is poisoned).
     pub(crate) fn wake(&self) {
-        if self.waiters.load(SeqCst) > 0 {
-            let _ = futex::wake(&self.seq, futex::Flags::PRIVATE, i32::MAX as u32);
+        if self.sleepers_count.load(SeqCst) > 0 {
+            let poisoned = self.is_poisoned();
+            let durable = self.durable();
+            let mut ready = Vec::new();
+            {
+                let mut sleepers = self.sleepers.lock();
+                sleepers.retain(|(target, parker)| {
+                    let done = poisoned || *target < durable;
+                    if done {
+                        ready.push(parker.clone());
+                    }
+                    !done
+                });
+                self.sleepers_count.store(sleepers.len() as u32, SeqCst);
+            }
+            for parker in ready {
+                parker.store(1, SeqCst);
+                let _ = futex::wake(&parker, futex::Flags::PRIVATE, 1);
+            }
         }
         if self.wakers_pending.load(SeqCst) {
             let mut wakers = self.wakers.lock();
@@ -130,23 +149,30 @@ impl Watermarks {
         }
     }
 
-    /// Blocks until `done()` holds or the log is poisoned; returns `done()`.
-    pub(crate) fn wait_until(&self, done: impl Fn() -> bool) -> bool {
+    /// Blocks until `offset` is durable (true) or the log is poisoned (false).
+    pub(crate) fn wait_durable(&self, offset: u64) -> bool {
+        thread_local! {
+            static PARKER: Arc<AtomicU32> = Arc::new(AtomicU32::new(0));
+        }
+        let parker = PARKER.with(Arc::clone);
         loop {
-            if done() {
+            if self.durable() > offset {
                 return true;
             }
             if self.is_poisoned() {
                 return false;
             }
-            let seq = self.seq.load(SeqCst);
-            self.waiters.fetch_add(1, SeqCst);
-            if done() || self.is_poisoned() {
-                self.waiters.fetch_sub(1, SeqCst);
+            parker.store(0, SeqCst);
+            {
+                let mut sleepers = self.sleepers.lock();
+                sleepers.push((offset, parker.clone()));
+                self.sleepers_count.store(sleepers.len() as u32, SeqCst);
+            }
+            // Published before we registered? Then no wake may come: look again.
+            if self.durable() > offset || self.is_poisoned() {
                 continue;
             }
-            let _ = futex::wait(&self.seq, futex::Flags::PRIVATE, seq, None);
-            self.waiters.fetch_sub(1, SeqCst);
+            let _ = futex::wait(&parker, futex::Flags::PRIVATE, 0, None);
         }
     }
 

@@ -22,9 +22,24 @@ use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
 use crate::error::{Error, Result};
 use crate::format::{self, IndexEntry, MARKER_BYTES, SEGMENT_HEADER_BYTES};
 use crate::io::{Backend, BackendKind};
-use crate::options::{Durability, Options};
+use crate::options::{Durability, Options, Preallocate};
 use crate::segment::{self, now_ms, Segment, Spare};
 use crate::watermark::Watermarks;
+
+/// Zero-fill a segment only if the last one took at least this many times as long to
+/// fill as a zero-fill takes: the zeros then use a small share of the disk's time.
+const ZERO_FILL_HEADROOM: u32 = 8;
+
+/// How fast segments fill, and how long zero-filling one takes.
+#[derive(Default)]
+struct Pacing {
+    last_roll: Option<Instant>,
+    last_fill: Option<Duration>,
+    zero_fill: Option<Duration>,
+}
+
+/// Durable bytes between checkpoints of the active segment.
+const CHECKPOINT_BYTES: u64 = 4 << 20;
 
 /// Most idle buffers kept for reuse.
 const FREE_BUFFERS_MAX: usize = 4;
@@ -106,12 +121,16 @@ pub(crate) struct Committer {
     pub(crate) written_offset: u64,
     pub(crate) durable_offset: u64,
     last_sync: Instant,
+    /// Durable position of the segment's last checkpoint.
+    checkpoint_position: u64,
 }
 
 /// Work for the housekeeping thread.
 #[derive(Default)]
 struct Chores {
     prepare: bool,
+    /// Active segments to checkpoint: (segment, durable end, offset there).
+    checkpoint: Option<(Arc<Segment>, u64, u64)>,
     seal: Vec<(Arc<Segment>, u64, u64)>,
     stop: bool,
 }
@@ -145,6 +164,7 @@ pub(crate) struct Shared {
     pub(crate) first_offset: AtomicU64,
     /// An appender waits for the spare: preparation stops zero-filling and hurries.
     spare_wanted: AtomicBool,
+    pacing: Mutex<Pacing>,
     poison_cause: Mutex<Option<String>>,
     chores: Mutex<Chores>,
     chores_cv: Condvar,
@@ -203,11 +223,13 @@ impl Shared {
                 written_offset: start.next_offset,
                 durable_offset: start.next_offset,
                 last_sync: Instant::now(),
+                checkpoint_position: start.active_end_position,
             }),
             marks: Watermarks::new(start.next_offset),
             segments: RwLock::new(start.segments),
             first_offset: AtomicU64::new(first_offset),
             spare_wanted: AtomicBool::new(false),
+            pacing: Mutex::new(Pacing::default()),
             poison_cause: Mutex::new(None),
             chores: Mutex::new(Chores {
                 prepare: need_spare,
@@ -359,6 +381,12 @@ impl Shared {
                 st.segment = segment;
                 st.position = SEGMENT_HEADER_BYTES;
                 st.last_entry_position = None;
+                {
+                    let mut pacing = self.pacing.lock();
+                    let now = Instant::now();
+                    pacing.last_fill = pacing.last_roll.map(|t| now - t);
+                    pacing.last_roll = Some(now);
+                }
                 self.request_chore(|c| c.prepare = true);
                 Ok(())
             }
@@ -404,7 +432,7 @@ impl Shared {
 
     /// Blocks until `offset` is durable. Errors if the log was poisoned first.
     pub(crate) fn wait_durable(&self, offset: u64) -> Result<u64> {
-        if self.marks.wait_until(|| self.marks.durable() > offset) {
+        if self.marks.wait_durable(offset) {
             Ok(offset)
         } else {
             Err(self.poisoned())
@@ -558,6 +586,7 @@ impl Shared {
             c.durable_offset = end_offset;
             self.marks.publish_written(end_offset, false);
             self.marks.publish_durable(end_offset, false);
+            self.maybe_checkpoint(c);
         }
         self.marks.wake();
         Ok(())
@@ -578,7 +607,19 @@ impl Shared {
         c.durable_position = target_position;
         c.durable_offset = target_offset;
         self.marks.publish_durable(target_offset, false);
+        self.maybe_checkpoint(c);
         Ok(())
+    }
+
+    /// Every [`CHECKPOINT_BYTES`] of durable data, has the housekeeper checkpoint the
+    /// active segment, so recovery after a crash scans at most that much.
+    fn maybe_checkpoint(&self, c: &mut Committer) {
+        if c.durable_position - c.checkpoint_position < CHECKPOINT_BYTES {
+            return;
+        }
+        c.checkpoint_position = c.durable_position;
+        let checkpoint = (c.segment.clone(), c.durable_position, c.durable_offset);
+        self.request_chore(|chores| chores.checkpoint = Some(checkpoint));
     }
 
     /// Seals the committer's segment and activates `next`: everything in the old segment
@@ -608,6 +649,7 @@ impl Shared {
         });
         c.written_position = SEGMENT_HEADER_BYTES;
         c.durable_position = SEGMENT_HEADER_BYTES;
+        c.checkpoint_position = SEGMENT_HEADER_BYTES;
         Ok(())
     }
 
@@ -699,17 +741,28 @@ impl Shared {
     /// The housekeeping thread: prepares spare segments and persists sealed indexes.
     pub(crate) fn housekeeper_loop(self: Arc<Self>) {
         loop {
-            let (prepare, seal, stop) = {
+            let (prepare, seal, stop, checkpoint) = {
                 let mut chores = self.chores.lock();
-                while !chores.prepare && chores.seal.is_empty() && !chores.stop {
+                while !chores.prepare
+                    && chores.seal.is_empty()
+                    && chores.checkpoint.is_none()
+                    && !chores.stop
+                {
                     self.chores_cv.wait(&mut chores);
                 }
                 (
                     std::mem::take(&mut chores.prepare) && !chores.stop,
                     std::mem::take(&mut chores.seal),
                     chores.stop,
+                    chores.checkpoint.take(),
                 )
             };
+            if let Some((segment, data_end, next_offset)) = checkpoint {
+                // Sealed since? Its final index is (or will be) written instead.
+                if segment.end_offset.read().is_none() {
+                    let _ = segment.persist_index(&self.dir, data_end, next_offset, false);
+                }
+            }
             for (segment, data_end, next_offset) in seal {
                 // Best effort: a missing index is rebuilt from the data when needed.
                 let _ = segment.persist_index(&self.dir, data_end, next_offset, false);
@@ -723,6 +776,27 @@ impl Shared {
         }
     }
 
+    /// How to prepare the next segment. An explicit option wins. Otherwise zero-fill
+    /// (cheaper flushes) while segments fill slowly enough that writing the zeros costs
+    /// the disk little, and `fallocate` when appends use the disk's bandwidth: measured
+    /// at 64 producers x 16 KiB, zero-filling cut throughput from ~41k to ~24k records/s
+    /// because every byte was written twice.
+    fn choose_preallocate(&self) -> Preallocate {
+        if let Some(explicit) = self.opts.preallocate_explicit() {
+            return explicit;
+        }
+        if self.opts.durability != Durability::Sync {
+            return Preallocate::Fallocate;
+        }
+        let pacing = self.pacing.lock();
+        match (pacing.last_fill, pacing.zero_fill) {
+            (Some(fill), Some(zero_fill)) if fill < zero_fill * ZERO_FILL_HEADROOM => {
+                Preallocate::Fallocate
+            }
+            _ => Preallocate::ZeroFill,
+        }
+    }
+
     fn prepare_spare(&self) {
         let id = {
             let st = self.staging.lock();
@@ -732,13 +806,18 @@ impl Shared {
             st.segment.id() + 1
         };
         self.spare_wanted.store(false, Relaxed);
+        let preallocate = self.choose_preallocate();
+        let started = Instant::now();
         let result = segment::prepare(
             &self.dir,
             id,
             self.opts.segment_bytes_effective(),
-            self.opts.preallocate_effective(),
+            preallocate,
             &self.spare_wanted,
         );
+        if preallocate == Preallocate::ZeroFill && result.is_ok() {
+            self.pacing.lock().zero_fill = Some(started.elapsed());
+        }
         let mut st = self.staging.lock();
         match result {
             Ok(spare) if st.segment.id() + 1 == id => {
