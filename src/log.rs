@@ -137,6 +137,9 @@ impl Log {
                 Ok(handle) => threads.push(handle),
                 Err(e) => {
                     let _ = shared.shutdown();
+                    for handle in threads {
+                        let _ = handle.join();
+                    }
                     return Err(e);
                 }
             }
@@ -431,6 +434,13 @@ impl Log {
         for handle in self.threads.lock().drain(..) {
             let _ = handle.join();
         }
+        let result = match result {
+            Ok(Some((segment, data_end, next_offset))) => {
+                segment.persist_index(&self.shared.dir, data_end, next_offset, true)
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
         self.lock.lock().take();
         result
     }

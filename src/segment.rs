@@ -336,8 +336,11 @@ impl Segment {
 }
 
 /// Replaces `path` with `bytes` (write to a temporary name, optionally sync, rename).
+/// Temporary names are unique per call, so concurrent writers never share one.
 pub(crate) fn write_file_synced(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
-    let tmp = path.with_extension("idx.tmp");
+    static TEMPORARIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let unique = TEMPORARIES.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("{}.{unique}.idx.tmp", std::process::id()));
     let result = (|| -> io::Result<()> {
         let file = File::create(&tmp)?;
         file.write_all_at(bytes, 0)?;

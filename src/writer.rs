@@ -862,12 +862,14 @@ impl Shared {
         self.marks.waker_loop();
     }
 
-    /// Stops new appends, commits and flushes what is staged, and writes a clean
-    /// checkpoint. Idempotent.
-    pub(crate) fn shutdown(&self) -> Result<()> {
+    /// Stops new appends, commits and flushes what is staged, and stops the threads.
+    /// Returns what the clean-shutdown checkpoint must say (the active segment, its data
+    /// end and next offset): the caller writes it once the housekeeper has stopped, so no
+    /// older checkpoint can be written after it.
+    pub(crate) fn shutdown(&self) -> Result<Option<(Arc<Segment>, u64, u64)>> {
         if self.read_only {
             self.staging.lock().closed = true;
-            return Ok(());
+            return Ok(None);
         }
         {
             let mut st = self.staging.lock();
@@ -878,13 +880,8 @@ impl Shared {
         self.room_cv.notify_all();
         let result = {
             let mut c = self.commit.lock();
-            let result = self.commit_pending(&mut c, true);
-            if result.is_ok() {
-                c.segment
-                    .persist_index(&self.dir, c.written_position, c.written_offset, true)
-            } else {
-                result
-            }
+            self.commit_pending(&mut c, true)
+                .map(|()| Some((c.segment.clone(), c.written_position, c.written_offset)))
         };
         self.request_chore(|c| c.stop = true);
         self.marks.stop_waker();
