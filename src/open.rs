@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -34,11 +33,11 @@ struct Found {
 }
 
 impl Found {
+    /// Its header, if that says it was activated (it belongs to the chain of segments;
+    /// a file shorter than its header says is reported when it is opened).
     fn activated(&self) -> Option<SegmentHeader> {
         match &self.header {
-            Ok(h) if h.is_activated() && h.segment_id == self.id && self.len >= h.segment_bytes => {
-                Some(*h)
-            }
+            Ok(h) if h.is_activated() && h.segment_id == self.id => Some(*h),
             _ => None,
         }
     }
@@ -54,14 +53,26 @@ impl Found {
         }
     }
 
-    /// Whether anything was ever written where records start.
-    fn has_data(&self) -> std::io::Result<bool> {
-        if self.len < SEGMENT_HEADER_BYTES + 8 {
-            return Ok(false);
+    /// Whether any byte past the header is not zero: records were written there. A
+    /// spare's data region is all zeros; `thorough` reads all of it (for files whose
+    /// header is damaged), else its first 4 KiB.
+    fn has_data(&self, thorough: bool) -> std::io::Result<bool> {
+        let end = if thorough {
+            self.len
+        } else {
+            self.len.min(4096)
+        };
+        let mut chunk = vec![0u8; 1 << 20];
+        let mut position = SEGMENT_HEADER_BYTES;
+        while position < end {
+            let len = chunk.len().min((end - position) as usize);
+            self.file.read_exact_at(&mut chunk[..len], position)?;
+            if chunk[..len].iter().any(|b| *b != 0) {
+                return Ok(true);
+            }
+            position += len as u64;
         }
-        let mut word = [0u8; 8];
-        self.file.read_exact_at(&mut word, SEGMENT_HEADER_BYTES)?;
-        Ok(word != [0u8; 8])
+        Ok(false)
     }
 
     fn why_broken(&self) -> String {
@@ -175,17 +186,26 @@ pub(crate) fn recover(
     for (id, f) in std::mem::take(&mut found) {
         match last_activated {
             Some(last) if id <= last => chain.push(f),
+            _ if !writable => {
+                // Past the chain, a live writer may be activating a spare right now: what
+                // its header said a moment ago proves nothing. `refresh` picks it up.
+            }
             _ => {
                 // Past the last activated segment: a spare, or a preparation or
                 // activation that a crash interrupted (nothing was ever appended to it).
                 let data = f
-                    .has_data()
+                    .has_data(f.spare().is_none())
                     .map_err(|e| Error::io("read segment", &f.path, e))?;
-                if data && f.spare().is_none() {
+                if data {
+                    // Records are written only after the activation header is durable.
+                    let why = match f.spare() {
+                        Some(_) => "the header is a spare's (never activated)".to_string(),
+                        None => f.why_broken(),
+                    };
                     return Err(Error::corruption(
                         &f.path,
                         0,
-                        format!("{}, yet the segment holds data", f.why_broken()),
+                        format!("{why}, yet the segment holds data"),
                     ));
                 }
                 let next_id = last_activated.map_or(0, |l| l + 1);
@@ -224,7 +244,6 @@ pub(crate) fn recover(
                 0,
                 opts.segment_bytes_effective(),
                 opts.preallocate_effective(),
-                &AtomicBool::new(false),
             )?,
         };
         let segment = activate_in_place(spare, 0)?;

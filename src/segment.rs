@@ -11,7 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
 use memmap2::{Mmap, MmapOptions};
@@ -91,17 +91,14 @@ pub(crate) struct Spare {
 
 /// Creates, sizes, zero-fills (or allocates) and syncs segment `id`, then writes and
 /// syncs its prepared header and the directory. A partial file is removed on failure.
-/// Zero-filling stops early (the rest stays allocated, reading as zeros) once `hurry` is
-/// set: an appender is waiting for this segment.
 pub(crate) fn prepare(
     dir: &Path,
     id: u64,
     segment_bytes: u64,
     preallocate: Preallocate,
-    hurry: &AtomicBool,
 ) -> Result<Spare> {
     let path = segment_path(dir, id);
-    let result = prepare_at(&path, id, segment_bytes, preallocate, hurry);
+    let result = prepare_at(&path, id, segment_bytes, preallocate);
     if result.is_err() {
         let _ = std::fs::remove_file(&path);
     }
@@ -110,13 +107,7 @@ pub(crate) fn prepare(
     Ok(spare)
 }
 
-fn prepare_at(
-    path: &Path,
-    id: u64,
-    segment_bytes: u64,
-    preallocate: Preallocate,
-    hurry: &AtomicBool,
-) -> Result<Spare> {
+fn prepare_at(path: &Path, id: u64, segment_bytes: u64, preallocate: Preallocate) -> Result<Spare> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -138,7 +129,7 @@ fn prepare_at(
                 .map_err(|e| Error::io("fallocate segment", path, e.into()))?;
             let zeros = vec![0u8; (1 << 20).min(segment_bytes as usize)];
             let mut position = 0;
-            while position < segment_bytes && !hurry.load(Ordering::Relaxed) {
+            while position < segment_bytes {
                 let len = zeros.len().min((segment_bytes - position) as usize);
                 file.write_all_at(&zeros[..len], position)
                     .map_err(|e| Error::io("zero-fill segment", path, e))?;

@@ -13,7 +13,7 @@
 
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,21 +22,9 @@ use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
 use crate::error::{Error, Result};
 use crate::format::{self, IndexEntry, MARKER_BYTES, SEGMENT_HEADER_BYTES};
 use crate::io::{Backend, BackendKind};
-use crate::options::{Durability, Options, Preallocate};
+use crate::options::{Durability, Options};
 use crate::segment::{self, now_ms, Segment, Spare};
 use crate::watermark::Watermarks;
-
-/// Zero-fill a segment only if the last one took at least this many times as long to
-/// fill as a zero-fill takes: the zeros then use a small share of the disk's time.
-const ZERO_FILL_HEADROOM: u32 = 8;
-
-/// How fast segments fill, and how long zero-filling one takes.
-#[derive(Default)]
-struct Pacing {
-    last_roll: Option<Instant>,
-    last_fill: Option<Duration>,
-    zero_fill: Option<Duration>,
-}
 
 /// Durable bytes between checkpoints of the active segment.
 const CHECKPOINT_BYTES: u64 = 4 << 20;
@@ -167,9 +155,6 @@ pub(crate) struct Shared {
     /// Activated segments, oldest first: what readers search.
     pub(crate) segments: RwLock<Vec<Arc<Segment>>>,
     pub(crate) first_offset: AtomicU64,
-    /// An appender waits for the spare: preparation stops zero-filling and hurries.
-    spare_wanted: AtomicBool,
-    pacing: Mutex<Pacing>,
     poison_cause: Mutex<Option<String>>,
     chores: Mutex<Chores>,
     chores_cv: Condvar,
@@ -194,7 +179,9 @@ impl Shared {
             .last()
             .expect("recovery yields an active segment")
             .clone();
-        let last_entry_position = active.index.read().entries.last().map(|e| e.position);
+        // The first record appended after open gets an index entry of its own, so reads of
+        // new records never walk through older data (damage there must not hide them).
+        let last_entry_position = None;
         let first_offset = start.segments[0].base_offset();
         let need_spare = start.spare.is_none();
         let backend_kind = start.backend.kind();
@@ -233,8 +220,6 @@ impl Shared {
             marks: Watermarks::new(start.next_offset),
             segments: RwLock::new(start.segments),
             first_offset: AtomicU64::new(first_offset),
-            spare_wanted: AtomicBool::new(false),
-            pacing: Mutex::new(Pacing::default()),
             poison_cause: Mutex::new(None),
             chores: Mutex::new(Chores {
                 prepare: need_spare,
@@ -387,12 +372,6 @@ impl Shared {
                 st.segment = segment;
                 st.position = SEGMENT_HEADER_BYTES;
                 st.last_entry_position = None;
-                {
-                    let mut pacing = self.pacing.lock();
-                    let now = Instant::now();
-                    pacing.last_fill = pacing.last_roll.map(|t| now - t);
-                    pacing.last_roll = Some(now);
-                }
                 self.request_chore(|c| c.prepare = true);
                 Ok(())
             }
@@ -402,7 +381,6 @@ impl Shared {
                     return Err(failure.to_error());
                 }
                 self.request_chore(|c| c.prepare = true);
-                self.spare_wanted.store(true, Relaxed);
                 self.room_cv.wait(st);
                 Ok(())
             }
@@ -812,27 +790,6 @@ impl Shared {
         }
     }
 
-    /// How to prepare the next segment. An explicit option wins. Otherwise zero-fill
-    /// (cheaper flushes) while segments fill slowly enough that writing the zeros costs
-    /// the disk little, and `fallocate` when appends use the disk's bandwidth: measured
-    /// at 64 producers x 16 KiB, zero-filling cut throughput from ~41k to ~24k records/s
-    /// because every byte was written twice.
-    fn choose_preallocate(&self) -> Preallocate {
-        if let Some(explicit) = self.opts.preallocate_explicit() {
-            return explicit;
-        }
-        if self.opts.durability != Durability::Sync {
-            return Preallocate::Fallocate;
-        }
-        let pacing = self.pacing.lock();
-        match (pacing.last_fill, pacing.zero_fill) {
-            (Some(fill), Some(zero_fill)) if fill < zero_fill * ZERO_FILL_HEADROOM => {
-                Preallocate::Fallocate
-            }
-            _ => Preallocate::ZeroFill,
-        }
-    }
-
     fn prepare_spare(&self) {
         let id = {
             let st = self.staging.lock();
@@ -841,19 +798,12 @@ impl Shared {
             }
             st.segment.id() + 1
         };
-        self.spare_wanted.store(false, Relaxed);
-        let preallocate = self.choose_preallocate();
-        let started = Instant::now();
         let result = segment::prepare(
             &self.dir,
             id,
             self.opts.segment_bytes_effective(),
-            preallocate,
-            &self.spare_wanted,
+            self.opts.preallocate_effective(),
         );
-        if preallocate == Preallocate::ZeroFill && result.is_ok() {
-            self.pacing.lock().zero_fill = Some(started.elapsed());
-        }
         let mut st = self.staging.lock();
         match result {
             Ok(spare) if st.segment.id() + 1 == id => {

@@ -60,7 +60,13 @@ fn kill9_cycles() {
         let io = if rng.chance(0.5) { "pwrite" } else { "auto" };
         let child_seed = rng.next_u64();
         let delay_us = match when {
-            When::Recovery => rng.below(4000),
+            When::Recovery => {
+                if rng.chance(0.3) {
+                    0
+                } else {
+                    rng.below(6000)
+                }
+            }
             When::Rollover | When::Closing => rng.below(3000),
             When::Anytime => rng.range(2_000, 400_000),
         };
@@ -126,6 +132,12 @@ fn kill9_cycles() {
         if report.opened.is_empty() {
             mid_recovery += 1;
         }
+        if std::env::var_os("RINGLOG_KILL9_DEBUG").is_some() {
+            let t0 = child.seen.first().map(|l| l.at);
+            for l in child.seen.iter().take(4) {
+                eprintln!("  {:?} {:?} {}", when, t0.map(|t| l.at - t), l.text);
+            }
+        }
         opened_total += report.opened.len() as u64;
         rollovers_seen += report.rollings;
         if let Some(e) = &report.open_error {
@@ -167,8 +179,11 @@ fn kill9_cycles() {
     }
     // Finally the writer's own recovery, in this process: it must agree and continue.
     if failures.is_empty() {
-        let log = ringlog::Log::open(dir.path(), reliability::child_options(ringlog::IoBackend::Auto))
-            .expect("final writer open");
+        let log = ringlog::Log::open(
+            dir.path(),
+            reliability::child_options(ringlog::IoBackend::Auto),
+        )
+        .expect("final writer open");
         assert_eq!(log.next_offset(), model.records.len() as u64);
         log.close().expect("close");
         let log = ringlog::Log::open_read_only(
@@ -185,7 +200,11 @@ fn kill9_cycles() {
         started.elapsed().as_secs_f64(),
         model.records.len(),
     );
-    assert!(failures.is_empty(), "kill9 failures:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "kill9 failures:\n{}",
+        failures.join("\n")
+    );
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {

@@ -237,7 +237,9 @@ pub fn parse_payload(offset: u64, payload: &[u8]) -> Result<Meta, String> {
         ));
     }
     if make_payload(meta) != payload {
-        return Err(format!("offset {offset}: payload bytes differ from what was appended"));
+        return Err(format!(
+            "offset {offset}: payload bytes differ from what was appended"
+        ));
     }
     if !(meta.batch_start <= offset && offset < meta.batch_start + meta.batch_len as u64) {
         return Err(format!(
@@ -263,11 +265,18 @@ const CHILD_IO_ENV: &str = "RINGLOG_CHILD_IO";
 pub const CHILD_SEGMENT_BYTES: u64 = 64 << 10;
 
 pub fn child_options(io: IoBackend) -> Options {
-    Options::default()
+    let opts = Options::default()
         .segment_bytes(CHILD_SEGMENT_BYTES)
         .durability(Durability::Sync)
         .recovery(RecoveryPolicy::TruncateTorn)
-        .io(io)
+        .io(io);
+    // `RINGLOG_PREALLOCATE=zerofill|fallocate` pins the preallocation mode (default: the
+    // library's choice).
+    match std::env::var("RINGLOG_PREALLOCATE").as_deref() {
+        Ok("zerofill") => opts.preallocate(ringlog::Preallocate::ZeroFill),
+        Ok("fallocate") => opts.preallocate(ringlog::Preallocate::Fallocate),
+        _ => opts,
+    }
 }
 
 fn frame_bytes(payload_len: u64) -> u64 {
@@ -335,8 +344,11 @@ pub fn writer_child_main() {
                     })
                 })
                 .collect();
-            let needed: u64 =
-                32 + payloads.iter().map(|p| frame_bytes(p.len() as u64)).sum::<u64>();
+            let needed: u64 = 32
+                + payloads
+                    .iter()
+                    .map(|p| frame_bytes(p.len() as u64))
+                    .sum::<u64>();
             if used + needed > CHILD_SEGMENT_BYTES {
                 say("ROLLING".into());
                 used = 64;
@@ -406,9 +418,28 @@ impl WriterChild {
     /// Re-executes this test binary running only `child_test` (an ignored test that
     /// calls [`writer_child_main`]).
     pub fn spawn(child_test: &str, dir: &Path, generation: u32, seed: u64, io: &str) -> Self {
+        Self::spawn_with(child_test, dir, generation, seed, io, &[])
+    }
+
+    /// Like [`WriterChild::spawn`], with extra environment variables for the child.
+    pub fn spawn_with(
+        child_test: &str,
+        dir: &Path,
+        generation: u32,
+        seed: u64,
+        io: &str,
+        envs: &[(&str, &str)],
+    ) -> Self {
         let exe = std::env::current_exe().expect("current_exe");
         let mut child = Command::new(exe)
-            .args(["--exact", child_test, "--nocapture", "--ignored", "--test-threads=1"])
+            .envs(envs.iter().copied())
+            .args([
+                "--exact",
+                child_test,
+                "--nocapture",
+                "--ignored",
+                "--test-threads=1",
+            ])
             .env(CHILD_DIR_ENV, dir)
             .env(CHILD_GEN_ENV, generation.to_string())
             .env(CHILD_SEED_ENV, seed.to_string())
@@ -423,7 +454,14 @@ impl WriterChild {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
-                let Ok(text) = line else { break };
+                let Ok(mut text) = line else { break };
+                // libtest prints "test <name> ... " without a newline before the
+                // child's first line.
+                if text.starts_with("test ") {
+                    if let Some(at) = text.find(" ... ") {
+                        text = text[at + 5..].to_string();
+                    }
+                }
                 if tx
                     .send(Line {
                         at: Instant::now(),
@@ -606,8 +644,15 @@ impl Model {
                 ));
             }
         }
-        let log = Log::open_read_only(dir, child_options(IoBackend::Pwrite))
-            .map_err(|e| format!("open after crash failed: {e}"))?;
+        let log = match Log::open_read_only(dir, child_options(IoBackend::Pwrite)) {
+            Ok(log) => log,
+            // A crash while the very first writer was still creating the log, before it
+            // acknowledged anything: there may be no log yet.
+            Err(ringlog::Error::InvalidOptions(_)) if before == 0 && self.acked.is_empty() => {
+                return Ok(CheckCounts::default());
+            }
+            Err(e) => return Err(format!("open after crash failed: {e}")),
+        };
         let next = log.next_offset();
         if log.first_offset() != 0 {
             return Err(format!("first offset is {}", log.first_offset()));
@@ -628,9 +673,11 @@ impl Model {
         }
         // G1: everything acknowledged is there (the acked map holds offsets of every
         // generation; an offset acked earlier must still hold that generation's record).
-        if let Some((&missing, _)) = self.acked.range(next..).next() {
+        if let Some((&missing, &(end, gen))) = self.acked.range(next..).next() {
+            let lost = self.acked.range(next..).count();
             return Err(format!(
-                "acknowledged offset {missing} is lost: the log ends at {next}"
+                "acknowledged offset {missing} (batch ending at {end}, acknowledged by generation {gen}; this is generation {generation}, whose writer recovered the log to {:?}) is lost: the log ends at {next}; {lost} acknowledged records lost; the previous check saw {before} records",
+                report.opened.first()
             ));
         }
         for (&offset, &(end, gen)) in &self.acked {
