@@ -29,6 +29,12 @@ use crate::watermark::Watermarks;
 /// Durable bytes between checkpoints of the active segment.
 const CHECKPOINT_BYTES: u64 = 4 << 20;
 
+/// Without `Durability::Sync`, staged bytes that make a batch worth waking the writer.
+const LAZY_WRITE_BYTES: u64 = 64 << 10;
+
+/// Without `Durability::Sync`, longest a smaller batch waits before it is written.
+const LAZY_WRITE_DELAY: Duration = Duration::from_millis(1);
+
 /// Longest the writer waits for the last flush's producers to append again.
 const GATHER_MAX: Duration = Duration::from_micros(100);
 
@@ -407,9 +413,16 @@ impl Shared {
         Ok(())
     }
 
+    /// Wakes a parked writer if work is staged. Without `Durability::Sync` nobody waits
+    /// for a write, so the writer is woken only once a batch is worth a system call (or
+    /// finds the work itself within [`LAZY_WRITE_DELAY`]): a wake-up per append would
+    /// cost more than the append.
     fn wake_writer_if_work(&self) {
         let st = self.staging.lock();
-        if !st.chunks.is_empty() && st.writer_idle {
+        let worth_it = self.opts.durability == Durability::Sync
+            || st.staged_bytes >= LAZY_WRITE_BYTES
+            || st.closed;
+        if !st.chunks.is_empty() && st.writer_idle && worth_it {
             self.work_cv.notify_one();
         }
     }
@@ -702,13 +715,23 @@ impl Shared {
         loop {
             let stop = {
                 let mut st = self.staging.lock();
+                let mut waited_for_more = false;
                 loop {
-                    if !st.chunks.is_empty() || st.stop_writer {
+                    let lazy = self.opts.durability != Durability::Sync
+                        && st.staged_bytes < LAZY_WRITE_BYTES
+                        && !waited_for_more;
+                    if (!st.chunks.is_empty() && !lazy) || st.stop_writer {
                         break;
                     }
-                    let timeout = self.interval_due_in();
+                    let mut timeout = self.interval_due_in();
                     if timeout == Some(Duration::ZERO) {
                         break;
+                    }
+                    if !st.chunks.is_empty() {
+                        // A small batch: let it grow for a moment, then write it anyway.
+                        timeout =
+                            Some(timeout.map_or(LAZY_WRITE_DELAY, |t| t.min(LAZY_WRITE_DELAY)));
+                        waited_for_more = true;
                     }
                     st.writer_idle = true;
                     match timeout {
