@@ -186,16 +186,21 @@ pub(crate) fn recover(
     for (id, f) in std::mem::take(&mut found) {
         match last_activated {
             Some(last) if id <= last => chain.push(f),
-            _ if !writable => {
-                // Past the chain, a live writer may be activating a spare right now: what
-                // its header said a moment ago proves nothing. `refresh` picks it up.
-            }
             _ => {
                 // Past the last activated segment: a spare, or a preparation or
                 // activation that a crash interrupted (nothing was ever appended to it).
                 let data = f
                     .has_data(f.spare().is_none())
                     .map_err(|e| Error::io("read segment", &f.path, e))?;
+                if data && !writable {
+                    // A live writer may have activated this spare since its header was
+                    // read: read it again. `refresh` picks the segment up if so.
+                    let (now, _) = segment::read_header(&f.file)
+                        .map_err(|e| Error::io("read segment", &f.path, e))?;
+                    if now.is_ok_and(|h| h.is_activated() && h.segment_id == id) {
+                        continue;
+                    }
+                }
                 if data {
                     // Records are written only after the activation header is durable.
                     let why = match f.spare() {
