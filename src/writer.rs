@@ -86,6 +86,8 @@ pub(crate) struct Staging {
     spare: Option<Spare>,
     spare_failure: Option<PrepareFailure>,
     writer_idle: bool,
+    /// The parked writer is waiting, with a timeout, for a small batch to grow.
+    writer_lazy: bool,
     closed: bool,
     stop_writer: bool,
 }
@@ -208,6 +210,7 @@ impl Shared {
                 spare: start.spare,
                 spare_failure: None,
                 writer_idle: false,
+                writer_lazy: false,
                 closed: false,
                 stop_writer: false,
             }),
@@ -419,7 +422,11 @@ impl Shared {
     /// cost more than the append.
     fn wake_writer_if_work(&self) {
         let st = self.staging.lock();
+        // A writer parked with nothing to do must hear of the first chunk (it then waits
+        // at most LAZY_WRITE_DELAY for more); one already waiting for more is woken only
+        // when the batch is worth it.
         let worth_it = self.opts.durability == Durability::Sync
+            || !st.writer_lazy
             || st.staged_bytes >= LAZY_WRITE_BYTES
             || st.closed;
         if !st.chunks.is_empty() && st.writer_idle && worth_it {
@@ -734,6 +741,7 @@ impl Shared {
                         waited_for_more = true;
                     }
                     st.writer_idle = true;
+                    st.writer_lazy = !st.chunks.is_empty();
                     match timeout {
                         Some(t) => {
                             self.work_cv.wait_for(&mut st, t);
@@ -741,6 +749,7 @@ impl Shared {
                         None => self.work_cv.wait(&mut st),
                     }
                     st.writer_idle = false;
+                    st.writer_lazy = false;
                 }
                 st.stop_writer && st.chunks.is_empty()
             };
