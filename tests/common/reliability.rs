@@ -648,7 +648,7 @@ impl Model {
             Ok(log) => log,
             // A crash while the very first writer was still creating the log, before it
             // acknowledged anything: there may be no log yet.
-            Err(ringlog::Error::InvalidOptions(_)) if before == 0 && self.acked.is_empty() => {
+            Err(ringlog::Error::NotALog { .. }) if before == 0 && self.acked.is_empty() => {
                 return Ok(CheckCounts::default());
             }
             Err(e) => return Err(format!("open after crash failed: {e}")),
