@@ -342,6 +342,9 @@ pub fn decode_frame(bytes: &[u8], seed: u32) -> Result<Frame, FrameError> {
     if u32_at(frame, 0) != frame_crc(frame, seed) {
         return Err(FrameError::Invalid("checksum mismatch"));
     }
+    if frame[frame_len as usize..].iter().any(|b| *b != 0) {
+        return Err(FrameError::Invalid("non-zero padding"));
+    }
     let offset = u64_at(frame, 8);
     let timestamp_ms = u64_at(frame, 16);
     let payload_bytes = frame_len - FRAME_HEADER_BYTES;
