@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::io::{write_sync_now, Backend, BackendKind};
+use crate::io::{write_sync_now, Backend, BackendKind, Completed};
 
 /// A write not yet made durable by a flush.
 #[derive(Debug, Clone)]
@@ -104,7 +104,7 @@ impl SimDisk {
     pub fn backend(self: &Arc<Self>) -> Box<dyn Backend> {
         Box::new(SimBackend {
             disk: self.clone(),
-            started: None,
+            started: Completed::default(),
         })
     }
 
@@ -179,7 +179,7 @@ pub fn apply_crash(
 
 struct SimBackend {
     disk: Arc<SimDisk>,
-    started: Option<(io::Result<()>, Vec<u8>)>,
+    started: Completed,
 }
 
 fn path_of(file: &File) -> PathBuf {
@@ -214,13 +214,11 @@ impl Backend for SimBackend {
 
     fn start_write_sync(&mut self, file: &File, position: u64, bytes: Vec<u8>) {
         let result = write_sync_now(self, file, position, &bytes);
-        self.started = Some((result, bytes));
+        self.started.store(result, bytes);
     }
 
     fn finish_write_sync(&mut self) -> (io::Result<()>, Vec<u8>) {
-        self.started
-            .take()
-            .unwrap_or_else(|| (Err(io::Error::other("no write in flight")), Vec::new()))
+        self.started.take()
     }
 
     fn kind(&self) -> BackendKind {

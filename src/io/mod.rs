@@ -48,6 +48,25 @@ pub trait Backend: Send {
     fn kind(&self) -> BackendKind;
 }
 
+/// The outcome of a write-and-flush that a synchronous backend completed in
+/// `start_write_sync`, kept for `finish_write_sync`.
+#[derive(Default)]
+pub struct Completed(Option<(io::Result<()>, Vec<u8>)>);
+
+impl Completed {
+    /// Keeps the outcome and the buffer.
+    pub fn store(&mut self, result: io::Result<()>, bytes: Vec<u8>) {
+        self.0 = Some((result, bytes));
+    }
+
+    /// Hands them back (an error if nothing was started).
+    pub fn take(&mut self) -> (io::Result<()>, Vec<u8>) {
+        self.0
+            .take()
+            .unwrap_or_else(|| (Err(io::Error::other("no write in flight")), Vec::new()))
+    }
+}
+
 /// Completes a write and flush synchronously (for backends without asynchronous I/O).
 pub fn write_sync_now(
     backend: &mut dyn Backend,
@@ -96,7 +115,7 @@ pub(crate) struct Faulty {
     pub(crate) plan: FaultPlan,
     writes_count: u64,
     syncs_count: u64,
-    started: Option<(io::Result<()>, Vec<u8>)>,
+    started: Completed,
 }
 
 impl Faulty {
@@ -106,7 +125,7 @@ impl Faulty {
             plan,
             writes_count: 0,
             syncs_count: 0,
-            started: None,
+            started: Completed::default(),
         }
     }
 }
@@ -142,13 +161,11 @@ impl Backend for Faulty {
 
     fn start_write_sync(&mut self, file: &File, position: u64, bytes: Vec<u8>) {
         let result = write_sync_now(self, file, position, &bytes);
-        self.started = Some((result, bytes));
+        self.started.store(result, bytes);
     }
 
     fn finish_write_sync(&mut self) -> (io::Result<()>, Vec<u8>) {
-        self.started
-            .take()
-            .unwrap_or_else(|| (Err(io::Error::other("no write in flight")), Vec::new()))
+        self.started.take()
     }
 
     fn kind(&self) -> BackendKind {

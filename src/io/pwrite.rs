@@ -4,12 +4,12 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 
-use super::{Backend, BackendKind};
+use super::{Backend, BackendKind, Completed};
 
 /// Plain system calls; works everywhere.
 #[derive(Default)]
 pub struct PwriteBackend {
-    started: Option<(io::Result<()>, Vec<u8>)>,
+    started: Completed,
 }
 
 impl Backend for PwriteBackend {
@@ -23,13 +23,11 @@ impl Backend for PwriteBackend {
 
     fn start_write_sync(&mut self, file: &File, position: u64, bytes: Vec<u8>) {
         let result = super::write_sync_now(self, file, position, &bytes);
-        self.started = Some((result, bytes));
+        self.started.store(result, bytes);
     }
 
     fn finish_write_sync(&mut self) -> (io::Result<()>, Vec<u8>) {
-        self.started
-            .take()
-            .unwrap_or_else(|| (Err(io::Error::other("no write in flight")), Vec::new()))
+        self.started.take()
     }
 
     fn kind(&self) -> BackendKind {
