@@ -5,7 +5,8 @@
 #
 # Knobs (defaults are the CI figures): RINGLOG_POWERCUTS (200 per filesystem),
 # RINGLOG_KILL9_CYCLES (100), RINGLOG_MODEL_CASES (600), RINGLOG_FUZZ_RUNS (1000000 per
-# target; the frame target does 10x), RINGLOG_FUZZ_MAX_SECONDS (per target, 400),
+# target; the frame target does 10x), RINGLOG_SHUTTLE_ITERATIONS (1000 schedules per
+# scenario of the model-checked group commit), RINGLOG_FUZZ_MAX_SECONDS (per target, 400),
 # RINGLOG_SEED (replays the randomized tests). A longer run by hand, e.g.:
 #   RINGLOG_POWERCUTS=2000 RINGLOG_KILL9_CYCLES=1000 RINGLOG_FUZZ_RUNS=100000000 \
 #     RINGLOG_FUZZ_MAX_SECONDS=3600 bash .ci/reliability.sh
@@ -16,6 +17,7 @@ export CARGO_TERM_COLOR=never
 export RINGLOG_POWERCUTS="${RINGLOG_POWERCUTS:-200}"
 export RINGLOG_KILL9_CYCLES="${RINGLOG_KILL9_CYCLES:-100}"
 export RINGLOG_MODEL_CASES="${RINGLOG_MODEL_CASES:-600}"
+export RINGLOG_SHUTTLE_ITERATIONS="${RINGLOG_SHUTTLE_ITERATIONS:-1000}"
 FUZZ_RUNS="${RINGLOG_FUZZ_RUNS:-1000000}"
 FUZZ_MAX_SECONDS="${RINGLOG_FUZZ_MAX_SECONDS:-400}"
 
@@ -36,6 +38,11 @@ fi
 step "reliability tests (power cuts ${RINGLOG_POWERCUTS}/fs, kill -9 ${RINGLOG_KILL9_CYCLES}, model ${RINGLOG_MODEL_CASES} cases)"
 cargo test --test corruption --test kill9 --test enospc --test powercut --test model \
   -- --nocapture
+
+step "group commit under the shuttle model checker (${RINGLOG_SHUTTLE_ITERATIONS} schedules per scenario)"
+# Its own build: every lock, atomic and thread of the engine is shuttle's (src/sync.rs).
+RUSTFLAGS="--cfg ringlog_shuttle" CARGO_TARGET_DIR=target/shuttle \
+  cargo test --release --test shuttle -- --nocapture --test-threads 1
 
 step "fuzzing"
 if cargo +nightly --version >/dev/null 2>&1; then

@@ -54,6 +54,7 @@ mod report;
 mod segment;
 #[doc(hidden)]
 pub mod sim;
+mod sync;
 mod verify;
 mod watermark;
 mod writer;

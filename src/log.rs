@@ -8,7 +8,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
@@ -29,7 +28,7 @@ const LOCK_FILE: &str = "ringlog.lock";
 /// and reader threads.
 pub struct Log {
     shared: Arc<Shared>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    threads: Mutex<Vec<crate::sync::JoinHandle<()>>>,
     lock: Mutex<Option<File>>,
     report: RecoveryReport,
     closed: AtomicBool,
@@ -129,9 +128,7 @@ impl Log {
             ("ringlog-waker", Shared::waker_loop),
         ] {
             let for_thread = shared.clone();
-            let handle = std::thread::Builder::new()
-                .name(name.to_string())
-                .spawn(move || body(for_thread))
+            let handle = crate::sync::spawn(name, move || body(for_thread))
                 .map_err(|e| Error::io("spawn thread", name, e));
             match handle {
                 Ok(handle) => threads.push(handle),

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
+use crate::sync::RwLock;
 use memmap2::{Mmap, MmapOptions};
-use parking_lot::RwLock;
 
 use crate::error::{Error, Result};
 use crate::format::{self, IndexEntry, IndexFile, SegmentHeader};

@@ -7,7 +7,10 @@
 //! sector atomically, so a torn write damages only what it was writing.
 //!
 //! It can also stop at the N-th operation (as if power failed right then) and fail the
-//! N-th write or flush with an error. Not a stable API.
+//! N-th write or flush with an error. A failed flush behaves as Linux's does after a
+//! writeback error: the writes it was to make durable are lost for good (the page cache
+//! keeps them, so they read back, but they never reach the disk), and a later flush of
+//! the same file "succeeds" without them. Not a stable API.
 
 use std::fs::File;
 use std::io;
@@ -52,7 +55,9 @@ struct State {
     stop_at: Option<u64>,
     fail_at: Option<(u64, i32)>,
     stopped: bool,
-    pending: Vec<PendingWrite>,
+    /// Oldest first; `true` marks a write a failed flush lost (a later flush does not
+    /// make it durable).
+    pending: Vec<(PendingWrite, bool)>,
     flushes_count: u64,
 }
 
@@ -74,8 +79,9 @@ impl SimDisk {
         self.state.lock().stop_at = Some(n);
     }
 
-    /// Operation `n` fails with `errno` (e.g. EIO = 5, ENOSPC = 28) and changes nothing;
-    /// later operations work again (a later flush "succeeds", as on Linux).
+    /// Operation `n` fails with `errno` (e.g. EIO = 5, ENOSPC = 28): a write changes
+    /// nothing, a flush loses the file's unflushed writes. Later operations work again
+    /// (a later flush "succeeds", as on Linux).
     pub fn fail_at(&self, n: u64, errno: i32) {
         self.state.lock().fail_at = Some((n, errno));
     }
@@ -97,7 +103,14 @@ impl SimDisk {
 
     /// Takes the writes not made durable, oldest first.
     pub fn take_pending(&self) -> Vec<PendingWrite> {
-        std::mem::take(&mut self.state.lock().pending)
+        let pending = std::mem::take(&mut self.state.lock().pending);
+        pending.into_iter().map(|(write, _)| write).collect()
+    }
+
+    /// The writes not made durable, oldest first, leaving them in place.
+    pub fn pending(&self) -> Vec<PendingWrite> {
+        let st = self.state.lock();
+        st.pending.iter().map(|(write, _)| write.clone()).collect()
     }
 
     /// A backend writing through this disk.
@@ -194,22 +207,34 @@ impl Backend for SimBackend {
         let readable = len.saturating_sub(position).min(bytes.len() as u64) as usize;
         file.read_exact_at(&mut old[..readable], position)?;
         file.write_all_at(bytes, position)?;
-        self.disk.state.lock().pending.push(PendingWrite {
+        let write = PendingWrite {
             path: path_of(file),
             position,
             old,
             new: bytes.to_vec(),
-        });
+        };
+        self.disk.state.lock().pending.push((write, false));
         Ok(())
     }
 
     fn sync_data(&mut self, file: &File) -> io::Result<()> {
-        self.disk.begin()?;
         let path = path_of(file);
+        let begun = self.disk.begin();
         let mut st = self.disk.state.lock();
-        st.pending.retain(|w| w.path != path);
-        st.flushes_count += 1;
-        Ok(())
+        match begun {
+            Ok(()) => {
+                st.pending.retain(|(w, lost)| *lost || w.path != path);
+                st.flushes_count += 1;
+                Ok(())
+            }
+            Err(e) => {
+                let power_failed = st.stopped;
+                for (w, lost) in &mut st.pending {
+                    *lost |= w.path == path && !power_failed;
+                }
+                Err(e)
+            }
+        }
     }
 
     fn start_write_sync(&mut self, file: &File, position: u64, bytes: Vec<u8>) {

@@ -7,12 +7,11 @@
 //! 64 producers those context switches were a large part of the cost of an append.
 //! Async tickets register a `Waker` instead.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::task::Waker;
 
-use parking_lot::Mutex;
-use rustix::thread::futex;
+use crate::sync::{thread_parker, AtomicBool, AtomicU32, AtomicU64, Futex, Mutex};
 
 /// The log's progress, as offsets: every record below `written` is in the file (page
 /// cache), every record below `durable` is on stable storage.
@@ -21,12 +20,12 @@ pub(crate) struct Watermarks {
     durable: AtomicU64,
     poisoned: AtomicBool,
     /// Blocked producers: the offset each waits for, and its futex word.
-    sleepers: Mutex<Vec<(u64, Arc<AtomicU32>)>>,
+    sleepers: Mutex<Vec<(u64, Arc<Futex>)>>,
     sleepers_count: AtomicU32,
     wakers: Mutex<Vec<(u64, Waker)>>,
     wakers_pending: AtomicBool,
     /// Futex word of the waker thread: bumped to ask it to run [`Watermarks::wake`].
-    wake_requests: AtomicU32,
+    wake_requests: Futex,
     waker_stop: AtomicBool,
 }
 
@@ -41,7 +40,7 @@ impl Watermarks {
             sleepers_count: AtomicU32::new(0),
             wakers: Mutex::new(Vec::new()),
             wakers_pending: AtomicBool::new(false),
-            wake_requests: AtomicU32::new(0),
+            wake_requests: Futex::new(0),
             waker_stop: AtomicBool::new(false),
         }
     }
@@ -90,16 +89,16 @@ impl Watermarks {
         if self.sleepers_count.load(SeqCst) == 0 && !self.wakers_pending.load(SeqCst) {
             return;
         }
-        self.wake_requests.fetch_add(1, SeqCst);
-        let _ = futex::wake(&self.wake_requests, futex::Flags::PRIVATE, 1);
+        self.wake_requests.word().fetch_add(1, SeqCst);
+        self.wake_requests.wake_one();
     }
 
     /// The waker thread: runs [`Watermarks::wake`] whenever asked, until stopped.
     pub(crate) fn waker_loop(&self) {
-        let mut seen = self.wake_requests.load(SeqCst);
+        let mut seen = self.wake_requests.word().load(SeqCst);
         while !self.waker_stop.load(SeqCst) {
-            let _ = futex::wait(&self.wake_requests, futex::Flags::PRIVATE, seen, None);
-            seen = self.wake_requests.load(SeqCst);
+            self.wake_requests.wait(seen);
+            seen = self.wake_requests.word().load(SeqCst);
             self.wake();
         }
     }
@@ -107,8 +106,8 @@ impl Watermarks {
     /// Stops the waker thread (after one last wake).
     pub(crate) fn stop_waker(&self) {
         self.waker_stop.store(true, SeqCst);
-        self.wake_requests.fetch_add(1, SeqCst);
-        let _ = futex::wake(&self.wake_requests, futex::Flags::PRIVATE, 1);
+        self.wake_requests.word().fetch_add(1, SeqCst);
+        self.wake_requests.wake_one();
     }
 
     /// Wakes every blocked producer and async ticket whose offset is durable (all of
@@ -130,8 +129,8 @@ impl Watermarks {
                 self.sleepers_count.store(sleepers.len() as u32, SeqCst);
             }
             for parker in ready {
-                parker.store(1, SeqCst);
-                let _ = futex::wake(&parker, futex::Flags::PRIVATE, 1);
+                parker.word().store(1, SeqCst);
+                parker.wake_one();
             }
         }
         if self.wakers_pending.load(SeqCst) {
@@ -151,10 +150,7 @@ impl Watermarks {
 
     /// Blocks until `offset` is durable (true) or the log is poisoned (false).
     pub(crate) fn wait_durable(&self, offset: u64) -> bool {
-        thread_local! {
-            static PARKER: Arc<AtomicU32> = Arc::new(AtomicU32::new(0));
-        }
-        let parker = PARKER.with(Arc::clone);
+        let parker = thread_parker();
         loop {
             if self.durable() > offset {
                 return true;
@@ -162,7 +158,7 @@ impl Watermarks {
             if self.is_poisoned() {
                 return false;
             }
-            parker.store(0, SeqCst);
+            parker.word().store(0, SeqCst);
             {
                 let mut sleepers = self.sleepers.lock();
                 sleepers.push((offset, parker.clone()));
@@ -172,7 +168,7 @@ impl Watermarks {
             if self.durable() > offset || self.is_poisoned() {
                 continue;
             }
-            let _ = futex::wait(&parker, futex::Flags::PRIVATE, 0, None);
+            parker.wait(0);
         }
     }
 

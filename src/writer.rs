@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
+use crate::sync::{self, Condvar, Mutex, MutexGuard, RwLock};
 
 use crate::error::{Error, Result};
 use crate::format::{self, IndexEntry, MARKER_BYTES, SEGMENT_HEADER_BYTES};
@@ -561,7 +561,7 @@ impl Shared {
             if staged >= last_records {
                 return;
             }
-            std::thread::yield_now();
+            sync::yield_now();
         }
     }
 
