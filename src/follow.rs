@@ -28,6 +28,7 @@ impl Shared {
                     proven_durable: position,
                     stop_offset: None,
                     entries: last_entry.into_iter().collect(),
+                    search_end: u64::MAX,
                 },
                 self.opts.index_interval_bytes,
             );

@@ -9,8 +9,13 @@
 pub const SEGMENT_MAGIC: [u8; 8] = *b"RINGLOG\x01";
 /// Magic at the start of every persisted index file.
 pub const INDEX_MAGIC: [u8; 8] = *b"RLINDEX\x01";
-/// The only format version this build reads and writes.
+/// The only segment format version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
+/// The only index file version this build reads and writes (index files are derived
+/// data: one of another version is ignored and rebuilt).
+pub const INDEX_VERSION: u32 = 2;
+/// `write_bound` of an index file that promises nothing.
+pub const NO_WRITE_BOUND: u64 = u64::MAX;
 
 /// Bytes of the segment header; record data starts right after it.
 pub const SEGMENT_HEADER_BYTES: u64 = 64;
@@ -32,7 +37,7 @@ pub const FRAME_CONTINUES: u32 = 1 << 31;
 /// `base_offset` of a segment that is prepared but not yet activated.
 pub const UNASSIGNED_BASE: u64 = u64::MAX;
 /// Bytes of the fixed part of an index file.
-pub const INDEX_HEADER_BYTES: u64 = 64;
+pub const INDEX_HEADER_BYTES: u64 = 72;
 /// Bytes of one index entry.
 pub const INDEX_ENTRY_BYTES: u64 = 8;
 
@@ -83,7 +88,7 @@ impl std::fmt::Display for FormatError {
             FormatError::BadMagic => write!(f, "bad magic number"),
             FormatError::UnknownVersion(v) => write!(
                 f,
-                "unknown format version {v} (this build reads version {FORMAT_VERSION})"
+                "unknown format version {v} (this build reads segments of version {FORMAT_VERSION} and index files of version {INDEX_VERSION})"
             ),
             FormatError::ChecksumMismatch { stored, computed } => write!(
                 f,
@@ -408,6 +413,11 @@ pub struct IndexFile {
     pub data_end: u64,
     /// The offset of the first record at or after `data_end`.
     pub next_offset: u64,
+    /// No byte of the segment at or past this position was written while this file was
+    /// its newest index (the writer extends it before writing further): how far recovery
+    /// must search past the end of data for torn or stray bytes. At least `data_end`;
+    /// [`NO_WRITE_BOUND`] promises nothing.
+    pub write_bound: u64,
     /// Written at a clean close: nothing at all was written past `data_end`.
     pub clean: bool,
     /// Sparse entries, strictly increasing in offset and position.
@@ -422,7 +432,7 @@ impl IndexFile {
         let entries_bytes = self.entries.len() * INDEX_ENTRY_BYTES as usize;
         let mut out = vec![0u8; INDEX_HEADER_BYTES as usize + entries_bytes];
         out[0..8].copy_from_slice(&INDEX_MAGIC);
-        out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out[8..12].copy_from_slice(&INDEX_VERSION.to_le_bytes());
         let flags = if self.clean { INDEX_FLAG_CLEAN } else { 0 };
         out[12..16].copy_from_slice(&flags.to_le_bytes());
         out[16..24].copy_from_slice(&self.segment_id.to_le_bytes());
@@ -430,7 +440,8 @@ impl IndexFile {
         out[32..40].copy_from_slice(&self.base_offset.to_le_bytes());
         out[40..48].copy_from_slice(&self.data_end.to_le_bytes());
         out[48..56].copy_from_slice(&self.next_offset.to_le_bytes());
-        out[56..60].copy_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        out[56..64].copy_from_slice(&self.write_bound.to_le_bytes());
+        out[64..68].copy_from_slice(&(self.entries.len() as u32).to_le_bytes());
         let mut at = INDEX_HEADER_BYTES as usize;
         for entry in &self.entries {
             let delta = entry.offset - self.base_offset;
@@ -440,8 +451,8 @@ impl IndexFile {
             out[at + 4..at + 8].copy_from_slice(&(entry.position as u32).to_le_bytes());
             at += INDEX_ENTRY_BYTES as usize;
         }
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&out[0..60]), &out[64..]);
-        out[60..64].copy_from_slice(&crc.to_le_bytes());
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&out[0..68]), &out[72..]);
+        out[68..72].copy_from_slice(&crc.to_le_bytes());
         out
     }
 
@@ -453,7 +464,7 @@ impl IndexFile {
         if bytes[0..8] != INDEX_MAGIC {
             return Err(FormatError::BadMagic);
         }
-        let entries_count = u32_at(bytes, 56) as u64;
+        let entries_count = u32_at(bytes, 64) as u64;
         let expected_bytes = INDEX_HEADER_BYTES + entries_count * INDEX_ENTRY_BYTES;
         if expected_bytes != bytes.len() as u64 {
             return Err(FormatError::BadField {
@@ -461,13 +472,13 @@ impl IndexFile {
                 value: entries_count,
             });
         }
-        let stored = u32_at(bytes, 60);
-        let computed = crc32c::crc32c_append(crc32c::crc32c(&bytes[0..60]), &bytes[64..]);
+        let stored = u32_at(bytes, 68);
+        let computed = crc32c::crc32c_append(crc32c::crc32c(&bytes[0..68]), &bytes[72..]);
         if stored != computed {
             return Err(FormatError::ChecksumMismatch { stored, computed });
         }
         let version = u32_at(bytes, 8);
-        if version != FORMAT_VERSION {
+        if version != INDEX_VERSION {
             return Err(FormatError::UnknownVersion(version));
         }
         let flags = u32_at(bytes, 12);
@@ -483,6 +494,7 @@ impl IndexFile {
             base_offset: u64_at(bytes, 32),
             data_end: u64_at(bytes, 40),
             next_offset: u64_at(bytes, 48),
+            write_bound: u64_at(bytes, 56),
             clean: flags & INDEX_FLAG_CLEAN != 0,
             entries: Vec::with_capacity(entries_count as usize),
         };
@@ -496,6 +508,12 @@ impl IndexFile {
             return Err(FormatError::BadField {
                 field: "index next offset",
                 value: index.next_offset,
+            });
+        }
+        if index.write_bound < index.data_end {
+            return Err(FormatError::BadField {
+                field: "index write bound",
+                value: index.write_bound,
             });
         }
         let mut previous: Option<IndexEntry> = None;
@@ -682,6 +700,7 @@ mod tests {
             base_offset: 1000,
             data_end: 9000,
             next_offset: 1100,
+            write_bound: 1 << 20,
             clean: true,
             entries: vec![
                 IndexEntry {

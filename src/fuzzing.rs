@@ -77,6 +77,7 @@ pub fn scan_segment(bytes: &[u8], index_interval_bytes: u64) -> Option<ScanSumma
             proven_durable: format::SEGMENT_HEADER_BYTES,
             stop_offset: None,
             entries: Vec::new(),
+            search_end: u64::MAX,
         },
         index_interval_bytes.max(8),
     );

@@ -433,7 +433,7 @@ impl Log {
         }
         let result = match result {
             Ok(Some((segment, data_end, next_offset))) => {
-                segment.persist_index(&self.shared.dir, data_end, next_offset, true)
+                segment.persist_index(&self.shared.dir, data_end, next_offset, true, 0)
             }
             Ok(None) => Ok(()),
             Err(e) => Err(e),

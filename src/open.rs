@@ -339,7 +339,11 @@ fn recover_active(
         proven_durable: SEGMENT_HEADER_BYTES,
         stop_offset: None,
         entries: Vec::new(),
+        search_end: u64::MAX,
     };
+    // What a writer may have written past the end, as the index file bounds it; with no
+    // index file the whole segment is searched.
+    let mut write_bound = None;
     if let Some(idx) = checkpoint {
         let at = idx.data_end as usize;
         let ends_there = at + 8 > bytes.len() || bytes[at..at + 8] == [0u8; 8];
@@ -350,7 +354,9 @@ fn recover_active(
             proven_durable: idx.data_end,
             stop_offset: None,
             entries: idx.entries,
+            search_end: idx.write_bound,
         };
+        write_bound = Some(idx.write_bound);
     }
     let (end, next_offset, entries) = if report.clean_shutdown {
         (start.position, start.offset, start.entries)
@@ -410,13 +416,18 @@ fn recover_active(
         // is appended past it. Rewriting the file in place (same length) needs no
         // directory sync; a torn rewrite fails its checksum and costs a scan, no more.
         active.clear_clean_flag(dir)?;
+        active.start_write_bound(write_bound.unwrap_or(end).max(end));
     } else {
         // What was read may have been only in the page cache (a process crash): make it
-        // durable before it is reported durable, then move the checkpoint.
+        // durable before it is reported durable, then move the checkpoint. Everything
+        // past `end` is zero now (searched, and any torn bytes zeroed), so the write
+        // bound starts over from there.
         backend
             .sync_data(&active.file)
             .map_err(|e| Error::io("fdatasync", &active.path, e))?;
-        active.persist_index(dir, end, next_offset, false)?;
+        active.start_write_bound(end);
+        let step = segment::write_bound_step(active.header.segment_bytes);
+        active.persist_index(dir, end, next_offset, false, end + step)?;
     }
     Ok((end, next_offset))
 }

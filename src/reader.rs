@@ -109,6 +109,7 @@ impl Shared {
                 proven_durable: SEGMENT_HEADER_BYTES,
                 stop_offset: Some(end_offset),
                 entries: Vec::new(),
+                search_end: u64::MAX,
             },
             self.opts.index_interval_bytes,
         );
@@ -122,7 +123,7 @@ impl Shared {
         // Best effort: the next open loads it instead of scanning again. A read-only
         // handle changes nothing on disk.
         if !self.read_only {
-            let _ = segment.persist_index(&self.dir, outcome.end_position, end_offset, false);
+            let _ = segment.persist_index(&self.dir, outcome.end_position, end_offset, false, 0);
         }
         Ok(())
     }

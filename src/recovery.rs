@@ -26,6 +26,10 @@ pub(crate) struct ScanStart {
     pub(crate) stop_offset: Option<u64>,
     /// Index entries already known, continued by the scan.
     pub(crate) entries: Vec<IndexEntry>,
+    /// No byte at or past this position was ever written (a durable write bound from
+    /// the index file): the search past the end of data stops there. `u64::MAX`
+    /// searches to the end of the segment.
+    pub(crate) search_end: u64,
 }
 
 /// How the data of a scanned segment ends.
@@ -163,7 +167,7 @@ fn judge_tail(
     problem: Option<String>,
     start: &ScanStart,
 ) -> Tail {
-    let past = look_past(bytes, seed, stopped_at);
+    let past = look_past(bytes, seed, stopped_at, start.search_end);
     if let Some(stop) = start.stop_offset {
         return Tail::Corrupt {
             position,
@@ -213,9 +217,16 @@ struct LookPast {
     last_nonzero_end: u64,
 }
 
-/// Searches the bytes after `from` for valid frames and the last non-zero byte.
-fn look_past(bytes: &[u8], seed: u32, from: u64) -> LookPast {
-    let len = bytes.len() as u64;
+/// Searches the bytes after `from` (up to `search_end`) for valid frames and the last
+/// non-zero byte.
+fn look_past(bytes: &[u8], seed: u32, from: u64, search_end: u64) -> LookPast {
+    // Valid data past the bound means the bound is wrong: search everything.
+    let len = if search_end >= from {
+        search_end.min(bytes.len() as u64)
+    } else {
+        bytes.len() as u64
+    };
+    let bytes = &bytes[..len as usize];
     let mut found = LookPast {
         marker_durable: 0,
         marker_position: 0,
@@ -315,6 +326,7 @@ mod tests {
                     proven_durable: proven,
                     stop_offset: None,
                     entries: vec![],
+                    search_end: u64::MAX,
                 },
                 256,
             )
@@ -419,6 +431,7 @@ mod tests {
                 proven_durable: 64,
                 stop_offset: Some(102),
                 entries: vec![],
+                search_end: u64::MAX,
             },
             256,
         );

@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
-use crate::sync::RwLock;
 use memmap2::{Mmap, MmapOptions};
 
 use crate::error::{Error, Result};
 use crate::format::{self, IndexEntry, IndexFile, SegmentHeader};
 use crate::options::Preallocate;
+use crate::sync::{AtomicU64, Mutex, RwLock};
 
 /// File name of segment `id`.
 pub(crate) fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -177,6 +177,13 @@ impl SegmentIndex {
     }
 }
 
+/// How far past what it has written the writer extends a segment's write bound at a
+/// time: an eighth of the segment, from 8 KiB to 8 MiB. Recovery after a crash searches
+/// at most about this much past the end of data.
+pub(crate) fn write_bound_step(segment_bytes: u64) -> u64 {
+    (segment_bytes / 8).clamp(8 << 10, 8 << 20) & !(format::FRAME_ALIGN_BYTES - 1)
+}
+
 /// An activated segment, as readers and the writer share it.
 pub(crate) struct Segment {
     pub(crate) path: PathBuf,
@@ -188,6 +195,12 @@ pub(crate) struct Segment {
     pub(crate) index: RwLock<SegmentIndex>,
     /// For a sealed segment: the first offset of the next segment; where its data ends.
     pub(crate) end_offset: RwLock<Option<u64>>,
+    /// Index files are written one at a time; this holds the largest write bound any of
+    /// them carried (each new one carries at least as much).
+    promised_bound: Mutex<u64>,
+    /// The largest write bound of an index file known durable: the writer writes no byte
+    /// at or past it (docs/design.md 4.3). Zero until the first is written.
+    write_bound: AtomicU64,
 }
 
 impl std::fmt::Debug for Segment {
@@ -228,6 +241,8 @@ impl Segment {
             map: OnceLock::new(),
             index: RwLock::new(SegmentIndex::default()),
             end_offset: RwLock::new(None),
+            promised_bound: Mutex::new(0),
+            write_bound: AtomicU64::new(0),
         }))
     }
 
@@ -270,15 +285,22 @@ impl Segment {
         self.header.base_offset
     }
 
-    /// Writes its persisted index file (not synced: it is checked on load and rebuilt
-    /// from the data when missing or damaged).
+    /// Writes its index file: a checkpoint (`data_end`, `next_offset`, the entries below
+    /// them) and the write bound, which is the largest asked for so far and at least
+    /// `reserve`. Synced when the bound grows (the writer relies on it only once it is
+    /// durable) or when `clean`; otherwise not: a checkpoint is checked on load and
+    /// rebuilt from the data when missing or damaged.
     pub(crate) fn persist_index(
         &self,
         dir: &Path,
         data_end: u64,
         next_offset: u64,
         clean: bool,
+        reserve: u64,
     ) -> Result<()> {
+        let mut promised = self.promised_bound.lock();
+        let grows = reserve > *promised;
+        let write_bound = (*promised).max(reserve).max(data_end);
         let entries = self.index.read().entries.clone();
         let file = IndexFile {
             segment_id: self.id(),
@@ -286,13 +308,51 @@ impl Segment {
             base_offset: self.base_offset(),
             data_end,
             next_offset,
+            write_bound,
             clean,
             entries: entries
                 .into_iter()
                 .filter(|e| e.offset < next_offset && e.position < data_end)
                 .collect(),
         };
-        write_file_synced(&index_path(dir, self.id()), &file.encode(), clean)
+        // Promised before the file exists: a failed write may still have left it.
+        *promised = write_bound;
+        write_file_synced(&index_path(dir, self.id()), &file.encode(), clean || grows)?;
+        if clean || grows {
+            self.write_bound.fetch_max(write_bound, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// The write bound the writer may rely on (see [`Segment::persist_index`]).
+    pub(crate) fn write_bound(&self) -> u64 {
+        self.write_bound.load(Ordering::SeqCst)
+    }
+
+    /// After recovery: nothing past `bound` is written (it was searched and zeroed, or a
+    /// durable index file says so).
+    pub(crate) fn start_write_bound(&self, bound: u64) {
+        let mut promised = self.promised_bound.lock();
+        *promised = bound;
+        self.write_bound.store(bound, Ordering::SeqCst);
+    }
+
+    /// When an index file that extends the bound cannot be written (a full disk):
+    /// removes the segment's index file, so recovery searches the whole segment, and
+    /// lifts the bound for good.
+    pub(crate) fn drop_write_bound(&self, dir: &Path) -> Result<()> {
+        let mut promised = self.promised_bound.lock();
+        *promised = format::NO_WRITE_BOUND;
+        let path = index_path(dir, self.id());
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove index file", &path, e)),
+        }
+        sync_dir(dir)?;
+        self.write_bound
+            .store(format::NO_WRITE_BOUND, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Rewrites its (clean) index file in place with the clean-shutdown flag cleared, and

@@ -227,6 +227,7 @@ fn check_segment(dir: &Path, segment: &Segment, stop: Option<u64>, report: &mut 
             proven_durable: proven,
             stop_offset: stop,
             entries: Vec::new(),
+            search_end: u64::MAX,
         },
         4096,
     );

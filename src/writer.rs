@@ -124,14 +124,17 @@ pub(crate) struct Committer {
     last_sync: Instant,
     /// Durable position of the segment's last checkpoint.
     checkpoint_position: u64,
+    /// The write bound last asked of the housekeeper for `segment`.
+    bound_requested: u64,
 }
 
 /// Work for the housekeeping thread.
 #[derive(Default)]
 struct Chores {
     prepare: bool,
-    /// Active segments to checkpoint: (segment, durable end, offset there).
-    checkpoint: Option<(Arc<Segment>, u64, u64)>,
+    /// Index files to write for active segments, one per segment: (segment, durable
+    /// end, offset there, write bound to reserve or 0).
+    checkpoints: Vec<(Arc<Segment>, u64, u64, u64)>,
     seal: Vec<(Arc<Segment>, u64, u64)>,
     stop: bool,
 }
@@ -225,6 +228,7 @@ impl Shared {
                 durable_offset: start.next_offset,
                 last_sync: Instant::now(),
                 checkpoint_position: start.active_end_position,
+                bound_requested: 0,
             }),
             marks: Watermarks::new(start.next_offset),
             segments: RwLock::new(start.segments),
@@ -378,6 +382,12 @@ impl Shared {
                 let segment = Segment::new(spare.path, spare.file, header, len)?;
                 segment.bytes()?;
                 segment.index.write().loaded = true;
+                // Its first write bound, ahead of the committer's first write there.
+                let first_bound =
+                    SEGMENT_HEADER_BYTES + segment::write_bound_step(segment.header.segment_bytes);
+                let base = segment.base_offset();
+                let reservation = (segment.clone(), SEGMENT_HEADER_BYTES, base, first_bound);
+                self.request_chore(|c| merge_checkpoint(c, reservation));
                 st.segment = segment;
                 st.position = SEGMENT_HEADER_BYTES;
                 st.last_entry_position = None;
@@ -518,6 +528,7 @@ impl Shared {
                 self.roll(c, &chunk.segment)?;
             }
             self.seal_chunk(c, &mut chunk);
+            self.ensure_write_bound(c, chunk.start_position + chunk.buf.len() as u64)?;
             let segment = &chunk.segment;
             if let Err(e) = c
                 .backend
@@ -594,6 +605,7 @@ impl Shared {
             }
             let mut chunk = chunks.pop().expect("one chunk");
             self.seal_chunk(c, &mut chunk);
+            self.ensure_write_bound(c, chunk.start_position + chunk.buf.len() as u64)?;
             let (start, bytes, end_offset) = (
                 chunk.start_position,
                 chunk.buf.len() as u64,
@@ -652,8 +664,42 @@ impl Shared {
             return;
         }
         c.checkpoint_position = c.durable_position;
-        let checkpoint = (c.segment.clone(), c.durable_position, c.durable_offset);
-        self.request_chore(|chores| chores.checkpoint = Some(checkpoint));
+        let checkpoint = (c.segment.clone(), c.durable_position, c.durable_offset, 0);
+        self.request_chore(|chores| merge_checkpoint(chores, checkpoint));
+    }
+
+    /// Before the committer writes up to `end` of its segment: the segment's durable
+    /// write bound must cover it, since recovery searches no further past the end of
+    /// data (docs/design.md 4.3). The housekeeper extends the bound ahead of need; when
+    /// it has not, the committer does it here. If the index file cannot be written (a
+    /// full disk), the segment's index file goes and its bound with it: recovery then
+    /// searches all of it.
+    fn ensure_write_bound(&self, c: &mut Committer, end: u64) -> Result<()> {
+        let segment = c.segment.clone();
+        let bound = segment.write_bound();
+        let step = segment::write_bound_step(segment.header.segment_bytes);
+        if end <= bound {
+            let wanted = end + step;
+            if end + step / 2 > bound && wanted > c.bound_requested {
+                c.bound_requested = wanted;
+                let reservation = (segment, c.durable_position, c.durable_offset, wanted);
+                self.request_chore(|chores| merge_checkpoint(chores, reservation));
+            }
+            return Ok(());
+        }
+        let result = segment.persist_index(
+            &self.dir,
+            c.durable_position,
+            c.durable_offset,
+            false,
+            end + step,
+        );
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => segment
+                .drop_write_bound(&self.dir)
+                .map_err(|_| self.poison(e)),
+        }
     }
 
     /// Seals the committer's segment and activates `next`: everything in the old segment
@@ -684,6 +730,7 @@ impl Shared {
         c.written_position = SEGMENT_HEADER_BYTES;
         c.durable_position = SEGMENT_HEADER_BYTES;
         c.checkpoint_position = SEGMENT_HEADER_BYTES;
+        c.bound_requested = 0;
         Ok(())
     }
 
@@ -787,11 +834,11 @@ impl Shared {
     /// The housekeeping thread: prepares spare segments and persists sealed indexes.
     pub(crate) fn housekeeper_loop(self: Arc<Self>) {
         loop {
-            let (prepare, seal, stop, checkpoint) = {
+            let (prepare, seal, stop, checkpoints) = {
                 let mut chores = self.chores.lock();
                 while !chores.prepare
                     && chores.seal.is_empty()
-                    && chores.checkpoint.is_none()
+                    && chores.checkpoints.is_empty()
                     && !chores.stop
                 {
                     self.chores_cv.wait(&mut chores);
@@ -800,18 +847,19 @@ impl Shared {
                     std::mem::take(&mut chores.prepare) && !chores.stop,
                     std::mem::take(&mut chores.seal),
                     chores.stop,
-                    chores.checkpoint.take(),
+                    std::mem::take(&mut chores.checkpoints),
                 )
             };
-            if let Some((segment, data_end, next_offset)) = checkpoint {
-                // Sealed since? Its final index is (or will be) written instead.
+            for (segment, data_end, next_offset, reserve) in checkpoints {
+                // Sealed since? Its final index is (or will be) written instead. A failed
+                // reservation is retried by the committer when it needs it.
                 if segment.end_offset.read().is_none() {
-                    let _ = segment.persist_index(&self.dir, data_end, next_offset, false);
+                    let _ = segment.persist_index(&self.dir, data_end, next_offset, false, reserve);
                 }
             }
             for (segment, data_end, next_offset) in seal {
                 // Best effort: a missing index is rebuilt from the data when needed.
-                let _ = segment.persist_index(&self.dir, data_end, next_offset, false);
+                let _ = segment.persist_index(&self.dir, data_end, next_offset, false, 0);
             }
             if prepare {
                 self.prepare_spare();
@@ -904,5 +952,21 @@ impl Shared {
         self.request_chore(|c| c.stop = true);
         self.marks.stop_waker();
         result
+    }
+}
+
+/// Queues the index file `next` for the housekeeper: it replaces one waiting for the same
+/// segment (keeping the larger write bound asked for).
+fn merge_checkpoint(chores: &mut Chores, next: (Arc<Segment>, u64, u64, u64)) {
+    match chores
+        .checkpoints
+        .iter_mut()
+        .find(|waiting| Arc::ptr_eq(&waiting.0, &next.0))
+    {
+        Some(waiting) => {
+            let reserve = waiting.3.max(next.3);
+            *waiting = (next.0, next.1, next.2, reserve);
+        }
+        None => chores.checkpoints.push(next),
     }
 }

@@ -364,6 +364,9 @@ fn reader_never_sees_partial_or_out_of_order_records() {
                 let mut next = 0u64;
                 let mut it = log.iter(0);
                 while next < total {
+                    // Read before asking: once every append has returned, the iterator
+                    // must reach the end.
+                    let finished = done.load(Ordering::SeqCst);
                     match it.next() {
                         Some(rec) => {
                             let rec = rec.unwrap();
@@ -375,7 +378,7 @@ fn reader_never_sees_partial_or_out_of_order_records() {
                             next += 1;
                         }
                         None => {
-                            assert!(!done.load(Ordering::SeqCst) || next == total);
+                            assert!(!finished || next == total, "stopped at {next}");
                             std::thread::yield_now();
                         }
                     }

@@ -33,18 +33,20 @@ fn encode_index(
     clean: bool,
     entries: &[(u64, u64)],
 ) -> Vec<u8> {
-    let mut out = vec![0u8; 64 + entries.len() * 8];
+    let mut out = vec![0u8; 72 + entries.len() * 8];
     out[0..8].copy_from_slice(b"RLINDEX\x01");
-    out[8..12].copy_from_slice(&1u32.to_le_bytes());
+    out[8..12].copy_from_slice(&2u32.to_le_bytes());
     out[12..16].copy_from_slice(&(clean as u32).to_le_bytes());
     out[16..24].copy_from_slice(&0u64.to_le_bytes());
     out[24..32].copy_from_slice(&nonce.to_le_bytes());
     out[32..40].copy_from_slice(&base.to_le_bytes());
     out[40..48].copy_from_slice(&data_end.to_le_bytes());
     out[48..56].copy_from_slice(&next_offset.to_le_bytes());
-    out[56..60].copy_from_slice(&(entries.len() as u32).to_le_bytes());
+    // No write bound: recovery searches the whole segment past the end of data.
+    out[56..64].copy_from_slice(&u64::MAX.to_le_bytes());
+    out[64..68].copy_from_slice(&(entries.len() as u32).to_le_bytes());
     for (i, (offset, position)) in entries.iter().enumerate() {
-        let at = 64 + i * 8;
+        let at = 72 + i * 8;
         out[at..at + 4].copy_from_slice(&((offset - base) as u32).to_le_bytes());
         out[at + 4..at + 8].copy_from_slice(&(*position as u32).to_le_bytes());
     }
@@ -53,8 +55,8 @@ fn encode_index(
 }
 
 fn fix_crc(out: &mut [u8]) {
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&out[0..60]), &out[64..]);
-    out[60..64].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&out[0..68]), &out[72..]);
+    out[68..72].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// What a decoded index must satisfy, whatever bytes it came from.
@@ -114,13 +116,13 @@ fuzz_target!(|data: &[u8]| {
         check_decoded(data, &decoded);
     }
     let mut fixed = data.to_vec();
-    if fixed.len() >= 64 {
+    if fixed.len() >= 72 {
         // The same with a valid checksum, so parsing gets past it.
         fixed[0..8].copy_from_slice(b"RLINDEX\x01");
-        fixed[8..12].copy_from_slice(&1u32.to_le_bytes());
-        let entries = (fixed.len() - 64) / 8;
-        fixed.truncate(64 + entries * 8);
-        fixed[56..60].copy_from_slice(&(entries as u32).to_le_bytes());
+        fixed[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let entries = (fixed.len() - 72) / 8;
+        fixed.truncate(72 + entries * 8);
+        fixed[64..68].copy_from_slice(&(entries as u32).to_le_bytes());
         fix_crc(&mut fixed);
         if let Some(decoded) = decode_index(&fixed, SEGMENT_BYTES) {
             check_decoded(&fixed, &decoded);
