@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::format::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
 use crate::io::Backend;
-use crate::options::{Options, RecoveryPolicy};
+use crate::options::{Durability, Options, RecoveryPolicy};
 use crate::recovery::{self, ScanStart, Tail};
 use crate::report::{RecoveryReport, SegmentScan, Truncation};
 use crate::segment::{self, Segment, Spare};
@@ -20,6 +20,8 @@ pub(crate) struct Recovered {
     pub(crate) segments: Vec<Arc<Segment>>,
     pub(crate) active_end_position: u64,
     pub(crate) next_offset: u64,
+    /// How much of the active segment is known durable: (position, offset there).
+    pub(crate) durable: (u64, u64),
     pub(crate) spare: Option<Spare>,
     pub(crate) report: RecoveryReport,
 }
@@ -257,6 +259,7 @@ pub(crate) fn recover(
             segments: vec![segment],
             active_end_position: SEGMENT_HEADER_BYTES,
             next_offset: 0,
+            durable: (SEGMENT_HEADER_BYTES, 0),
             spare: None,
             report,
         });
@@ -302,7 +305,8 @@ pub(crate) fn recover(
     }
 
     let active = segments.last().expect("chain is not empty").clone();
-    let (end, next_offset) = recover_active(dir, opts, &active, access, backend, &mut report)?;
+    let (end, next_offset, durable) =
+        recover_active(dir, opts, &active, access, backend, &mut report)?;
     for id in index_ids.into_iter().filter(|_| writable) {
         if !segments.iter().any(|s| s.id() == id) {
             remove(
@@ -316,13 +320,17 @@ pub(crate) fn recover(
         segments,
         active_end_position: end,
         next_offset,
+        durable,
         spare,
         report,
     })
 }
 
-/// Finds the end of the active segment's data, applies the recovery policy to a torn
-/// tail, makes the result durable and writes a (non-clean) checkpoint.
+/// Finds the end of the active segment's data and applies the recovery policy to a torn
+/// tail. Under `Durability::Sync` it then makes the result durable and writes a
+/// (non-clean) checkpoint; otherwise the recovered tail becomes durable with the log's
+/// next flush, as an unsynced append would. Returns the end, the next offset, and what
+/// is known durable (position, offset).
 fn recover_active(
     dir: &Path,
     opts: &Options,
@@ -330,7 +338,7 @@ fn recover_active(
     access: Access,
     backend: &mut dyn Backend,
     report: &mut RecoveryReport,
-) -> Result<(u64, u64)> {
+) -> Result<(u64, u64, (u64, u64))> {
     let bytes = active.bytes()?;
     let checkpoint = active.load_index_file(dir);
     let mut start = ScanStart {
@@ -344,7 +352,9 @@ fn recover_active(
     // What a writer may have written past the end, as the index file bounds it; with no
     // index file the whole segment is searched.
     let mut write_bound = None;
+    let mut proven = (SEGMENT_HEADER_BYTES, active.base_offset());
     if let Some(idx) = checkpoint {
+        proven = (idx.data_end, idx.next_offset);
         let at = idx.data_end as usize;
         let ends_there = at + 8 > bytes.len() || bytes[at..at + 8] == [0u8; 8];
         report.clean_shutdown = idx.clean && ends_there;
@@ -409,7 +419,7 @@ fn recover_active(
         index.loaded = true;
     }
     if access == Access::ReadOnly {
-        return Ok((end, next_offset));
+        return Ok((end, next_offset, (end, next_offset)));
     }
     if report.clean_shutdown {
         // Everything was synced at close; only the clean flag must go before anything
@@ -417,19 +427,28 @@ fn recover_active(
         // directory sync; a torn rewrite fails its checksum and costs a scan, no more.
         active.clear_clean_flag(dir)?;
         active.start_write_bound(write_bound.unwrap_or(end).max(end));
-    } else {
-        // What was read may have been only in the page cache (a process crash): make it
-        // durable before it is reported durable, then move the checkpoint. Everything
-        // past `end` is zero now (searched, and any torn bytes zeroed), so the write
-        // bound starts over from there.
-        backend
-            .sync_data(&active.file)
-            .map_err(|e| Error::io("fdatasync", &active.path, e))?;
-        active.start_write_bound(end);
-        let step = segment::write_bound_step(active.header.segment_bytes);
-        active.persist_index(dir, end, next_offset, false, end + step)?;
+        return Ok((end, next_offset, (end, next_offset)));
     }
-    Ok((end, next_offset))
+    if opts.durability != Durability::Sync {
+        // An unsynced log: what was read may be only in the page cache (a process
+        // crash), and it stays unacknowledged until the next flush, which covers it
+        // (docs/design.md 4.1). Open waits for no flush. Everything past `end` that the
+        // index file's bound covers is zero now, and nothing past that bound was ever
+        // written.
+        active.start_write_bound(write_bound.unwrap_or(end).max(end));
+        return Ok((end, next_offset, proven));
+    }
+    // What was read may have been only in the page cache (a process crash): make it
+    // durable before it is reported durable, then move the checkpoint. Everything past
+    // `end` is zero now (searched, and any torn bytes zeroed), so the write bound starts
+    // over from there.
+    backend
+        .sync_data(&active.file)
+        .map_err(|e| Error::io("fdatasync", &active.path, e))?;
+    active.start_write_bound(end);
+    let step = segment::write_bound_step(active.header.segment_bytes);
+    active.persist_index(dir, end, next_offset, false, end + step)?;
+    Ok((end, next_offset, (end, next_offset)))
 }
 
 /// Writes zeros over `start..end` of the segment and syncs them, so a torn tail can

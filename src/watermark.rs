@@ -30,11 +30,13 @@ pub(crate) struct Watermarks {
 }
 
 impl Watermarks {
-    /// Both watermarks at `offset` (everything recovered at open is durable).
-    pub(crate) fn new(offset: u64) -> Watermarks {
+    /// The watermarks after recovery: everything below `written` is in the file, and
+    /// everything below `durable` is known durable.
+    pub(crate) fn new(written: u64, durable: u64) -> Watermarks {
+        debug_assert!(durable <= written, "durable passed written");
         Watermarks {
-            written: AtomicU64::new(offset),
-            durable: AtomicU64::new(offset),
+            written: AtomicU64::new(written),
+            durable: AtomicU64::new(durable),
             poisoned: AtomicBool::new(false),
             sleepers: Mutex::new(Vec::new()),
             sleepers_count: AtomicU32::new(0),
