@@ -381,6 +381,12 @@ pub fn peek_frame(bytes: &[u8]) -> Option<(u64, u64)> {
     Some((u64_at(bytes, 8), padded_bytes))
 }
 
+/// Whether the frame at the start of `bytes` says the next record belongs to the same
+/// batch (its length word's top bit), without checking it.
+pub fn peek_continues(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && u32_at(bytes, 4) & FRAME_CONTINUES != 0
+}
+
 // ---------------------------------------------------------------------------------------
 // Index files
 // ---------------------------------------------------------------------------------------
