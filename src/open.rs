@@ -340,17 +340,31 @@ fn recover_active(
         stop_offset: None,
         entries: Vec::new(),
     };
+    let mut unchecked_offsets = 0..0;
     if let Some(idx) = checkpoint {
-        let at = idx.data_end as usize;
-        let ends_there = at + 8 > bytes.len() || bytes[at..at + 8] == [0u8; 8];
-        report.clean_shutdown = idx.clean && ends_there;
-        start = ScanStart {
-            position: idx.data_end,
-            offset: idx.next_offset,
-            proven_durable: idx.data_end,
-            stop_offset: None,
-            entries: idx.entries,
-        };
+        match recovery::check_checkpoint(bytes, active.base_offset(), &idx) {
+            Ok(()) => {
+                let at = idx.data_end as usize;
+                let ends_there = at + 8 > bytes.len() || bytes[at..at + 8] == [0u8; 8];
+                report.clean_shutdown = idx.clean && ends_there;
+                unchecked_offsets = active.base_offset()..idx.next_offset;
+                start = ScanStart {
+                    position: idx.data_end,
+                    offset: idx.next_offset,
+                    proven_durable: idx.data_end,
+                    stop_offset: None,
+                    entries: idx.entries,
+                };
+            }
+            Err(why) => {
+                // The checkpoint disagrees with the data: scan the segment from its start
+                // instead. A checksum-valid checkpoint still proves that the bytes below
+                // its data end were durable, so a scan that stops before there has found
+                // damage to durable data, not a torn tail (4.2).
+                report.checkpoint_rejected = Some(why);
+                start.proven_durable = idx.data_end;
+            }
+        }
     }
     let (end, next_offset, entries) = if report.clean_shutdown {
         (start.position, start.offset, start.entries)
@@ -400,6 +414,7 @@ fn recover_active(
     {
         let mut index = active.index.write();
         index.entries = entries;
+        index.unchecked_offsets = unchecked_offsets;
         index.loaded = true;
     }
     if access == Access::ReadOnly {
