@@ -91,17 +91,21 @@ impl Shared {
             // The active segment's index is always loaded; nothing to rebuild from.
             return Ok(());
         };
+        // An index file that names the right end but fails the check: kept in case the
+        // scan finds the data damaged (then the file may well be right).
+        let mut disagreeing = None;
         if !rebuild {
             if let Some(file) = segment.load_index_file(&self.dir) {
-                let agrees = file.next_offset == end_offset
-                    && recovery::check_checkpoint(segment.bytes()?, segment.base_offset(), &file)
-                        .is_ok();
-                if agrees {
-                    index.entries = file.entries;
-                    index.data_end = Some(file.data_end);
-                    index.unchecked_offsets = segment.base_offset()..end_offset;
-                    index.loaded = true;
-                    return Ok(());
+                if file.next_offset == end_offset {
+                    let bytes = segment.bytes()?;
+                    if recovery::check_checkpoint(bytes, segment.base_offset(), &file).is_ok() {
+                        index.entries = file.entries;
+                        index.data_end = Some(file.data_end);
+                        index.unchecked_offsets = segment.base_offset()..end_offset;
+                        index.loaded = true;
+                        return Ok(());
+                    }
+                    disagreeing = Some(file);
                 }
             }
         }
@@ -118,6 +122,16 @@ impl Shared {
             self.opts.index_interval_bytes,
         );
         if let Tail::Corrupt { position, reason } = outcome.tail {
+            if let Some(file) = disagreeing {
+                // Damaged data, not (only) a wrong index: keep the file's entries, all
+                // unchecked, so reads of the intact records still find them; a read
+                // that fails from one rebuilds, and reports the damage.
+                index.entries = file.entries;
+                index.data_end = Some(file.data_end);
+                index.unchecked_offsets = segment.base_offset()..end_offset;
+                index.loaded = true;
+                return Ok(());
+            }
             return Err(Error::corruption(&segment.path, position, reason));
         }
         index.entries = outcome.entries;

@@ -539,3 +539,55 @@ fn a_sealed_index_that_disagrees_with_the_data_is_rebuilt() {
         assert_eq!(record.payload(), common::payload(offset, 300).as_slice());
     }
 }
+
+/// Damage that makes a sealed segment's index file fail the check at load (here, a
+/// record header after its last entry) is the data's fault: the file's entries are still
+/// used, and only the damaged record fails to read, with its position.
+#[test]
+fn damage_in_a_sealed_segment_does_not_hide_its_other_records() {
+    let dir = fast_tempdir();
+    let small = options().segment_bytes(64 << 10);
+    let log = Log::open(dir.path(), small.clone()).unwrap();
+    for offset in 0..600 {
+        log.append(&common::payload(offset, 300)).unwrap();
+    }
+    log.close().unwrap();
+    drop(log);
+    let path = dir.path().join(seg_name(0));
+    let mut segment = std::fs::read(&path).unwrap();
+    let (_, _, nonce, _) = ringlog::fuzzing::decode_segment_header(&segment).unwrap();
+    let mut records = Vec::new();
+    let mut at = 64u64;
+    while let Some((offset, _, padded)) =
+        ringlog::fuzzing::decode_frame(&segment[at as usize..], nonce)
+    {
+        if let Some(offset) = offset {
+            records.push((offset, at));
+        }
+        at += padded;
+    }
+    let (victim, position) = *records.last().unwrap();
+    // The record's offset field.
+    segment[position as usize + 8] ^= 1;
+    std::fs::write(&path, &segment).unwrap();
+
+    let log = Log::open_read_only(dir.path(), small).unwrap();
+    for offset in 0..600 {
+        match log.read(offset) {
+            Ok(record) => {
+                assert_ne!(offset, victim, "the damaged record read back");
+                assert_eq!(record.payload(), common::payload(offset, 300).as_slice());
+            }
+            Err(Error::Corruption {
+                segment,
+                position: at,
+                ..
+            }) => {
+                assert_eq!(offset, victim, "record {offset} is intact");
+                assert_eq!(segment, path);
+                assert_eq!(at, position);
+            }
+            Err(e) => panic!("read {offset}: {e}"),
+        }
+    }
+}
