@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::format::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
+use crate::format::{self, IndexFile, SegmentHeader, SEGMENT_HEADER_BYTES};
 use crate::io::Backend;
 use crate::options::{Options, RecoveryPolicy};
 use crate::recovery::{self, ScanStart, Tail};
@@ -213,6 +213,18 @@ pub(crate) fn recover(
                         format!("{why}, yet the segment holds data"),
                     ));
                 }
+                if f.spare().is_none() && index_ids.contains(&id) && has_index_file(dir, id) {
+                    // Only activated segments get an index file: this is one whose header
+                    // (or the whole file) was lost, not an interrupted preparation.
+                    return Err(Error::corruption(
+                        &f.path,
+                        0,
+                        format!(
+                            "{}, yet its index file shows it was activated",
+                            f.why_broken()
+                        ),
+                    ));
+                }
                 let next_id = last_activated.map_or(0, |l| l + 1);
                 match f.spare() {
                     Some(header) if id == next_id && spare.is_none() && !data => {
@@ -319,6 +331,14 @@ pub(crate) fn recover(
         spare,
         report,
     })
+}
+
+/// Whether segment `id` has an intact index file naming it.
+fn has_index_file(dir: &Path, id: u64) -> bool {
+    std::fs::read(segment::index_path(dir, id))
+        .ok()
+        .and_then(|bytes| IndexFile::decode(&bytes, format::MAX_SEGMENT_BYTES).ok())
+        .is_some_and(|file| file.segment_id == id)
 }
 
 /// Finds the end of the active segment's data, applies the recovery policy to a torn

@@ -265,9 +265,6 @@ struct Allow {
     must_be_intact: bool,
     /// Forged, checksum-valid inputs: a silent cut is reported, not failed.
     forged: bool,
-    /// The damage reaches the active segment's header or first data word (a known
-    /// issue: the segment is then taken for an interrupted preparation).
-    active_head: bool,
     /// Records from this offset are read back (damage confined to the active segment
     /// cannot change sealed ones; the writer's check always reads everything).
     read_from: u64,
@@ -277,18 +274,14 @@ const STRICT: Allow = Allow {
     cut_from: None,
     must_be_intact: false,
     forged: false,
-    active_head: false,
     read_from: 0,
 };
 
-/// Known library bugs (each shown by an ignored `bug_*` test below). The sweeps count
-/// them instead of failing, unless `RINGLOG_STRICT=1`.
+/// Known library bugs. The sweeps count them instead of failing, unless
+/// `RINGLOG_STRICT=1`. Each bug the sweeps found has a regression test at the end of
+/// this file; a variant goes once its cases cannot happen any more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Known {
-    /// The active segment's header (and first data word) destroyed, or the file cut
-    /// short: open takes it for an interrupted preparation; read-only drops its
-    /// records, the writer deletes the file.
-    ActiveSegmentDropped,
     /// After damage in the active segment that a clean checkpoint skipped over, a record
     /// appended (and acknowledged) by the writer cannot be read back.
     AppendAfterDamageUnreadable,
@@ -395,18 +388,11 @@ fn check_inner(p: &Pristine, opener: Opener, allow: Allow) -> Result<Verdict, Fa
             Some(from) if next >= from => cut = Some(next),
             _ if allow.forged => cut = Some(next),
             _ => {
-                let message = format!(
+                return Err(format!(
                     "open succeeded with {next} records; {n} were acknowledged ({:?})",
                     log.recovery_report()
-                );
-                let active_base = p.frames[&p.active()]
-                    .iter()
-                    .find_map(|f| f.offset)
-                    .unwrap_or(n);
-                if allow.active_head && next == active_base {
-                    return Err(known(Known::ActiveSegmentDropped, message));
-                }
-                return Err(message.into());
+                )
+                .into());
             }
         }
     }
@@ -626,7 +612,7 @@ impl Tally {
 
     fn print_known(&self) {
         for (kind, count) in &self.known {
-            println!("  KNOWN BUG {kind:?}: {count} cases (see the ignored bug_* tests; RINGLOG_STRICT=1 fails on them)");
+            println!("  KNOWN BUG {kind:?}: {count} cases (RINGLOG_STRICT=1 fails on them)");
         }
         for example in &self.known_examples {
             println!("    e.g. {example}");
@@ -676,12 +662,6 @@ fn crash_like(p: &Pristine, damaged: &[(u64, u64)]) -> Allow {
     }
 }
 
-/// Whether damage at `ranges` of segment `id` reaches the active segment's header or
-/// its first data word.
-fn touches_active_head(p: &Pristine, id: u64, ranges: &[(u64, u64)]) -> bool {
-    id == p.active() && ranges.iter().any(|&(a, _)| a < 72)
-}
-
 /// What a case damaging `ranges` of segment `id` allows.
 fn allow_for(p: &Pristine, checkpoint: bool, id: u64, ranges: &[(u64, u64)]) -> Allow {
     let in_active: &[(u64, u64)] = if id == p.active() { ranges } else { &[] };
@@ -691,7 +671,6 @@ fn allow_for(p: &Pristine, checkpoint: bool, id: u64, ranges: &[(u64, u64)]) -> 
         crash_like(p, in_active)
     };
     Allow {
-        active_head: touches_active_head(p, id, ranges),
         read_from: if id == p.active() { active_base(p) } else { 0 },
         ..base
     }
@@ -1514,8 +1493,7 @@ fn damaged_stale_and_forged_index_files() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Bugs found by the sweeps above, one failing test each (ignored so the suite stays
-// green; run with `cargo test --test corruption -- --ignored bug_`).
+// Bugs found by the sweeps above, one regression test each.
 // ---------------------------------------------------------------------------------------
 
 fn read_all(log: &Log, n: u64) -> Result<Vec<Vec<u8>>, String> {
@@ -1533,7 +1511,7 @@ fn read_all(log: &Log, n: u64) -> Result<Vec<Vec<u8>>, String> {
 /// `has_data` looks only at the 8 bytes at 64, so the file is ignored (read-only) or
 /// deleted with its checkpoint (writer), and every acknowledged record in it is gone
 /// without an error, although its clean checkpoint `.idx` and the spare after it prove
-/// it was active. Truncating the active file below 72 bytes does the same.
+/// it was active. (Cut short of its header, the next test.)
 #[test]
 fn active_segment_with_zeroed_first_sector_is_reported_not_dropped() {
     let p = build_pristine();
@@ -1561,6 +1539,46 @@ fn active_segment_with_zeroed_first_sector_is_reported_not_dropped() {
             assert_eq!(log.next_offset(), n, "{:?}", log.recovery_report());
         }
     }
+}
+
+/// The active segment's file cut short of its header (to 0..64 bytes): open took it for
+/// an interrupted preparation (the header is unreadable, and no data is left to
+/// see), so read-only dropped its records and the writer deleted it with its
+/// checkpoint and the spare after it. Found by the truncation sweep (64 lengths, each
+/// opener). Only activated segments get an index file: with one there, it is
+/// corruption.
+#[test]
+fn active_segment_truncated_below_its_header_is_reported_not_dropped() {
+    let p = build_pristine();
+    let name = seg_name(p.active());
+    let seg = p.path(&name);
+    for len in [0u64, 1, 40, 63] {
+        p.restore_all();
+        let file = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+        file.set_len(len).unwrap();
+        drop(file);
+        for opener in [Opener::ReadOnly, Opener::Writer] {
+            let opened = match opener {
+                Opener::ReadOnly => Log::open_read_only(p.dir.path(), options()),
+                Opener::Writer => Log::open(p.dir.path(), options()),
+            };
+            match opened {
+                Err(Error::Corruption {
+                    segment, reason, ..
+                }) => {
+                    assert_eq!(segment, seg, "{opener:?}, {len} bytes");
+                    assert!(
+                        reason.contains("index file shows it was activated"),
+                        "{reason}"
+                    );
+                }
+                other => panic!("{opener:?} open of {name} cut to {len} bytes: {other:?}"),
+            }
+            assert_eq!(std::fs::metadata(&seg).unwrap().len(), len, "left alone");
+            assert!(p.path(&idx_name(p.active())).exists());
+        }
+    }
+    p.restore_all();
 }
 
 /// An activated segment whose header reads as a prepared spare (base offset unassigned,
