@@ -506,8 +506,15 @@ impl IndexFile {
         }
         let mut previous: Option<IndexEntry> = None;
         for chunk in bytes[INDEX_HEADER_BYTES as usize..].chunks_exact(8) {
+            let delta = u32_at(chunk, 0) as u64;
+            let Some(offset) = index.base_offset.checked_add(delta) else {
+                return Err(FormatError::BadField {
+                    field: "index entry offset",
+                    value: delta,
+                });
+            };
             let entry = IndexEntry {
-                offset: index.base_offset + u32_at(chunk, 0) as u64,
+                offset,
                 position: u32_at(chunk, 4) as u64,
             };
             let in_range = entry.position >= SEGMENT_HEADER_BYTES
@@ -715,6 +722,29 @@ mod tests {
         for len in 0..bytes.len() {
             assert!(IndexFile::decode(&bytes[..len], 1 << 20).is_err());
         }
+    }
+
+    #[test]
+    fn index_rejects_an_entry_offset_past_u64_max() {
+        let mut idx = index();
+        idx.base_offset = u64::MAX - 10;
+        idx.next_offset = u64::MAX;
+        idx.entries = vec![IndexEntry {
+            offset: u64::MAX - 1,
+            position: 64,
+        }];
+        let mut bytes = idx.encode();
+        // An offset delta that overflows, checksum recomputed.
+        bytes[64..68].copy_from_slice(&20u32.to_le_bytes());
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&bytes[0..60]), &bytes[64..]);
+        bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            IndexFile::decode(&bytes, 1 << 20),
+            Err(FormatError::BadField {
+                field: "index entry offset",
+                ..
+            })
+        ));
     }
 
     #[test]
