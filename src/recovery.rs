@@ -305,10 +305,12 @@ fn walk_headers(
         let Some((found, padded_bytes)) = format::peek_frame(at) else {
             return Err(format!("no frame starts at byte {position}"));
         };
-        if found == offset {
+        if found == format::MARKER_OFFSET {
+            // A commit marker.
+        } else if found == offset {
             offset += 1;
             continues = format::peek_continues(at);
-        } else if found != format::MARKER_OFFSET {
+        } else {
             return Err(format!(
                 "byte {position} holds offset {found} where offset {offset} belongs"
             ));
