@@ -386,6 +386,12 @@ pub fn peek_frame(bytes: &[u8]) -> Option<(u64, u64)> {
     Some((u64_at(bytes, 8), padded_bytes))
 }
 
+/// Whether the frame at the start of `bytes` says the next record belongs to the same
+/// batch (its length word's top bit), without checking it.
+pub fn peek_continues(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && u32_at(bytes, 4) & FRAME_CONTINUES != 0
+}
+
 // ---------------------------------------------------------------------------------------
 // Index files
 // ---------------------------------------------------------------------------------------
@@ -518,8 +524,15 @@ impl IndexFile {
         }
         let mut previous: Option<IndexEntry> = None;
         for chunk in bytes[INDEX_HEADER_BYTES as usize..].chunks_exact(8) {
+            let delta = u32_at(chunk, 0) as u64;
+            let Some(offset) = index.base_offset.checked_add(delta) else {
+                return Err(FormatError::BadField {
+                    field: "index entry offset",
+                    value: delta,
+                });
+            };
             let entry = IndexEntry {
-                offset: index.base_offset + u32_at(chunk, 0) as u64,
+                offset,
                 position: u32_at(chunk, 4) as u64,
             };
             let in_range = entry.position >= SEGMENT_HEADER_BYTES
@@ -728,6 +741,30 @@ mod tests {
         for len in 0..bytes.len() {
             assert!(IndexFile::decode(&bytes[..len], 1 << 20).is_err());
         }
+    }
+
+    #[test]
+    fn index_rejects_an_entry_offset_past_u64_max() {
+        let mut idx = index();
+        idx.base_offset = u64::MAX - 10;
+        idx.next_offset = u64::MAX;
+        idx.entries = vec![IndexEntry {
+            offset: u64::MAX - 1,
+            position: 64,
+        }];
+        let mut bytes = idx.encode();
+        // An offset delta that overflows, checksum recomputed.
+        let first_entry = INDEX_HEADER_BYTES as usize;
+        bytes[first_entry..first_entry + 4].copy_from_slice(&20u32.to_le_bytes());
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&bytes[0..68]), &bytes[72..]);
+        bytes[68..72].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            IndexFile::decode(&bytes, 1 << 20),
+            Err(FormatError::BadField {
+                field: "index entry offset",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -45,6 +45,22 @@ pub fn decode_index(bytes: &[u8], segment_bytes: u64) -> Option<IndexSummary> {
     Some((idx.data_end, idx.next_offset, entries))
 }
 
+/// Checks an index file (`index`, raw bytes) against a segment image (`image`, header
+/// included, possibly cut short after its data) the way open checks the active
+/// segment's checkpoint. `None` when either does not decode or they belong to different
+/// segments; else `Ok` when the checkpoint agrees with the data, or why not.
+pub fn check_checkpoint(image: &[u8], index: &[u8]) -> Option<Result<(), String>> {
+    let header = SegmentHeader::decode(image).ok()?;
+    if !header.is_activated() {
+        return None;
+    }
+    let file = IndexFile::decode(index, header.segment_bytes).ok()?;
+    if file.base_offset != header.base_offset {
+        return None;
+    }
+    Some(recovery::check_checkpoint(image, header.base_offset, &file))
+}
+
 /// What scanning a whole segment image (`bytes`, header included) found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanSummary {

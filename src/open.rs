@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::format::{self, SegmentHeader, SEGMENT_HEADER_BYTES};
+use crate::format::{self, IndexFile, SegmentHeader, SEGMENT_HEADER_BYTES};
 use crate::io::Backend;
 use crate::options::{Durability, Options, RecoveryPolicy};
 use crate::recovery::{self, ScanStart, Tail};
@@ -215,6 +215,18 @@ pub(crate) fn recover(
                         format!("{why}, yet the segment holds data"),
                     ));
                 }
+                if f.spare().is_none() && index_ids.contains(&id) && has_index_file(dir, id) {
+                    // Only activated segments get an index file: this is one whose header
+                    // (or the whole file) was lost, not an interrupted preparation.
+                    return Err(Error::corruption(
+                        &f.path,
+                        0,
+                        format!(
+                            "{}, yet its index file shows it was activated",
+                            f.why_broken()
+                        ),
+                    ));
+                }
                 let next_id = last_activated.map_or(0, |l| l + 1);
                 match f.spare() {
                     Some(header) if id == next_id && spare.is_none() && !data => {
@@ -326,6 +338,14 @@ pub(crate) fn recover(
     })
 }
 
+/// Whether segment `id` has an intact index file naming it.
+fn has_index_file(dir: &Path, id: u64) -> bool {
+    std::fs::read(segment::index_path(dir, id))
+        .ok()
+        .and_then(|bytes| IndexFile::decode(&bytes, format::MAX_SEGMENT_BYTES).ok())
+        .is_some_and(|file| file.segment_id == id)
+}
+
 /// Finds the end of the active segment's data and applies the recovery policy to a torn
 /// tail. Under `Durability::Sync` it then makes the result durable and writes a
 /// (non-clean) checkpoint; otherwise the recovered tail becomes durable with the log's
@@ -349,24 +369,38 @@ fn recover_active(
         entries: Vec::new(),
         search_end: u64::MAX,
     };
-    // What a writer may have written past the end, as the index file bounds it; with no
-    // index file the whole segment is searched.
+    // What a writer may have written past the end, as a trusted index file bounds it;
+    // without one the whole segment is searched.
     let mut write_bound = None;
     let mut proven = (SEGMENT_HEADER_BYTES, active.base_offset());
+    let mut unchecked_offsets = 0..0;
     if let Some(idx) = checkpoint {
-        proven = (idx.data_end, idx.next_offset);
-        let at = idx.data_end as usize;
-        let ends_there = at + 8 > bytes.len() || bytes[at..at + 8] == [0u8; 8];
-        report.clean_shutdown = idx.clean && ends_there;
-        start = ScanStart {
-            position: idx.data_end,
-            offset: idx.next_offset,
-            proven_durable: idx.data_end,
-            stop_offset: None,
-            entries: idx.entries,
-            search_end: idx.write_bound,
-        };
-        write_bound = Some(idx.write_bound);
+        match recovery::check_checkpoint(bytes, active.base_offset(), &idx) {
+            Ok(()) => {
+                let at = idx.data_end as usize;
+                let ends_there = at + 8 > bytes.len() || bytes[at..at + 8] == [0u8; 8];
+                report.clean_shutdown = idx.clean && ends_there;
+                unchecked_offsets = active.base_offset()..idx.next_offset;
+                proven = (idx.data_end, idx.next_offset);
+                write_bound = Some(idx.write_bound);
+                start = ScanStart {
+                    position: idx.data_end,
+                    offset: idx.next_offset,
+                    proven_durable: idx.data_end,
+                    stop_offset: None,
+                    entries: idx.entries,
+                    search_end: idx.write_bound,
+                };
+            }
+            Err(why) => {
+                // The checkpoint disagrees with the data: scan the segment from its start
+                // instead. A checksum-valid checkpoint still proves that the bytes below
+                // its data end were durable, so a scan that stops before there has found
+                // damage to durable data, not a torn tail (4.2).
+                report.checkpoint_rejected = Some(why);
+                start.proven_durable = idx.data_end;
+            }
+        }
     }
     let (end, next_offset, entries) = if report.clean_shutdown {
         (start.position, start.offset, start.entries)
@@ -416,6 +450,7 @@ fn recover_active(
     {
         let mut index = active.index.write();
         index.entries = entries;
+        index.unchecked_offsets = unchecked_offsets;
         index.loaded = true;
     }
     if access == Access::ReadOnly {

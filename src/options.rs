@@ -5,6 +5,12 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::format;
 
+/// Smallest accepted `index_interval_bytes`.
+pub(crate) const MIN_INDEX_INTERVAL_BYTES: u64 = 64;
+/// Largest accepted `index_interval_bytes`: the check of a checkpoint at open relies on
+/// it (docs/design.md 4.3).
+pub(crate) const MAX_INDEX_INTERVAL_BYTES: u64 = 1 << 20;
+
 /// When an append counts as done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -191,7 +197,9 @@ impl Options {
                 "max_record_bytes {max_record_bytes} must be from 1 to {room} for segments of {segment_bytes} bytes"
             )));
         }
-        if !(64..=1 << 20).contains(&self.index_interval_bytes) {
+        if !(MIN_INDEX_INTERVAL_BYTES..=MAX_INDEX_INTERVAL_BYTES)
+            .contains(&self.index_interval_bytes)
+        {
             return Err(Error::InvalidOptions(format!(
                 "index_interval_bytes {} must be from 64 B to 1 MiB",
                 self.index_interval_bytes

@@ -77,7 +77,8 @@ impl Shared {
     }
 
     /// Loads a sealed segment's index on first use: from its index file when that is
-    /// intact and matches, otherwise by scanning the segment (and rewriting the file).
+    /// intact and agrees with the data (the same bounded check as a checkpoint at open),
+    /// otherwise by scanning the segment (and rewriting the file).
     pub(crate) fn ensure_index(&self, segment: &Segment, rebuild: bool) -> Result<()> {
         if segment.index.read().loaded && !rebuild {
             return Ok(());
@@ -90,13 +91,21 @@ impl Shared {
             // The active segment's index is always loaded; nothing to rebuild from.
             return Ok(());
         };
+        // An index file that names the right end but fails the check: kept in case the
+        // scan finds the data damaged (then the file may well be right).
+        let mut disagreeing = None;
         if !rebuild {
             if let Some(file) = segment.load_index_file(&self.dir) {
                 if file.next_offset == end_offset {
-                    index.entries = file.entries;
-                    index.data_end = Some(file.data_end);
-                    index.loaded = true;
-                    return Ok(());
+                    let bytes = segment.bytes()?;
+                    if recovery::check_checkpoint(bytes, segment.base_offset(), &file).is_ok() {
+                        index.entries = file.entries;
+                        index.data_end = Some(file.data_end);
+                        index.unchecked_offsets = segment.base_offset()..end_offset;
+                        index.loaded = true;
+                        return Ok(());
+                    }
+                    disagreeing = Some(file);
                 }
             }
         }
@@ -114,10 +123,21 @@ impl Shared {
             self.opts.index_interval_bytes,
         );
         if let Tail::Corrupt { position, reason } = outcome.tail {
+            if let Some(file) = disagreeing {
+                // Damaged data, not (only) a wrong index: keep the file's entries, all
+                // unchecked, so reads of the intact records still find them; a read
+                // that fails from one rebuilds, and reports the damage.
+                index.entries = file.entries;
+                index.data_end = Some(file.data_end);
+                index.unchecked_offsets = segment.base_offset()..end_offset;
+                index.loaded = true;
+                return Ok(());
+            }
             return Err(Error::corruption(&segment.path, position, reason));
         }
         index.entries = outcome.entries;
         index.data_end = Some(outcome.end_position);
+        index.unchecked_offsets = Default::default();
         index.loaded = true;
         drop(index);
         // Best effort: the next open loads it instead of scanning again. A read-only
@@ -137,25 +157,72 @@ impl Shared {
         let segment = self
             .segment_for(offset)
             .ok_or_else(|| self.out_of_range(offset))?;
-        let position = self.locate(&segment, offset)?;
-        let (record, _) = read_frame(&segment, position, offset)?;
+        let (record, _) = self.find(&segment, offset)?;
         Ok(record)
     }
 
-    /// Position of the record `offset` (known to be visible) in `segment`.
-    fn locate(&self, segment: &Arc<Segment>, offset: u64) -> Result<u64> {
+    /// Finds and reads the record `offset` (known to be visible) in `segment`; returns
+    /// it and the position after it.
+    fn find(&self, segment: &Arc<Segment>, offset: u64) -> Result<(Record, u64)> {
         self.ensure_index(segment, false)?;
-        let floor = segment.index.read().floor(offset);
-        match walk(segment, floor, offset) {
-            Err(_) if floor.is_some() && segment.end_offset.read().is_some() => {
-                // A stale or damaged index never yields a wrong read: rebuild it from the
-                // data and walk again from what the data says.
-                self.ensure_index(segment, true)?;
+        let (floor, unchecked) = {
+            let index = segment.index.read();
+            let floor = index.floor(offset);
+            (floor, floor.is_some_and(|e| index.is_unchecked(e)))
+        };
+        let found = walk(segment, floor, offset).and_then(|p| read_frame(segment, p, offset));
+        match found {
+            Err(_) if unchecked => {
+                // The entry came from an index file: a stale or damaged index never
+                // yields a wrong read or an error of its own. Rebuild it from the data
+                // and walk again from what the data says.
+                self.rebuild_index(segment, offset)?;
                 let floor = segment.index.read().floor(offset);
-                walk(segment, floor, offset)
+                walk(segment, floor, offset).and_then(|p| read_frame(segment, p, offset))
             }
             other => other,
         }
+    }
+
+    /// Rebuilds the index of `segment` from its data, which must reach the record
+    /// `target`.
+    fn rebuild_index(&self, segment: &Segment, target: u64) -> Result<()> {
+        if segment.end_offset.read().is_some() {
+            return self.ensure_index(segment, true);
+        }
+        // The active segment. Only what is written is scanned (the writer may be writing
+        // past it right now), and entries the writer adds meanwhile, for records staged
+        // past the scan, are kept.
+        let written = self.marks.written();
+        let frames = recovery::read_frames(
+            segment.bytes()?,
+            segment.seed,
+            ScanStart {
+                position: SEGMENT_HEADER_BYTES,
+                offset: segment.base_offset(),
+                proven_durable: SEGMENT_HEADER_BYTES,
+                stop_offset: Some(written),
+                entries: Vec::new(),
+                search_end: u64::MAX,
+            },
+            self.opts.index_interval_bytes,
+        );
+        if frames.next_offset <= target {
+            // Written records are valid: what stops the scan before one is damage.
+            let reason = frames
+                .problem
+                .unwrap_or_else(|| "data ends before the record".to_string());
+            return Err(corruption(
+                segment,
+                frames.stopped_at,
+                format!("{reason} (reading offset {target})"),
+            ));
+        }
+        segment
+            .index
+            .write()
+            .replace_below(frames.entries, frames.next_offset);
+        Ok(())
     }
 }
 
@@ -378,8 +445,7 @@ impl Iter {
             .shared
             .segment_for(self.next)
             .ok_or_else(|| self.shared.out_of_range(self.next))?;
-        let position = self.shared.locate(&segment, self.next)?;
-        let (record, after) = read_frame(&segment, position, self.next)?;
+        let (record, after) = self.shared.find(&segment, self.next)?;
         let end_offset = segment.end_offset.read().unwrap_or(u64::MAX);
         self.cursor = Some(Cursor {
             segment,

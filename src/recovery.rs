@@ -11,7 +11,8 @@
 //!   crash): `Strict` refuses to open, `TruncateTorn` zeroes it up to the last non-zero
 //!   byte, syncs, and opens.
 
-use crate::format::{self, FrameError, FrameKind, IndexEntry};
+use crate::format::{self, FrameError, FrameKind, IndexEntry, IndexFile, SEGMENT_HEADER_BYTES};
+use crate::options::MAX_INDEX_INTERVAL_BYTES;
 
 /// Where a scan starts and what it knows.
 #[derive(Debug, Clone)]
@@ -70,16 +71,37 @@ pub(crate) struct ScanOutcome {
 /// finish in bounded time.
 const LOOKAHEAD_CRC_BUDGET_FACTOR: u64 = 4;
 
-/// Scans the frames of one segment (`bytes` is the whole file).
-pub(crate) fn scan(
+/// The valid frames read from a start, as far as they go.
+#[derive(Debug, Clone)]
+pub(crate) struct Frames {
+    /// Where reading stopped: at the stop offset, at the end of the data, or at the first
+    /// position that holds no valid frame.
+    pub(crate) stopped_at: u64,
+    /// Offset after the last valid record.
+    pub(crate) next_offset: u64,
+    /// End position of the last complete batch.
+    pub(crate) complete_position: u64,
+    /// Offset after the last complete batch.
+    pub(crate) complete_offset: u64,
+    /// Sparse index entries for every valid record read (the given ones included).
+    pub(crate) entries: Vec<IndexEntry>,
+    /// Why reading stopped short of the stop offset and the end of the data, if it did.
+    pub(crate) problem: Option<String>,
+}
+
+/// Reads frames, each checked in full (CRC, and the offset expected next), from
+/// `start` until the stop offset, the end of the data, or the first position that holds
+/// no valid frame. Whole batches or not: [`scan`] cuts an incomplete last batch, a read
+/// needs every valid record.
+pub(crate) fn read_frames(
     bytes: &[u8],
     seed: u32,
-    mut start: ScanStart,
+    start: ScanStart,
     index_interval_bytes: u64,
-) -> ScanOutcome {
+) -> Frames {
     let mut position = start.position;
     let mut next_offset = start.offset;
-    let mut entries = std::mem::take(&mut start.entries);
+    let mut entries = start.entries;
     // End of the last complete batch: records of a batch whose last record is missing
     // never survive alone.
     let mut complete = (position, next_offset);
@@ -124,20 +146,48 @@ pub(crate) fn scan(
             Err(FrameError::Invalid(why)) => break Some(why.to_string()),
         }
     };
-    let stopped_at = position;
-    let (end_position, end_offset) = complete;
-    let problem = if end_offset < next_offset {
+    Frames {
+        stopped_at: position,
+        next_offset,
+        complete_position: complete.0,
+        complete_offset: complete.1,
+        entries,
+        problem,
+    }
+}
+
+/// Scans the frames of one segment (`bytes` is the whole file).
+pub(crate) fn scan(
+    bytes: &[u8],
+    seed: u32,
+    start: ScanStart,
+    index_interval_bytes: u64,
+) -> ScanOutcome {
+    let start_offset = start.offset;
+    let proven_durable = start.proven_durable;
+    let stop_offset = start.stop_offset;
+    let search_end = start.search_end;
+    let frames = read_frames(bytes, seed, start, index_interval_bytes);
+    let stopped_at = frames.stopped_at;
+    let end_position = frames.complete_position;
+    let end_offset = frames.complete_offset;
+    let problem = if end_offset < frames.next_offset {
         Some(format!(
             "batch starting at offset {end_offset} is incomplete: {}",
-            problem.as_deref().unwrap_or("its last record is missing")
+            frames
+                .problem
+                .as_deref()
+                .unwrap_or("its last record is missing")
         ))
     } else {
-        problem
+        frames.problem
     };
+    let mut entries = frames.entries;
     entries.retain(|e| e.offset < end_offset);
-    let reached_stop = start.stop_offset == Some(end_offset);
+    let len = bytes.len() as u64;
+    let reached_stop = stop_offset == Some(end_offset);
     let tail = if problem.is_none() && (reached_stop || stopped_at >= len) {
-        match start.stop_offset {
+        match stop_offset {
             Some(stop) if !reached_stop => Tail::Corrupt {
                 position: end_position,
                 reason: format!(
@@ -147,28 +197,163 @@ pub(crate) fn scan(
             _ => Tail::Full,
         }
     } else {
-        judge_tail(bytes, seed, end_position, stopped_at, problem, &start)
+        let judged = Judged {
+            position: end_position,
+            stopped_at,
+            problem,
+            proven_durable,
+            stop_offset,
+            search_end,
+        };
+        judge_tail(bytes, seed, judged)
     };
     ScanOutcome {
         end_position,
         next_offset: end_offset,
-        records_count: end_offset - start.offset,
+        records_count: end_offset - start_offset,
         entries,
         tail,
     }
 }
 
-/// Decides what the data from `position` on is: clean end, torn tail or corruption.
-fn judge_tail(
+/// Most bytes past a checkpoint's last index entry at which one of its frames may start.
+/// The writer gives a record an entry once it starts an index interval (at most 1 MiB)
+/// past the last entry; after an index rebuild on a read (reader.rs) the gap can grow to
+/// two intervals. A checkpoint that needs a longer walk is not trusted: the check at open
+/// stays bounded whatever the file says.
+const CHECKPOINT_WALK_BYTES: u64 = 2 * MAX_INDEX_INTERVAL_BYTES;
+
+/// Checks a checkpoint (the active segment's index file, already decoded, so its entries
+/// increase and lie below its data end) against the data, reading frame headers only:
+/// the first entry names the segment's first record, the last entry holds its record,
+/// and a walk from there lands exactly on `data_end`, after the last record of a whole
+/// batch, having counted records up to `next_offset`. Costs a page or two, never a scan.
+/// Entries in between are checked when a read follows one (reader.rs). Returns why the
+/// checkpoint disagrees with the data.
+pub(crate) fn check_checkpoint(
     bytes: &[u8],
-    seed: u32,
+    base_offset: u64,
+    checkpoint: &IndexFile,
+) -> Result<(), String> {
+    let data_end = checkpoint.data_end;
+    let next_offset = checkpoint.next_offset;
+    let (Some(first), Some(last)) = (checkpoint.entries.first(), checkpoint.entries.last()) else {
+        if next_offset == base_offset && data_end == SEGMENT_HEADER_BYTES {
+            return Ok(());
+        }
+        return Err(format!(
+            "it has no index entries, yet says the data ends at byte {data_end} before offset {next_offset}"
+        ));
+    };
+    if first.offset != base_offset {
+        return Err(format!(
+            "its first index entry names offset {}, not the segment's first record {base_offset}",
+            first.offset
+        ));
+    }
+    for entry in [first, last] {
+        let held = bytes
+            .get(entry.position as usize..)
+            .and_then(format::peek_frame)
+            .map(|(offset, _)| offset);
+        if held != Some(entry.offset) {
+            return Err(format!(
+                "its index entry for offset {} points at byte {}, which does not hold it",
+                entry.offset, entry.position
+            ));
+        }
+    }
+    let (position, offset, _) =
+        walk_headers(bytes, SEGMENT_HEADER_BYTES, base_offset, first.position)?;
+    if position != first.position || offset != base_offset {
+        return Err(format!(
+            "the segment's first record is not at byte {}, where its first index entry says",
+            first.position
+        ));
+    }
+    let (position, offset, continues) = walk_headers(bytes, last.position, last.offset, data_end)?;
+    if position != data_end {
+        return Err(format!(
+            "its data end {data_end} falls inside a frame that ends at byte {position}"
+        ));
+    }
+    if offset != next_offset {
+        return Err(format!(
+            "it says offset {next_offset} comes next at byte {data_end}, the data says offset {offset}"
+        ));
+    }
+    if continues {
+        return Err(format!("its data end {data_end} is inside an atomic batch"));
+    }
+    Ok(())
+}
+
+/// Follows frames by their headers alone (length and offset, no checksum) from
+/// `position`, where record `offset` or a commit marker before it starts, until a frame
+/// ends at or past `until`. Returns the position reached, the offset after the last
+/// record passed, and whether that record's batch continues; or why the frames do not
+/// follow on.
+fn walk_headers(
+    bytes: &[u8],
+    mut position: u64,
+    mut offset: u64,
+    until: u64,
+) -> Result<(u64, u64, bool), String> {
+    let limit = position.saturating_add(CHECKPOINT_WALK_BYTES);
+    let mut continues = false;
+    while position < until {
+        if position >= limit {
+            return Err(format!(
+                "no index entry within {CHECKPOINT_WALK_BYTES} bytes before byte {position}"
+            ));
+        }
+        let at = bytes.get(position as usize..).unwrap_or_default();
+        let Some((found, padded_bytes)) = format::peek_frame(at) else {
+            return Err(format!("no frame starts at byte {position}"));
+        };
+        if found == format::MARKER_OFFSET {
+            // A commit marker.
+        } else if found == offset {
+            offset += 1;
+            continues = format::peek_continues(at);
+        } else {
+            return Err(format!(
+                "byte {position} holds offset {found} where offset {offset} belongs"
+            ));
+        }
+        position += padded_bytes;
+    }
+    Ok((position, offset, continues))
+}
+
+/// What [`judge_tail`] decides about.
+struct Judged {
+    /// End of the last complete batch.
     position: u64,
+    /// Where reading stopped.
     stopped_at: u64,
+    /// Why, if not at a clean end.
     problem: Option<String>,
-    start: &ScanStart,
-) -> Tail {
-    let past = look_past(bytes, seed, stopped_at, start.search_end);
-    if let Some(stop) = start.stop_offset {
+    /// Every byte below this position is known durable.
+    proven_durable: u64,
+    /// Sealed segments: the offset the data must reach.
+    stop_offset: Option<u64>,
+    /// Where the search past the end of data stops (see [`ScanStart::search_end`]).
+    search_end: u64,
+}
+
+/// Decides what the data from `position` on is: clean end, torn tail or corruption.
+fn judge_tail(bytes: &[u8], seed: u32, judged: Judged) -> Tail {
+    let Judged {
+        position,
+        stopped_at,
+        problem,
+        proven_durable,
+        stop_offset,
+        search_end,
+    } = judged;
+    let past = look_past(bytes, seed, stopped_at, search_end);
+    if let Some(stop) = stop_offset {
         return Tail::Corrupt {
             position,
             reason: format!(
@@ -177,10 +362,9 @@ fn judge_tail(
             ),
         };
     }
-    let proof = if start.proven_durable > position {
+    let proof = if proven_durable > position {
         Some(format!(
-            "the index checkpoint shows bytes up to {} were durable",
-            start.proven_durable
+            "the index checkpoint shows bytes up to {proven_durable} were durable"
         ))
     } else if past.marker_durable > position {
         Some(format!(
@@ -190,9 +374,13 @@ fn judge_tail(
     } else {
         None
     };
-    let what = problem
-        .clone()
-        .unwrap_or_else(|| "zeroed bytes followed by written data".to_string());
+    let what = match &problem {
+        Some(problem) => problem.clone(),
+        None if past.last_nonzero_end > stopped_at => {
+            "zeroed bytes followed by written data".to_string()
+        }
+        None => "the data ends here".to_string(),
+    };
     if let Some(proof) = proof {
         return Tail::Corrupt {
             position,
@@ -285,8 +473,11 @@ mod tests {
 
     impl Builder {
         fn new() -> Builder {
+            Builder::with_len(SEG)
+        }
+        fn with_len(len: usize) -> Builder {
             Builder {
-                bytes: vec![0; SEG],
+                bytes: vec![0; len],
                 position: 64,
                 offset: 100,
                 seed: format::frame_seed(77),
@@ -463,5 +654,173 @@ mod tests {
             chunk[4..8].copy_from_slice(&(4000u32).to_le_bytes());
         }
         assert!(matches!(b.scan(64).tail, Tail::Torn { .. }));
+    }
+
+    /// The checkpoint a writer would write for the data built so far (index interval 256).
+    fn checkpoint_of(b: &Builder) -> IndexFile {
+        let out = b.scan(64);
+        assert!(matches!(out.tail, Tail::Clean), "{:?}", out.tail);
+        IndexFile {
+            segment_id: 0,
+            nonce: 77,
+            base_offset: 100,
+            data_end: out.end_position,
+            next_offset: out.next_offset,
+            write_bound: u64::MAX,
+            clean: true,
+            entries: out.entries,
+        }
+    }
+
+    /// Batches of one record, each after a commit marker, as `Sync` appends write them.
+    fn appended(records: usize, payload_bytes: usize) -> Builder {
+        let mut b = Builder::new();
+        for _ in 0..records {
+            let at = b.position as u64;
+            b.marker(at);
+            b.record(payload_bytes);
+        }
+        b
+    }
+
+    fn rejection(b: &Builder, checkpoint: &IndexFile) -> String {
+        match check_checkpoint(&b.bytes, 100, checkpoint) {
+            Ok(()) => panic!("accepted {checkpoint:?}"),
+            Err(why) => why,
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_written_for_the_data_agrees_with_it() {
+        let b = appended(40, 50);
+        let checkpoint = checkpoint_of(&b);
+        assert!(checkpoint.entries.len() > 3);
+        assert_eq!(checkpoint.next_offset, 140);
+        assert_eq!(check_checkpoint(&b.bytes, 100, &checkpoint), Ok(()));
+        // An older checkpoint of the same data (fewer records) agrees too.
+        let mut older = checkpoint.clone();
+        let kept = older.entries.len() - 1;
+        older.entries.truncate(kept);
+        let last = older.entries[kept - 1];
+        older.data_end = last.position + record_bytes(50);
+        older.next_offset = last.offset + 1;
+        assert_eq!(check_checkpoint(&b.bytes, 100, &older), Ok(()));
+    }
+
+    #[test]
+    fn an_empty_segment_has_no_entries_and_no_records() {
+        let b = Builder::new();
+        let empty = IndexFile {
+            segment_id: 0,
+            nonce: 77,
+            base_offset: 100,
+            data_end: 64,
+            next_offset: 100,
+            write_bound: u64::MAX,
+            clean: true,
+            entries: vec![],
+        };
+        assert_eq!(check_checkpoint(&b.bytes, 100, &empty), Ok(()));
+        let b = appended(5, 50);
+        let mut no_entries = checkpoint_of(&b);
+        no_entries.entries.clear();
+        assert!(rejection(&b, &no_entries).contains("no index entries"));
+    }
+
+    #[test]
+    fn a_data_end_inside_a_frame_is_rejected() {
+        let b = appended(40, 50);
+        let mut checkpoint = checkpoint_of(&b);
+        checkpoint.data_end -= 8;
+        let why = rejection(&b, &checkpoint);
+        assert!(why.contains("inside a frame"), "{why}");
+        assert!(
+            why.contains(&format!("ends at byte {}", b.position)),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_next_offset_that_disagrees_with_the_data_is_rejected() {
+        let b = appended(40, 50);
+        for next_offset in [139, 141, 145, u64::MAX] {
+            let mut checkpoint = checkpoint_of(&b);
+            checkpoint.next_offset = next_offset;
+            let why = rejection(&b, &checkpoint);
+            assert!(why.contains("the data says offset 140"), "{why}");
+        }
+    }
+
+    #[test]
+    fn a_data_end_past_the_data_is_rejected() {
+        let b = appended(40, 50);
+        let mut checkpoint = checkpoint_of(&b);
+        checkpoint.data_end += 4096;
+        let why = rejection(&b, &checkpoint);
+        assert!(
+            why.contains(&format!("no frame starts at byte {}", b.position)),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn the_first_entry_names_the_first_record() {
+        let b = appended(40, 50);
+        let mut missing = checkpoint_of(&b);
+        missing.entries.remove(0);
+        assert!(rejection(&b, &missing).contains("first index entry names offset"));
+        // At the commit marker before the first record instead of the record.
+        let mut early = checkpoint_of(&b);
+        early.entries[0].position = 64;
+        assert!(rejection(&b, &early).contains("does not hold it"));
+    }
+
+    #[test]
+    fn the_last_entry_holds_its_record() {
+        let b = appended(40, 50);
+        for shift in [8u64, 24, 40] {
+            let mut checkpoint = checkpoint_of(&b);
+            checkpoint.entries.last_mut().unwrap().position += shift;
+            // Whatever the bytes there look like, the walk does not end at the data end
+            // with the right count.
+            rejection(&b, &checkpoint);
+        }
+        let mut checkpoint = checkpoint_of(&b);
+        checkpoint.entries.last_mut().unwrap().offset += 1;
+        assert!(rejection(&b, &checkpoint).contains("does not hold it"));
+    }
+
+    #[test]
+    fn a_data_end_inside_an_atomic_batch_is_rejected() {
+        let mut b = appended(10, 50);
+        let at = b.position as u64;
+        b.marker(at);
+        b.continues = true;
+        b.record(50);
+        let inside = (b.position as u64, b.offset);
+        b.continues = false;
+        b.record(50);
+        let mut checkpoint = checkpoint_of(&b);
+        assert_eq!(check_checkpoint(&b.bytes, 100, &checkpoint), Ok(()));
+        checkpoint.data_end = inside.0;
+        checkpoint.next_offset = inside.1;
+        checkpoint.entries.retain(|e| e.position < inside.0);
+        assert!(rejection(&b, &checkpoint).contains("inside an atomic batch"));
+    }
+
+    #[test]
+    fn the_walk_after_the_last_entry_is_bounded() {
+        let mut b = Builder::with_len(4 << 20);
+        while (b.position as u64) < CHECKPOINT_WALK_BYTES + (256 << 10) {
+            let at = b.position as u64;
+            b.marker(at);
+            b.record(4000);
+        }
+        let checkpoint = checkpoint_of(&b);
+        assert_eq!(check_checkpoint(&b.bytes, 100, &checkpoint), Ok(()));
+        // Only the first entry kept: the walk would cross more than the bound.
+        let mut sparse = checkpoint.clone();
+        sparse.entries.truncate(1);
+        assert!(rejection(&b, &sparse).contains("no index entry within"));
     }
 }

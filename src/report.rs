@@ -39,6 +39,10 @@ pub struct RecoveryReport {
     /// Whether the log was closed cleanly last time (the active segment's checkpoint said
     /// so, and its end was confirmed).
     pub clean_shutdown: bool,
+    /// Why the active segment's checkpoint (its index file) was not used, when it was
+    /// there, intact, and disagreed with the data: the segment was then scanned from its
+    /// start, and the checkpoint rewritten (by a writer).
+    pub checkpoint_rejected: Option<String>,
     /// Every segment whose records were scanned at open (sealed segments are not scanned:
     /// their persisted indexes are loaded lazily and checked against the data).
     pub scanned: Vec<SegmentScan>,

@@ -9,6 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::ops::Range;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -167,6 +168,10 @@ pub(crate) struct SegmentIndex {
     pub(crate) loaded: bool,
     /// End of a sealed segment's data, once known.
     pub(crate) data_end: Option<u64>,
+    /// Offsets whose entries were loaded from an index file and not derived from the
+    /// data since. A read that fails from one of them rebuilds the index; from any other
+    /// entry the failure is the data's.
+    pub(crate) unchecked_offsets: Range<u64>,
 }
 
 impl SegmentIndex {
@@ -174,6 +179,35 @@ impl SegmentIndex {
     pub(crate) fn floor(&self, offset: u64) -> Option<IndexEntry> {
         let after = self.entries.partition_point(|e| e.offset <= offset);
         after.checked_sub(1).map(|i| self.entries[i])
+    }
+
+    /// Whether `entry` came from an index file and was not checked against the data.
+    pub(crate) fn is_unchecked(&self, entry: IndexEntry) -> bool {
+        self.unchecked_offsets.contains(&entry.offset)
+    }
+
+    /// Replaces the entries for offsets below `end_offset` with `rebuilt`, made by a
+    /// checked scan of the data, and keeps the later ones: the writer may have added
+    /// entries for records staged since the scan began, and those must stay.
+    pub(crate) fn replace_below(&mut self, rebuilt: Vec<IndexEntry>, end_offset: u64) {
+        debug_assert!(rebuilt.iter().all(|e| e.offset < end_offset));
+        debug_assert!(rebuilt
+            .windows(2)
+            .all(|w| w[0].offset < w[1].offset && w[0].position < w[1].position));
+        let last = rebuilt.last().copied();
+        // A later entry is kept if it also lies past the rebuilt ones: one that does not
+        // came from a file and contradicts the data.
+        let later = self
+            .entries
+            .iter()
+            .copied()
+            .filter(|e| e.offset >= end_offset && last.is_none_or(|l| e.position > l.position));
+        let entries: Vec<IndexEntry> = rebuilt.into_iter().chain(later).collect();
+        debug_assert!(entries
+            .windows(2)
+            .all(|w| w[0].offset < w[1].offset && w[0].position < w[1].position));
+        self.entries = entries;
+        self.unchecked_offsets.start = self.unchecked_offsets.start.max(end_offset);
     }
 }
 
@@ -454,10 +488,84 @@ mod tests {
             ],
             loaded: true,
             data_end: None,
+            unchecked_offsets: 0..0,
         };
         assert_eq!(index.floor(9), None);
         assert_eq!(index.floor(10).unwrap().position, 64);
         assert_eq!(index.floor(19).unwrap().position, 64);
         assert_eq!(index.floor(25).unwrap().position, 5000);
+    }
+
+    fn entry(offset: u64, position: u64) -> IndexEntry {
+        IndexEntry { offset, position }
+    }
+
+    #[test]
+    fn a_rebuild_replaces_what_it_scanned_and_keeps_the_writers_later_entries() {
+        let mut index = SegmentIndex {
+            // From a checkpoint (the entry for 20 points at the wrong byte), then two
+            // entries the writer added for records staged after open.
+            entries: vec![
+                entry(10, 64),
+                entry(20, 5008),
+                entry(40, 9000),
+                entry(50, 12000),
+            ],
+            loaded: true,
+            data_end: None,
+            unchecked_offsets: 10..40,
+        };
+        assert!(index.is_unchecked(entry(20, 5008)));
+        assert!(!index.is_unchecked(entry(40, 9000)));
+        // A scan of what was written when it began: records 10..45.
+        let rebuilt = vec![
+            entry(10, 64),
+            entry(20, 5000),
+            entry(30, 7000),
+            entry(44, 9500),
+        ];
+        index.replace_below(rebuilt, 45);
+        assert_eq!(
+            index.entries,
+            vec![
+                entry(10, 64),
+                entry(20, 5000),
+                entry(30, 7000),
+                entry(44, 9500),
+                entry(50, 12000)
+            ]
+        );
+        assert!(index.unchecked_offsets.is_empty());
+        assert!(!index.is_unchecked(entry(20, 5000)));
+    }
+
+    #[test]
+    fn a_rebuild_that_stopped_early_leaves_later_file_entries_unchecked() {
+        let mut index = SegmentIndex {
+            entries: vec![
+                entry(10, 64),
+                entry(20, 5000),
+                entry(30, 6000),
+                entry(35, 7000),
+            ],
+            loaded: true,
+            data_end: None,
+            unchecked_offsets: 10..40,
+        };
+        // Damage stopped the scan after record 24, at byte 6500: the entry for 30 lies
+        // before the rebuilt ones end (it contradicts the data) and goes; 35 stays,
+        // still unchecked.
+        index.replace_below(vec![entry(10, 64), entry(20, 5000), entry(23, 6400)], 25);
+        assert_eq!(
+            index.entries,
+            vec![
+                entry(10, 64),
+                entry(20, 5000),
+                entry(23, 6400),
+                entry(35, 7000)
+            ]
+        );
+        assert_eq!(index.unchecked_offsets, 25..40);
+        assert!(index.is_unchecked(entry(35, 7000)));
     }
 }

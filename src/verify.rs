@@ -298,6 +298,14 @@ fn check_segment(dir: &Path, segment: &Segment, stop: Option<u64>, report: &mut 
             ));
         }
     }
+    // What open checks of a checkpoint. Only when the data itself is whole up to the
+    // index's data end: below it, damage is the data's (reported above), and the index
+    // is what proves those bytes were durable.
+    if outcome.end_position >= file.data_end {
+        if let Err(why) = recovery::check_checkpoint(bytes, segment.base_offset(), &file) {
+            index_problem(format!("index disagrees with the data: {why}"));
+        }
+    }
 }
 
 /// What `repair` did (or, with `dry_run`, would do).

@@ -384,12 +384,6 @@ impl Shared {
                 let segment = Segment::new(spare.path, spare.file, header, len)?;
                 segment.bytes()?;
                 segment.index.write().loaded = true;
-                // Its first write bound, ahead of the committer's first write there.
-                let first_bound =
-                    SEGMENT_HEADER_BYTES + segment::write_bound_step(segment.header.segment_bytes);
-                let base = segment.base_offset();
-                let reservation = (segment.clone(), SEGMENT_HEADER_BYTES, base, first_bound);
-                self.request_chore(|c| merge_checkpoint(c, reservation));
                 st.segment = segment;
                 st.position = SEGMENT_HEADER_BYTES;
                 st.last_entry_position = None;
@@ -733,6 +727,9 @@ impl Shared {
         c.durable_position = SEGMENT_HEADER_BYTES;
         c.checkpoint_position = SEGMENT_HEADER_BYTES;
         c.bound_requested = 0;
+        // The new segment has no write bound yet: the first write reserves one, with
+        // an index file written only now that the activation header is durable (an
+        // index file beside a segment that is not activated means damage).
         Ok(())
     }
 

@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::encode_index;
 use reliability::{fast_tempdir, seed, Rng, Watchdog};
 use ringlog::{Error, IoBackend, Log, Options, RecoveryPolicy};
 
@@ -264,9 +265,6 @@ struct Allow {
     must_be_intact: bool,
     /// Forged, checksum-valid inputs: a silent cut is reported, not failed.
     forged: bool,
-    /// The damage reaches the active segment's header or first data word (a known
-    /// issue: the segment is then taken for an interrupted preparation).
-    active_head: bool,
     /// Records from this offset are read back (damage confined to the active segment
     /// cannot change sealed ones; the writer's check always reads everything).
     read_from: u64,
@@ -276,28 +274,17 @@ const STRICT: Allow = Allow {
     cut_from: None,
     must_be_intact: false,
     forged: false,
-    active_head: false,
     read_from: 0,
 };
 
-/// Known library bugs (each shown by an ignored `bug_*` test below). The sweeps count
-/// them instead of failing, unless `RINGLOG_STRICT=1`.
+/// Known library bugs. The sweeps count them instead of failing, unless
+/// `RINGLOG_STRICT=1`. Each bug the sweeps found has a regression test at the end of
+/// this file; a variant goes once its cases cannot happen any more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Known {
-    /// The active segment's header (and first data word) destroyed, or the file cut
-    /// short: open takes it for an interrupted preparation; read-only drops its
-    /// records, the writer deletes the file.
-    ActiveSegmentDropped,
     /// After damage in the active segment that a clean checkpoint skipped over, a record
     /// appended (and acknowledged) by the writer cannot be read back.
     AppendAfterDamageUnreadable,
-    /// A checksum-valid checkpoint whose next offset disagrees with its data end: the
-    /// writer reuses an offset and reads return the older record.
-    ForgedCheckpointReusesOffset,
-    /// A checksum-valid active checkpoint with wrong entries: they are trusted and never
-    /// rebuilt (only sealed segments' indexes are), so records, new ones included,
-    /// cannot be read.
-    ForgedActiveIndexTrusted,
 }
 
 fn strict() -> bool {
@@ -401,18 +388,11 @@ fn check_inner(p: &Pristine, opener: Opener, allow: Allow) -> Result<Verdict, Fa
             Some(from) if next >= from => cut = Some(next),
             _ if allow.forged => cut = Some(next),
             _ => {
-                let message = format!(
+                return Err(format!(
                     "open succeeded with {next} records; {n} were acknowledged ({:?})",
                     log.recovery_report()
-                );
-                let active_base = p.frames[&p.active()]
-                    .iter()
-                    .find_map(|f| f.offset)
-                    .unwrap_or(n);
-                if allow.active_head && next == active_base {
-                    return Err(known(Known::ActiveSegmentDropped, message));
-                }
-                return Err(message.into());
+                )
+                .into());
             }
         }
     }
@@ -510,9 +490,6 @@ fn check_inner(p: &Pristine, opener: Opener, allow: Allow) -> Result<Verdict, Fa
         if let Some((at, e)) = unreadable_error {
             let message =
                 format!("the record appended (and acknowledged) after recovery cannot be read {e}");
-            if allow.forged {
-                return Err(known(Known::ForgedActiveIndexTrusted, message));
-            }
             if at.is_some_and(|(_, pos)| pos < p.data_end[&p.active()] + 8) {
                 return Err(known(Known::AppendAfterDamageUnreadable, message));
             }
@@ -521,11 +498,9 @@ fn check_inner(p: &Pristine, opener: Opener, allow: Allow) -> Result<Verdict, Fa
         let same = matches!(same_process, Ok(true))
             && reread.is_ok_and(|r| r.payload() == extra.as_slice());
         if !same {
-            let message = "WRONG BYTES for the record appended after recovery".to_string();
-            if allow.forged {
-                return Err(known(Known::ForgedCheckpointReusesOffset, message));
-            }
-            return Err(message.into());
+            return Err("WRONG BYTES for the record appended after recovery"
+                .to_string()
+                .into());
         }
         for offset in 0..readable {
             if let Ok(record) = again.read(offset) {
@@ -637,7 +612,7 @@ impl Tally {
 
     fn print_known(&self) {
         for (kind, count) in &self.known {
-            println!("  KNOWN BUG {kind:?}: {count} cases (see the ignored bug_* tests; RINGLOG_STRICT=1 fails on them)");
+            println!("  KNOWN BUG {kind:?}: {count} cases (RINGLOG_STRICT=1 fails on them)");
         }
         for example in &self.known_examples {
             println!("    e.g. {example}");
@@ -687,12 +662,6 @@ fn crash_like(p: &Pristine, damaged: &[(u64, u64)]) -> Allow {
     }
 }
 
-/// Whether damage at `ranges` of segment `id` reaches the active segment's header or
-/// its first data word.
-fn touches_active_head(p: &Pristine, id: u64, ranges: &[(u64, u64)]) -> bool {
-    id == p.active() && ranges.iter().any(|&(a, _)| a < 72)
-}
-
 /// What a case damaging `ranges` of segment `id` allows.
 fn allow_for(p: &Pristine, checkpoint: bool, id: u64, ranges: &[(u64, u64)]) -> Allow {
     let in_active: &[(u64, u64)] = if id == p.active() { ranges } else { &[] };
@@ -702,7 +671,6 @@ fn allow_for(p: &Pristine, checkpoint: bool, id: u64, ranges: &[(u64, u64)]) -> 
         crash_like(p, in_active)
     };
     Allow {
-        active_head: touches_active_head(p, id, ranges),
         read_from: if id == p.active() { active_base(p) } else { 0 },
         ..base
     }
@@ -1229,38 +1197,6 @@ fn damaged_segment_headers() {
 /// Files to replace (`Some`) or remove (`None`), by name.
 type FileEdits = Vec<(String, Option<Vec<u8>>)>;
 
-/// An index file in the documented format (docs/design.md 2.4), with a valid checksum.
-fn encode_index(
-    segment_id: u64,
-    nonce: u64,
-    base_offset: u64,
-    data_end: u64,
-    next_offset: u64,
-    clean: bool,
-    entries: &[(u64, u64)],
-) -> Vec<u8> {
-    let mut out = vec![0u8; 72 + entries.len() * 8];
-    out[0..8].copy_from_slice(b"RLINDEX\x01");
-    out[8..12].copy_from_slice(&2u32.to_le_bytes());
-    out[12..16].copy_from_slice(&(clean as u32).to_le_bytes());
-    out[16..24].copy_from_slice(&segment_id.to_le_bytes());
-    out[24..32].copy_from_slice(&nonce.to_le_bytes());
-    out[32..40].copy_from_slice(&base_offset.to_le_bytes());
-    out[40..48].copy_from_slice(&data_end.to_le_bytes());
-    out[48..56].copy_from_slice(&next_offset.to_le_bytes());
-    // No write bound: recovery searches the whole segment past the end of data.
-    out[56..64].copy_from_slice(&u64::MAX.to_le_bytes());
-    out[64..68].copy_from_slice(&(entries.len() as u32).to_le_bytes());
-    for (i, (offset, position)) in entries.iter().enumerate() {
-        let at = 72 + i * 8;
-        out[at..at + 4].copy_from_slice(&((offset - base_offset) as u32).to_le_bytes());
-        out[at + 4..at + 8].copy_from_slice(&(*position as u32).to_le_bytes());
-    }
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&out[0..68]), &out[72..]);
-    out[68..72].copy_from_slice(&crc.to_le_bytes());
-    out
-}
-
 /// G6: damaged, truncated, missing, stale and swapped index files never cause a wrong
 /// read, nor any error (they are rebuilt from the data); forged checksum-valid ones
 /// never cause a wrong read.
@@ -1557,8 +1493,7 @@ fn damaged_stale_and_forged_index_files() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Bugs found by the sweeps above, one failing test each (ignored so the suite stays
-// green; run with `cargo test --test corruption -- --ignored bug_`).
+// Bugs found by the sweeps above, one regression test each.
 // ---------------------------------------------------------------------------------------
 
 fn read_all(log: &Log, n: u64) -> Result<Vec<Vec<u8>>, String> {
@@ -1576,7 +1511,7 @@ fn read_all(log: &Log, n: u64) -> Result<Vec<Vec<u8>>, String> {
 /// `has_data` looks only at the 8 bytes at 64, so the file is ignored (read-only) or
 /// deleted with its checkpoint (writer), and every acknowledged record in it is gone
 /// without an error, although its clean checkpoint `.idx` and the spare after it prove
-/// it was active. Truncating the active file below 72 bytes does the same.
+/// it was active. (Cut short of its header, the next test.)
 #[test]
 fn active_segment_with_zeroed_first_sector_is_reported_not_dropped() {
     let p = build_pristine();
@@ -1604,6 +1539,46 @@ fn active_segment_with_zeroed_first_sector_is_reported_not_dropped() {
             assert_eq!(log.next_offset(), n, "{:?}", log.recovery_report());
         }
     }
+}
+
+/// The active segment's file cut short of its header (to 0..64 bytes): open took it for
+/// an interrupted preparation (the header is unreadable, and no data is left to
+/// see), so read-only dropped its records and the writer deleted it with its
+/// checkpoint and the spare after it. Found by the truncation sweep (64 lengths, each
+/// opener). Only activated segments get an index file: with one there, it is
+/// corruption.
+#[test]
+fn active_segment_truncated_below_its_header_is_reported_not_dropped() {
+    let p = build_pristine();
+    let name = seg_name(p.active());
+    let seg = p.path(&name);
+    for len in [0u64, 1, 40, 63] {
+        p.restore_all();
+        let file = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+        file.set_len(len).unwrap();
+        drop(file);
+        for opener in [Opener::ReadOnly, Opener::Writer] {
+            let opened = match opener {
+                Opener::ReadOnly => Log::open_read_only(p.dir.path(), options()),
+                Opener::Writer => Log::open(p.dir.path(), options()),
+            };
+            match opened {
+                Err(Error::Corruption {
+                    segment, reason, ..
+                }) => {
+                    assert_eq!(segment, seg, "{opener:?}, {len} bytes");
+                    assert!(
+                        reason.contains("index file shows it was activated"),
+                        "{reason}"
+                    );
+                }
+                other => panic!("{opener:?} open of {name} cut to {len} bytes: {other:?}"),
+            }
+            assert_eq!(std::fs::metadata(&seg).unwrap().len(), len, "left alone");
+            assert!(p.path(&idx_name(p.active())).exists());
+        }
+    }
+    p.restore_all();
 }
 
 /// An activated segment whose header reads as a prepared spare (base offset unassigned,
@@ -1635,12 +1610,14 @@ fn spare_header_with_data_is_reported_not_deleted() {
     }
 }
 
-/// Damage in the active segment that a clean checkpoint skips over (no scan at open),
-/// between its last index entry and the end: the writer opens, appends and acknowledges
-/// a record, and that record can then not be read, neither by the writer nor after a
-/// reopen: the read walks from the last index entry and stops at the damaged frame.
-/// (Either open should find the damage, or new data should get an index entry of its
-/// own so it stays reachable.)
+/// Damage in the active segment between its last index entry and the end that a clean
+/// checkpoint covers: the record's checksum and length words zeroed. Before open checked
+/// the checkpoint against the data, the writer opened, appended and acknowledged a
+/// record that could then not be read, neither by the writer nor after a reopen (the
+/// read walked from the last index entry and stopped at the damaged frame). Now the
+/// check at open walks those frames, finds the damage below the checkpoint's durable
+/// end, and reports it (docs/design.md 4.2); a writer that opens anyway must keep its
+/// acknowledged records readable.
 #[test]
 fn append_after_damage_in_active_segment_stays_readable() {
     let p = build_pristine();
@@ -1656,7 +1633,22 @@ fn append_after_damage_in_active_segment_stays_readable() {
         .unwrap();
     // The record's checksum and length words, zeroed.
     poke(&p, &name, victim.start, &[0u8; 8]);
-    let log = Log::open(p.dir.path(), options()).unwrap();
+    let log = match Log::open(p.dir.path(), options()) {
+        Err(Error::Corruption {
+            segment, position, ..
+        }) => {
+            // Reported at the damaged record, or at the start of its batch.
+            assert_eq!(segment, p.path(&name));
+            let frame_start = p.frames[&p.active()].iter().any(|f| f.start == position);
+            assert!(
+                frame_start && position <= victim.start,
+                "damage at byte {} reported at byte {position}",
+                victim.start
+            );
+            return;
+        }
+        other => other.unwrap(),
+    };
     assert_eq!(log.next_offset(), n);
     let offset = log.append(b"acknowledged after the reopen").unwrap();
     assert_eq!(offset, n);
@@ -1707,11 +1699,12 @@ fn damaged_commit_marker_does_not_hide_following_records() {
 }
 
 /// A checksum-valid clean checkpoint whose next offset is one less than what its data
-/// end holds: open trusts it without looking at the data, the writer hands out an
-/// offset that is already in the segment, and reading it returns the older record.
+/// end holds. Found by the forged-index sweep: open trusted it without looking at the
+/// data, the writer handed out an offset that was already in the segment, and reading it
+/// returned the older record. Open now walks the frames from the checkpoint's last index
+/// entry to its data end, sees that they disagree, and scans the segment instead.
 #[test]
-#[ignore = "bug: a clean checkpoint's next offset is trusted without checking the data; an inconsistent one makes the writer reuse an offset"]
-fn bug_inconsistent_clean_checkpoint_reuses_an_offset() {
+fn inconsistent_clean_checkpoint_does_not_reuse_an_offset() {
     let p = build_pristine();
     let n = p.payloads.len() as u64;
     let id = p.active();
@@ -1722,20 +1715,35 @@ fn bug_inconsistent_clean_checkpoint_reuses_an_offset() {
     assert_eq!(next_offset, n);
     let forged = encode_index(id, nonce, base, data_end, n - 1, true, &entries);
     std::fs::write(p.path(&idx_name(id)), forged).unwrap();
-    if let Ok(log) = Log::open(p.dir.path(), options()) {
-        let offset = log.append(b"new").unwrap();
-        let back = log.read(offset).unwrap().payload().to_vec();
-        assert_eq!(back, b"new", "offset {offset} reads back another record");
-    }
+    let log = Log::open(p.dir.path(), options()).unwrap();
+    let report = log.recovery_report().clone();
+    assert!(!report.clean_shutdown, "{report:?}");
+    let why = report.checkpoint_rejected.clone().unwrap_or_default();
+    assert!(why.contains(&format!("the data says offset {n}")), "{why}");
+    assert_eq!(log.next_offset(), n);
+    let offset = log.append(b"new").unwrap();
+    assert_eq!(offset, n);
+    let back = log.read(offset).unwrap().payload().to_vec();
+    assert_eq!(back, b"new", "offset {offset} reads back another record");
+    assert_eq!(read_all(&log, n).unwrap(), p.payloads);
+    log.close().unwrap();
+    drop(log);
+    // The close wrote a checkpoint from the data: the next open trusts it.
+    let log = Log::open_read_only(p.dir.path(), options()).unwrap();
+    assert!(log.recovery_report().clean_shutdown);
+    assert_eq!(log.recovery_report().checkpoint_rejected, None);
+    assert_eq!(log.next_offset(), n + 1);
+    assert_eq!(log.read(n).unwrap().payload(), b"new");
 }
 
-/// A checksum-valid active checkpoint whose entries point at the wrong bytes: reads of
-/// the active segment fail instead of rebuilding the index from the data, as sealed
-/// segments do (G6: "a missing, stale or damaged index never causes a wrong read; it is
-/// rebuilt").
+/// A checksum-valid active checkpoint whose entries point 8 bytes past their records.
+/// Found by the forged-index sweep: reads of the active segment failed, where a sealed
+/// segment's index is rebuilt from the data (G6: "a missing, stale or damaged index
+/// never causes a wrong read; it is rebuilt"). The last entry is wrong too, so open does
+/// not use the checkpoint; `tests/checkpoint.rs` covers wrong entries that pass the
+/// check at open and are rebuilt by a read.
 #[test]
-#[ignore = "bug: wrong entries in the active segment's checkpoint are trusted, never rebuilt"]
-fn bug_active_checkpoint_entries_are_never_rebuilt() {
+fn active_checkpoint_entries_are_rebuilt() {
     let p = build_pristine();
     let n = p.payloads.len() as u64;
     let id = p.active();
@@ -1750,6 +1758,12 @@ fn bug_active_checkpoint_entries_are_never_rebuilt() {
     )
     .unwrap();
     let log = Log::open_read_only(p.dir.path(), options()).unwrap();
+    assert!(log.recovery_report().checkpoint_rejected.is_some());
     let all = read_all(&log, n).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(all, p.payloads);
+    let log = Log::open(p.dir.path(), options()).unwrap();
+    let all = read_all(&log, n).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(all, p.payloads);
+    assert_eq!(log.append(b"new").unwrap(), n);
+    assert_eq!(log.read(n).unwrap().payload(), b"new");
 }

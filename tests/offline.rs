@@ -126,3 +126,41 @@ fn repair_cuts_a_torn_tail_and_refuses_corruption() {
     }
     assert_eq!(&std::fs::read(first).unwrap(), &bytes);
 }
+
+#[test]
+fn verify_reports_a_checkpoint_that_disagrees_with_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), 300);
+    let active = common::active_segment(dir.path());
+    let idx = active.with_extension("idx");
+    let segment = std::fs::read(&active).unwrap();
+    let (id, base, nonce, _) = ringlog::fuzzing::decode_segment_header(&segment).unwrap();
+    let (data_end, next_offset, entries) =
+        ringlog::fuzzing::decode_index(&std::fs::read(&idx).unwrap(), 64 << 10).unwrap();
+    assert_eq!(next_offset, 300);
+    // Checksum-valid, entries right, one record short of what its data end holds.
+    let forged = common::encode_index(id, nonce, base, data_end, 299, true, &entries);
+    std::fs::write(&idx, forged).unwrap();
+    let report = ringlog::verify(dir.path()).unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    let problem = &report.problems[0];
+    assert_eq!(problem.kind, ProblemKind::Index);
+    assert_eq!(problem.path, idx);
+    assert!(
+        problem.message.contains("disagrees with the data"),
+        "{}",
+        problem.message
+    );
+    assert_eq!(report.next_offset, 300);
+
+    let done = ringlog::repair(dir.path(), false).unwrap();
+    assert_eq!(done.removed.len(), 1, "{:?}", done.removed);
+    assert_eq!(done.removed[0].0, idx);
+    assert!(ringlog::verify(dir.path()).unwrap().is_clean());
+    let log = Log::open(dir.path(), small(ringlog::IoBackend::Pwrite)).unwrap();
+    assert_eq!(log.next_offset(), 300);
+    assert_eq!(
+        log.read(299).unwrap().payload(),
+        payload(299, 300).as_slice()
+    );
+}

@@ -3,11 +3,14 @@
 //! trips; and lookups through any accepted index, damaged ones included (checksum
 //! recomputed, so the damage gets past the checksum), follow the reader's rules (start at
 //! the last entry at or before the offset, walk checked frames forward) and either find
-//! exactly the position the full scan found or fail: never another record.
+//! exactly the position the full scan found or fail: never another record. The check
+//! open makes of a checkpoint accepts the index built from the scan, and accepts a
+//! damaged one only if its data end is a frame boundary of the data with exactly its
+//! next offset's records before it.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringlog::fuzzing::{build_segment, decode_frame, decode_index, scan_segment};
+use ringlog::fuzzing::{build_segment, check_checkpoint, decode_frame, decode_index, scan_segment};
 
 const SEGMENT_BYTES: u64 = 64 << 10;
 
@@ -149,8 +152,10 @@ fuzz_target!(|data: &[u8]| {
     let keep = (frames_end(&image, nonce) + 64).min(image.len());
     image.truncate(keep);
     let scan = scan_segment(&image, interval).expect("a built segment scans");
-    // The truth: every record's position, by walking every frame from the start.
+    // The truth: every record's position, by walking every frame from the start; and
+    // every frame boundary with the records before it.
     let mut truth = Vec::new();
+    let mut boundaries = vec![(64u64, 0u64)];
     let mut position = 64u64;
     while position < scan.end_position {
         let (offset, _, padded) = decode_frame(&image[position as usize..], nonce).unwrap();
@@ -158,6 +163,7 @@ fuzz_target!(|data: &[u8]| {
             truth.push(position);
         }
         position += padded;
+        boundaries.push((position, truth.len() as u64));
     }
     assert_eq!(truth.len() as u64, scan.records_count);
     let index = encode_index(
@@ -173,6 +179,11 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(
         decoded,
         (scan.end_position, scan.next_offset, scan.entries.clone())
+    );
+    assert_eq!(
+        check_checkpoint(&image, &index),
+        Some(Ok(())),
+        "the check at open refuses an index built from the data"
     );
     // Lookups of up to 48 records spread over the segment (all of them when fewer).
     let step = truth.len().div_ceil(48).max(1);
@@ -192,11 +203,11 @@ fuzz_target!(|data: &[u8]| {
     }
     // Damaged index bytes, checksum recomputed: accepted or not, a lookup never lands on
     // another record.
-    if damage.len() >= 3 && index.len() > 64 {
+    if damage.len() >= 3 && index.len() > 72 {
         let mut bad = index.clone();
         for chunk in damage.chunks_exact(3) {
             let pos = 16 + u16::from_le_bytes([chunk[0], chunk[1]]) as usize % (bad.len() - 16);
-            if (56..64).contains(&pos) {
+            if (64..72).contains(&pos) {
                 continue; // keep the count and checksum words
             }
             bad[pos] ^= chunk[2] | 1;
@@ -204,6 +215,13 @@ fuzz_target!(|data: &[u8]| {
         fix_crc(&mut bad);
         if let Some(decoded) = decode_index(&bad, SEGMENT_BYTES) {
             check_decoded(&bad, &decoded);
+            if let Some(Ok(())) = check_checkpoint(&image, &bad) {
+                let (data_end, next_offset) = (decoded.0, decoded.1);
+                assert!(
+                    boundaries.contains(&(data_end, next_offset - base)),
+                    "the check at open accepted data end {data_end} before offset {next_offset}"
+                );
+            }
             for &(k, expect) in &sample {
                 let target = base + k as u64;
                 if let Some(found) = lookup(&image, nonce, base, &decoded.2, target) {

@@ -68,3 +68,35 @@ pub fn active_segment(dir: &Path) -> PathBuf {
         .find(|p| data_end(p) > 64)
         .expect("a segment with data")
 }
+
+/// An index file in the documented format (docs/design.md 2.4), with a valid checksum.
+pub fn encode_index(
+    segment_id: u64,
+    nonce: u64,
+    base_offset: u64,
+    data_end: u64,
+    next_offset: u64,
+    clean: bool,
+    entries: &[(u64, u64)],
+) -> Vec<u8> {
+    let mut out = vec![0u8; 72 + entries.len() * 8];
+    out[0..8].copy_from_slice(b"RLINDEX\x01");
+    out[8..12].copy_from_slice(&2u32.to_le_bytes());
+    out[12..16].copy_from_slice(&(clean as u32).to_le_bytes());
+    out[16..24].copy_from_slice(&segment_id.to_le_bytes());
+    out[24..32].copy_from_slice(&nonce.to_le_bytes());
+    out[32..40].copy_from_slice(&base_offset.to_le_bytes());
+    out[40..48].copy_from_slice(&data_end.to_le_bytes());
+    out[48..56].copy_from_slice(&next_offset.to_le_bytes());
+    // No write bound: recovery searches the whole segment past the end of data.
+    out[56..64].copy_from_slice(&u64::MAX.to_le_bytes());
+    out[64..68].copy_from_slice(&(entries.len() as u32).to_le_bytes());
+    for (i, (offset, position)) in entries.iter().enumerate() {
+        let at = 72 + i * 8;
+        out[at..at + 4].copy_from_slice(&((offset - base_offset) as u32).to_le_bytes());
+        out[at + 4..at + 8].copy_from_slice(&(*position as u32).to_le_bytes());
+    }
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&out[0..68]), &out[72..]);
+    out[68..72].copy_from_slice(&crc.to_le_bytes());
+    out
+}
