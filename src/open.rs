@@ -100,7 +100,7 @@ pub(crate) struct Listing {
     pub(crate) segments: BTreeMap<u64, PathBuf>,
     /// Ids that have an index file.
     pub(crate) indexes: Vec<u64>,
-    /// Leftover temporary files of interrupted index writes.
+    /// Leftover temporary files of interrupted index writes and segment preparations.
     pub(crate) temporaries: Vec<PathBuf>,
 }
 
@@ -111,12 +111,18 @@ pub(crate) fn list_dir(dir: &Path) -> Result<Listing> {
         indexes: Vec::new(),
         temporaries: Vec::new(),
     };
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| match e.kind() {
+        // Only a reader gets here without creating the directory first.
+        std::io::ErrorKind::NotFound => Error::NotALog {
+            path: dir.to_path_buf(),
+        },
+        _ => Error::io("read directory", dir, e),
+    })?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name.ends_with(".idx.tmp") {
+        if name.ends_with(".idx.tmp") || name.ends_with(".seg.tmp") {
             listing.temporaries.push(entry.path());
             continue;
         }
@@ -153,7 +159,11 @@ pub(crate) fn recover(
     let listing = list_dir(dir)?;
     if writable {
         for path in &listing.temporaries {
-            remove(path, "unfinished index file", &mut report)?;
+            remove(
+                path,
+                "unfinished index file or segment preparation",
+                &mut report,
+            )?;
         }
     }
     let index_ids = listing.indexes;
@@ -263,6 +273,7 @@ pub(crate) fn recover(
                 0,
                 opts.segment_bytes_effective(),
                 opts.preallocate_effective(),
+                &mut || {},
             )?,
         };
         let segment = activate_in_place(spare, 0)?;

@@ -20,8 +20,11 @@ pub enum Durability {
     /// Appends return once written to the page cache; a flush runs at least this often.
     /// Readers see only durable records.
     Interval(Duration),
-    /// Appends return once written to the page cache; flushing is left to the OS until
-    /// [`Log::sync`](crate::Log::sync) or close. Readers see written records.
+    /// Appends return once written to the page cache; nothing waits for a flush until
+    /// [`Log::sync`](crate::Log::sync) or close. The log still flushes in the background
+    /// every few MiB written (4 MiB with the default 64 MiB segments), off the appenders'
+    /// path, so that recovery after a crash has little to scan; `durable_offset()` moves
+    /// with those flushes. Readers see written records.
     None,
 }
 

@@ -97,18 +97,39 @@ pub(crate) fn prepare(
     id: u64,
     segment_bytes: u64,
     preallocate: Preallocate,
+    between_chunks: &mut dyn FnMut(),
 ) -> Result<Spare> {
+    // Prepared under a temporary name and renamed into place once its header is
+    // durable: a file with a segment's name always had a valid header, so one without
+    // is damage (searched for data at open), and an interrupted preparation is only a
+    // temporary file to remove (which costs open nothing, where searching a 64 MiB file
+    // for data cost it 130 ms after a kill -9 during preparation).
     let path = segment_path(dir, id);
-    let result = prepare_at(&path, id, segment_bytes, preallocate);
+    let tmp = path.with_extension("seg.tmp");
+    let result =
+        prepare_at(&tmp, id, segment_bytes, preallocate, between_chunks).and_then(|mut spare| {
+            std::fs::rename(&tmp, &path)
+                .map_err(|e| Error::io("rename prepared segment", &path, e))?;
+            spare.path = path.clone();
+            Ok(spare)
+        });
     if result.is_err() {
-        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&tmp);
     }
     let spare = result?;
     sync_dir(dir)?;
     Ok(spare)
 }
 
-fn prepare_at(path: &Path, id: u64, segment_bytes: u64, preallocate: Preallocate) -> Result<Spare> {
+/// `between_chunks` runs between the 1 MiB writes of a zero-fill (which takes tens of
+/// milliseconds for a 64 MiB segment), for a caller with more urgent work.
+fn prepare_at(
+    path: &Path,
+    id: u64,
+    segment_bytes: u64,
+    preallocate: Preallocate,
+    between_chunks: &mut dyn FnMut(),
+) -> Result<Spare> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -135,6 +156,7 @@ fn prepare_at(path: &Path, id: u64, segment_bytes: u64, preallocate: Preallocate
                 file.write_all_at(&zeros[..len], position)
                     .map_err(|e| Error::io("zero-fill segment", path, e))?;
                 position += len as u64;
+                between_chunks();
             }
         }
     }

@@ -249,4 +249,8 @@ impl Backend for SimBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Simulated
     }
+
+    fn companion(&self) -> Box<dyn Backend> {
+        self.disk.backend()
+    }
 }

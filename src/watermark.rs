@@ -79,6 +79,15 @@ impl Watermarks {
         }
     }
 
+    /// Moves the durable watermark to at least `offset` (a background flush, which may
+    /// finish after a newer one), and wakes the waiters that became durable.
+    pub(crate) fn publish_durable_at_least(&self, offset: u64) {
+        debug_assert!(offset <= self.written(), "durable passed written");
+        if self.durable.fetch_max(offset, SeqCst) < offset {
+            self.request_wake();
+        }
+    }
+
     /// Marks the log poisoned and wakes every waiter; no watermark moves after this.
     pub(crate) fn poison(&self) {
         self.poisoned.store(true, SeqCst);

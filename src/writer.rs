@@ -126,6 +126,9 @@ pub(crate) struct Committer {
     checkpoint_position: u64,
     /// The write bound last asked of the housekeeper for `segment`.
     bound_requested: u64,
+    /// Without `Durability::Sync`: the written position of `segment` the housekeeper was
+    /// last asked to flush in the background.
+    background_flush_position: u64,
 }
 
 /// Work for the housekeeping thread.
@@ -136,6 +139,9 @@ struct Chores {
     /// end, offset there, write bound to reserve or 0).
     checkpoints: Vec<(Arc<Segment>, u64, u64, u64)>,
     seal: Vec<(Arc<Segment>, u64, u64)>,
+    /// Without `Durability::Sync`: flush the active segment in the background, then
+    /// checkpoint it: (segment, written end, offset there).
+    background_flush: Option<(Arc<Segment>, u64, u64)>,
     stop: bool,
 }
 
@@ -162,6 +168,8 @@ pub(crate) struct Shared {
     /// Producers wait here for staging room or a spare segment.
     room_cv: Condvar,
     pub(crate) commit: Mutex<Committer>,
+    /// The housekeeper's backend for background flushes (see [`Chores`]).
+    flusher: Mutex<Box<dyn Backend>>,
     pub(crate) marks: Watermarks,
     /// Activated segments, oldest first: what readers search.
     pub(crate) segments: RwLock<Vec<Arc<Segment>>>,
@@ -198,6 +206,7 @@ impl Shared {
         let first_offset = start.segments[0].base_offset();
         let need_spare = start.spare.is_none();
         let backend_kind = start.backend.kind();
+        let flusher = start.backend.companion();
         Arc::new(Shared {
             dir,
             read_only: start.read_only,
@@ -231,7 +240,9 @@ impl Shared {
                 last_sync: Instant::now(),
                 checkpoint_position: start.durable.0,
                 bound_requested: 0,
+                background_flush_position: start.durable.0,
             }),
+            flusher: Mutex::new(flusher),
             marks: Watermarks::new(start.next_offset, start.durable.1),
             segments: RwLock::new(start.segments),
             first_offset: AtomicU64::new(first_offset),
@@ -542,6 +553,7 @@ impl Shared {
             buffers.push(chunk.buf);
         }
         self.recycle(buffers);
+        self.maybe_flush_in_background(c);
         let due = match self.opts.durability {
             Durability::Sync => true,
             Durability::Interval(every) => c.last_sync.elapsed() >= every,
@@ -664,6 +676,43 @@ impl Shared {
         self.request_chore(|chores| merge_checkpoint(chores, checkpoint));
     }
 
+    /// Without `Durability::Sync`, has the housekeeper flush the active segment (and then
+    /// checkpoint it) every half write-bound step of unflushed data (4 MiB with 64 MiB
+    /// segments): off the writer's path, and so a crash leaves recovery only that much
+    /// to scan. Nothing waits for these flushes; `durable_offset()` moves with them.
+    fn maybe_flush_in_background(&self, c: &mut Committer) {
+        if self.opts.durability == Durability::Sync {
+            return;
+        }
+        let every = segment::write_bound_step(c.segment.header.segment_bytes) / 2;
+        if c.written_position < c.background_flush_position + every
+            || c.written_offset <= c.durable_offset
+        {
+            return;
+        }
+        c.background_flush_position = c.written_position;
+        let job = (c.segment.clone(), c.written_position, c.written_offset);
+        self.request_chore(|chores| chores.background_flush = Some(job));
+    }
+
+    /// The housekeeper's background flush (see [`Shared::maybe_flush_in_background`]).
+    /// A failure poisons the log: the unflushed data may be lost.
+    fn flush_in_background(&self, segment: &Arc<Segment>, position: u64, offset: u64) {
+        if segment.end_offset.read().is_some() {
+            return; // Sealed since: the rollover flushed it.
+        }
+        let result = self.flusher.lock().sync_data(&segment.file);
+        if let Err(e) = result {
+            self.poison(Error::io("fdatasync (background)", &segment.path, e));
+            return;
+        }
+        self.counters.fsyncs.fetch_add(1, Relaxed);
+        self.marks.publish_durable_at_least(offset);
+        if segment.end_offset.read().is_none() {
+            let _ = segment.persist_index(&self.dir, position, offset, false, 0);
+        }
+    }
+
     /// Before the committer writes up to `end` of its segment: the segment's durable
     /// write bound must cover it, since recovery searches no further past the end of
     /// data (docs/design.md 4.3). The housekeeper extends the bound ahead of need; when
@@ -727,6 +776,7 @@ impl Shared {
         c.durable_position = SEGMENT_HEADER_BYTES;
         c.checkpoint_position = SEGMENT_HEADER_BYTES;
         c.bound_requested = 0;
+        c.background_flush_position = SEGMENT_HEADER_BYTES;
         // The new segment has no write bound yet: the first write reserves one, with
         // an index file written only now that the activation header is durable (an
         // index file beside a segment that is not activated means damage).
@@ -833,11 +883,12 @@ impl Shared {
     /// The housekeeping thread: prepares spare segments and persists sealed indexes.
     pub(crate) fn housekeeper_loop(self: Arc<Self>) {
         loop {
-            let (prepare, seal, stop, checkpoints) = {
+            let (prepare, seal, stop, checkpoints, background_flush) = {
                 let mut chores = self.chores.lock();
                 while !chores.prepare
                     && chores.seal.is_empty()
                     && chores.checkpoints.is_empty()
+                    && chores.background_flush.is_none()
                     && !chores.stop
                 {
                     self.chores_cv.wait(&mut chores);
@@ -847,15 +898,10 @@ impl Shared {
                     std::mem::take(&mut chores.seal),
                     chores.stop,
                     std::mem::take(&mut chores.checkpoints),
+                    chores.background_flush.take(),
                 )
             };
-            for (segment, data_end, next_offset, reserve) in checkpoints {
-                // Sealed since? Its final index is (or will be) written instead. A failed
-                // reservation is retried by the committer when it needs it.
-                if segment.end_offset.read().is_none() {
-                    let _ = segment.persist_index(&self.dir, data_end, next_offset, false, reserve);
-                }
-            }
+            self.do_urgent_chores(background_flush, checkpoints);
             for (segment, data_end, next_offset) in seal {
                 // Best effort: a missing index is rebuilt from the data when needed.
                 let _ = segment.persist_index(&self.dir, data_end, next_offset, false, 0);
@@ -869,6 +915,36 @@ impl Shared {
         }
     }
 
+    /// The chores that keep the active segment's recovery short and its writer going
+    /// (background flush, checkpoints, write bounds), taken from the queue.
+    fn urgent_chores(&self) {
+        let (background_flush, checkpoints) = {
+            let mut chores = self.chores.lock();
+            (
+                chores.background_flush.take(),
+                std::mem::take(&mut chores.checkpoints),
+            )
+        };
+        self.do_urgent_chores(background_flush, checkpoints);
+    }
+
+    fn do_urgent_chores(
+        &self,
+        background_flush: Option<(Arc<Segment>, u64, u64)>,
+        checkpoints: Vec<(Arc<Segment>, u64, u64, u64)>,
+    ) {
+        if let Some((segment, position, offset)) = background_flush {
+            self.flush_in_background(&segment, position, offset);
+        }
+        for (segment, data_end, next_offset, reserve) in checkpoints {
+            // Sealed since? Its final index is (or will be) written instead. A failed
+            // reservation is retried by the committer when it needs it.
+            if segment.end_offset.read().is_none() {
+                let _ = segment.persist_index(&self.dir, data_end, next_offset, false, reserve);
+            }
+        }
+    }
+
     fn prepare_spare(&self) {
         let id = {
             let st = self.staging.lock();
@@ -877,11 +953,13 @@ impl Shared {
             }
             st.segment.id() + 1
         };
+        // Checkpoints and background flushes asked for meanwhile do not wait for it.
         let result = segment::prepare(
             &self.dir,
             id,
             self.opts.segment_bytes_effective(),
             self.opts.preallocate_effective(),
+            &mut || self.urgent_chores(),
         );
         let mut st = self.staging.lock();
         match result {

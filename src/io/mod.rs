@@ -46,6 +46,9 @@ pub trait Backend: Send {
     fn finish_write_sync(&mut self) -> (io::Result<()>, Vec<u8>);
     /// Which backend this is.
     fn kind(&self) -> BackendKind;
+    /// A backend for another thread to flush the same files with (the housekeeper's
+    /// background flushes of unsynced logs), on the same disk.
+    fn companion(&self) -> Box<dyn Backend>;
 }
 
 /// The outcome of a write-and-flush that a synchronous backend completed in
@@ -170,5 +173,10 @@ impl Backend for Faulty {
 
     fn kind(&self) -> BackendKind {
         self.inner.kind()
+    }
+
+    fn companion(&self) -> Box<dyn Backend> {
+        // Planned failures target the writer's own operations.
+        self.inner.companion()
     }
 }

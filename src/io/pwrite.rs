@@ -33,6 +33,10 @@ impl Backend for PwriteBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Pwrite
     }
+
+    fn companion(&self) -> Box<dyn Backend> {
+        Box::new(PwriteBackend::default())
+    }
 }
 
 /// `pwrite` until all of `bytes` is written; a call that makes no progress is an error.

@@ -199,6 +199,11 @@ impl Backend for UringBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Uring
     }
+
+    fn companion(&self) -> Box<dyn Backend> {
+        // A flush from another thread gains nothing from a ring of its own.
+        Box::new(super::PwriteBackend::default())
+    }
 }
 
 /// Completes a chain whose write stopped after `written` bytes.
