@@ -998,7 +998,7 @@ fn model_state_machine() {
     });
     let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
     println!(
-        "model: {} cases ({} runs: {} io_uring, {} pwrite, {} simulated disk), {} operations, {} reopens, {} segment rollovers, {} records acknowledged and found after the final reopen; injected faults: {} planned, {} fired in appends or syncs, {} first failures of an append were checked at once (next append Poisoned, sync fails): all held, {} failed the open's recovery instead, 0 acknowledgements after a failure; unacknowledged records after a failure: {} kept, {} lost; {:.1} s",
+        "model: {} cases ({} runs: {} io_uring, {} pwrite, {} simulated disk), {} operations, {} reopens, {} segment rollovers, {} records acknowledged and found after the final reopen; injected faults: {} planned; failures (planned faults, or power failing in a burst) surfacing in appends or syncs: {}, {} first failures of an append were checked at once (next append Poisoned, sync fails): all held, {} failed the open's recovery instead, 0 acknowledgements after a failure; unacknowledged records after a failure: {} kept, {} lost; {:.1} s",
         cases,
         c(&counts.cases),
         c(&counts.cases_by_disk[Disk::Uring as usize]),
