@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-use crate::io::{self, FaultPlan, Faulty};
+use crate::io::{self, FaultPlan};
 use crate::open::Access;
 use crate::options::{Durability, Options};
 use crate::reader::{Iter, Record};
@@ -72,12 +72,7 @@ impl Log {
                 "IoBackend::Uring was requested but io_uring cannot be used: {e}"
             ))
         })?;
-        let backend: Box<dyn io::Backend> = if faults == FaultPlan::default() {
-            backend
-        } else {
-            Box::new(Faulty::new(backend, faults))
-        };
-        Log::open_inner(dir.as_ref(), opts, backend, backend_fallback)
+        Log::open_inner(dir.as_ref(), opts, faults.wrap(backend), backend_fallback)
     }
 
     /// Like [`Log::open`], with the writer's (and recovery's) I/O going through

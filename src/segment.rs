@@ -248,6 +248,9 @@ pub(crate) struct Segment {
     /// Checksum seed derived from the nonce.
     pub(crate) seed: u32,
     map: OnceLock<Mmap>,
+    /// A file description of its own for background flushes (opened before the writes
+    /// they cover: see [`Segment::flush_handle`]).
+    flush_file: OnceLock<File>,
     pub(crate) index: RwLock<SegmentIndex>,
     /// For a sealed segment: the first offset of the next segment; where its data ends.
     pub(crate) end_offset: RwLock<Option<u64>>,
@@ -295,6 +298,7 @@ impl Segment {
             seed: format::frame_seed(header.nonce),
             header,
             map: OnceLock::new(),
+            flush_file: OnceLock::new(),
             index: RwLock::new(SegmentIndex::default()),
             end_offset: RwLock::new(None),
             promised_bound: Mutex::new(0),
@@ -320,6 +324,24 @@ impl Segment {
         };
         // Two threads may race to map; the loser's mapping is dropped.
         Ok(self.map.get_or_init(|| map))
+    }
+
+    /// The file description background flushes use (opened on first call: make that
+    /// call before writing to the segment). A description of its own, because Linux
+    /// reports a writeback error once per open file description: with the writer's
+    /// own, whichever flush came first would consume the error and the other could
+    /// report success for lost data.
+    pub(crate) fn flush_handle(&self) -> io::Result<&File> {
+        if let Some(file) = self.flush_file.get() {
+            return Ok(file);
+        }
+        let file = File::open(&self.path)?;
+        Ok(self.flush_file.get_or_init(|| file))
+    }
+
+    /// The background flush description, if [`Segment::flush_handle`] opened it.
+    pub(crate) fn flush_file_if_open(&self) -> Option<&File> {
+        self.flush_file.get()
     }
 
     /// The mapping of a segment some record was read from (so already mapped).

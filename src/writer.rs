@@ -200,6 +200,10 @@ impl Shared {
             .last()
             .expect("recovery yields an active segment")
             .clone();
+        if opts.durability != Durability::Sync && !start.read_only {
+            // Before any write to it (see `Segment::flush_handle`).
+            let _ = active.flush_handle();
+        }
         // The first record appended after open gets an index entry of its own, so reads of
         // new records never walk through older data (damage there must not hide them).
         let last_entry_position = None;
@@ -395,6 +399,11 @@ impl Shared {
                 let segment = Segment::new(spare.path, spare.file, header, len)?;
                 segment.bytes()?;
                 segment.index.write().loaded = true;
+                if self.opts.durability != Durability::Sync {
+                    // Before any write to it (see `Segment::flush_handle`); without it,
+                    // the segment is only flushed by the committer.
+                    let _ = segment.flush_handle();
+                }
                 st.segment = segment;
                 st.position = SEGMENT_HEADER_BYTES;
                 st.last_entry_position = None;
@@ -701,13 +710,25 @@ impl Shared {
         if segment.end_offset.read().is_some() {
             return; // Sealed since: the rollover flushed it.
         }
-        let result = self.flusher.lock().sync_data(&segment.file);
-        if let Err(e) = result {
+        let Some(file) = segment.flush_file_if_open() else {
+            return; // Not opened before the writes: the committer's flushes cover it.
+        };
+        // Held through the publish: `abandon` takes it before poisoning, so a flush is
+        // either wholly before (and counted) or does nothing.
+        let mut flusher = self.flusher.lock();
+        if self.marks.is_poisoned() {
+            return;
+        }
+        if let Err(e) = flusher.sync_data(file) {
             self.poison(Error::io("fdatasync (background)", &segment.path, e));
             return;
         }
+        if self.marks.is_poisoned() {
+            return; // A failure elsewhere meanwhile: nothing is acknowledged after it.
+        }
         self.counters.fsyncs.fetch_add(1, Relaxed);
         self.marks.publish_durable_at_least(offset);
+        drop(flusher);
         if segment.end_offset.read().is_none() {
             let _ = segment.persist_index(&self.dir, position, offset, false, 0);
         }
@@ -992,8 +1013,11 @@ impl Shared {
             st.stop_writer = true;
             st.chunks.clear();
         }
-        // Waiting producers must not hang; the error says what happened.
+        // Waiting producers must not hang; the error says what happened. No background
+        // flush is half done when the poison lands (see `flush_in_background`).
+        let flusher = self.flusher.lock();
         self.poison(Error::Closed);
+        drop(flusher);
         // Wait out a commit in progress, so nothing is written after this returns.
         drop(self.commit.lock());
         self.request_chore(|c| c.stop = true);

@@ -110,6 +110,19 @@ pub struct FaultPlan {
     pub short_write: Option<u64>,
 }
 
+impl FaultPlan {
+    /// `backend` with this plan's failures injected (itself when the plan is empty): for
+    /// tests that combine planned failures with a simulated disk. Not a stable API.
+    #[doc(hidden)]
+    pub fn wrap(self, backend: Box<dyn Backend>) -> Box<dyn Backend> {
+        if self == FaultPlan::default() {
+            backend
+        } else {
+            Box::new(Faulty::new(backend, self))
+        }
+    }
+}
+
 /// Wraps a backend and injects the failures of a [`FaultPlan`]. After a failed flush it
 /// reports later flushes as successful, as Linux does once it has dropped the dirty
 /// pages: the writer must not believe them.
