@@ -69,7 +69,7 @@ fn check_decoded(bytes: &[u8], decoded: &(u64, u64, Vec<(u64, u64)>)) {
         (64..=SEGMENT_BYTES).contains(data_end),
         "data end {data_end}"
     );
-    assert_eq!(bytes.len(), 64 + entries.len() * 8, "entry count vs length");
+    assert_eq!(bytes.len(), 72 + entries.len() * 8, "entry count vs length");
     for pair in entries.windows(2) {
         assert!(
             pair[0].0 < pair[1].0 && pair[0].1 < pair[1].1,
