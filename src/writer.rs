@@ -142,6 +142,8 @@ struct Chores {
     /// Without `Durability::Sync`: flush the active segment in the background, then
     /// checkpoint it: (segment, written end, offset there).
     background_flush: Option<(Arc<Segment>, u64, u64)>,
+    /// Files of interrupted segment preparations found at open, to remove.
+    leftovers: Vec<PathBuf>,
     stop: bool,
 }
 
@@ -188,6 +190,8 @@ pub(crate) struct Start {
     /// What is known durable in the active segment: (position, offset there).
     pub(crate) durable: (u64, u64),
     pub(crate) spare: Option<Spare>,
+    /// See [`Chores::leftovers`].
+    pub(crate) leftovers: Vec<PathBuf>,
     pub(crate) backend: Box<dyn Backend>,
     pub(crate) backend_fallback: Option<String>,
     pub(crate) read_only: bool,
@@ -253,6 +257,7 @@ impl Shared {
             poison_cause: Mutex::new(None),
             chores: Mutex::new(Chores {
                 prepare: need_spare,
+                leftovers: start.leftovers,
                 ..Chores::default()
             }),
             chores_cv: Condvar::new(),
@@ -904,9 +909,10 @@ impl Shared {
     /// The housekeeping thread: prepares spare segments and persists sealed indexes.
     pub(crate) fn housekeeper_loop(self: Arc<Self>) {
         loop {
-            let (prepare, seal, stop, checkpoints, background_flush) = {
+            let (prepare, seal, stop, checkpoints, background_flush, leftovers) = {
                 let mut chores = self.chores.lock();
                 while !chores.prepare
+                    && chores.leftovers.is_empty()
                     && chores.seal.is_empty()
                     && chores.checkpoints.is_empty()
                     && chores.background_flush.is_none()
@@ -920,8 +926,13 @@ impl Shared {
                     chores.stop,
                     std::mem::take(&mut chores.checkpoints),
                     chores.background_flush.take(),
+                    std::mem::take(&mut chores.leftovers),
                 )
             };
+            for path in leftovers {
+                // Best effort: the next open finds it again otherwise.
+                let _ = std::fs::remove_file(path);
+            }
             self.do_urgent_chores(background_flush, checkpoints);
             for (segment, data_end, next_offset) in seal {
                 // Best effort: a missing index is rebuilt from the data when needed.
