@@ -692,9 +692,13 @@ fn dir_bytes(dir: &Path) -> Result<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(dir).with_context(|| format!("list {}", dir.display()))? {
         let entry = entry.with_context(|| format!("list {}", dir.display()))?;
-        let meta = entry
-            .metadata()
-            .with_context(|| format!("stat {}", entry.path().display()))?;
+        let meta = match entry.metadata() {
+            Ok(meta) => meta,
+            // A log's background thread may have renamed or removed a temporary file
+            // since the listing.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("stat {}", entry.path().display())),
+        };
         total += if meta.is_dir() {
             dir_bytes(&entry.path())?
         } else {
