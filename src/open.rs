@@ -389,9 +389,8 @@ fn recover_active(
         entries: Vec::new(),
         search_end: u64::MAX,
     };
-    // What a writer may have written past the end, as a trusted index file bounds it;
-    // without one the whole segment is searched.
-    let mut write_bound = None;
+    // What a writer may have written past the end is bounded by a trusted index file's
+    // write bound (the search stops there); without one the whole segment is searched.
     let mut proven = (SEGMENT_HEADER_BYTES, active.base_offset());
     let mut unchecked_offsets = 0..0;
     if let Some(idx) = checkpoint {
@@ -402,7 +401,6 @@ fn recover_active(
                 report.clean_shutdown = idx.clean && ends_there;
                 unchecked_offsets = active.base_offset()..idx.next_offset;
                 proven = (idx.data_end, idx.next_offset);
-                write_bound = Some(idx.write_bound);
                 start = ScanStart {
                     position: idx.data_end,
                     offset: idx.next_offset,
@@ -422,6 +420,7 @@ fn recover_active(
             }
         }
     }
+    let mut zeroed = false;
     let (end, next_offset, entries) = if report.clean_shutdown {
         (start.position, start.offset, start.entries)
     } else {
@@ -447,6 +446,7 @@ fn recover_active(
                 }
                 if access == Access::Write {
                     zero_range(backend, active, position, garbage_end)?;
+                    zeroed = true;
                 }
                 truncated = Some(Truncation {
                     position,
@@ -481,7 +481,9 @@ fn recover_active(
         // is appended past it. Rewriting the file in place (same length) needs no
         // directory sync; a torn rewrite fails its checksum and costs a scan, no more.
         active.clear_clean_flag(dir)?;
-        active.start_write_bound(write_bound.unwrap_or(end).max(end));
+        // Nothing past `end` was written; the loaded file's bound is not relied on (its
+        // rename may not be durable): the writer reserves its own.
+        active.start_write_bound(end);
         return Ok((end, next_offset, (end, next_offset)));
     }
     if opts.durability != Durability::Sync {
@@ -490,8 +492,14 @@ fn recover_active(
         // (docs/design.md 4.1). Open waits for no flush. Everything past `end` that the
         // index file's bound covers is zero now, and nothing past that bound was ever
         // written.
-        active.start_write_bound(write_bound.unwrap_or(end).max(end));
-        return Ok((end, next_offset, proven));
+        // The search covered everything the last writer can have written (its files
+        // carry at least the bound it relied on), and found it zero past `end`, or
+        // zeroed it: the bound starts over there, and the writer reserves its own (the
+        // loaded file's may be in the page cache only).
+        active.start_write_bound(end);
+        // Zeroing a torn tail synced the whole file: then all of it is durable.
+        let durable = if zeroed { (end, next_offset) } else { proven };
+        return Ok((end, next_offset, durable));
     }
     // What was read may have been only in the page cache (a process crash): make it
     // durable before it is reported durable, then move the checkpoint. Everything past

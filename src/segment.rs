@@ -250,7 +250,7 @@ pub(crate) struct Segment {
     map: OnceLock<Mmap>,
     /// A file description of its own for background flushes (opened before the writes
     /// they cover: see [`Segment::flush_handle`]).
-    flush_file: OnceLock<File>,
+    flush_file: Mutex<Option<File>>,
     pub(crate) index: RwLock<SegmentIndex>,
     /// For a sealed segment: the first offset of the next segment; where its data ends.
     pub(crate) end_offset: RwLock<Option<u64>>,
@@ -298,7 +298,7 @@ impl Segment {
             seed: format::frame_seed(header.nonce),
             header,
             map: OnceLock::new(),
-            flush_file: OnceLock::new(),
+            flush_file: Mutex::new(None),
             index: RwLock::new(SegmentIndex::default()),
             end_offset: RwLock::new(None),
             promised_bound: Mutex::new(0),
@@ -326,22 +326,27 @@ impl Segment {
         Ok(self.map.get_or_init(|| map))
     }
 
-    /// The file description background flushes use (opened on first call: make that
-    /// call before writing to the segment). A description of its own, because Linux
-    /// reports a writeback error once per open file description: with the writer's
-    /// own, whichever flush came first would consume the error and the other could
-    /// report success for lost data.
-    pub(crate) fn flush_handle(&self) -> io::Result<&File> {
-        if let Some(file) = self.flush_file.get() {
-            return Ok(file);
+    /// Opens the file description background flushes use: call it before writing to the
+    /// segment. A description of its own, because Linux reports a writeback error once
+    /// per open file description: with the writer's own, whichever flush came first
+    /// would consume the error and the other could report success for lost data.
+    pub(crate) fn open_flush_handle(&self) -> io::Result<()> {
+        let mut handle = self.flush_file.lock();
+        if handle.is_none() {
+            *handle = Some(File::open(&self.path)?);
         }
-        let file = File::open(&self.path)?;
-        Ok(self.flush_file.get_or_init(|| file))
+        Ok(())
     }
 
-    /// The background flush description, if [`Segment::flush_handle`] opened it.
-    pub(crate) fn flush_file_if_open(&self) -> Option<&File> {
-        self.flush_file.get()
+    /// Runs `flush` on the background flush description, if one was opened (and not
+    /// closed since).
+    pub(crate) fn with_flush_handle<T>(&self, flush: impl FnOnce(&File) -> T) -> Option<T> {
+        self.flush_file.lock().as_ref().map(flush)
+    }
+
+    /// Closes the background flush description (a sealed segment needs none).
+    pub(crate) fn close_flush_handle(&self) {
+        self.flush_file.lock().take();
     }
 
     /// The mapping of a segment some record was read from (so already mapped).
@@ -377,7 +382,9 @@ impl Segment {
         reserve: u64,
     ) -> Result<()> {
         let mut promised = self.promised_bound.lock();
-        let grows = reserve > *promised;
+        // Synced whenever it is to extend what the writer may rely on, whatever an
+        // earlier, failed write promised.
+        let grows = reserve > self.write_bound();
         let write_bound = (*promised).max(reserve).max(data_end);
         let entries = self.index.read().entries.clone();
         let file = IndexFile {

@@ -19,6 +19,8 @@ pub(crate) struct Watermarks {
     written: AtomicU64,
     durable: AtomicU64,
     poisoned: AtomicBool,
+    /// Orders [`Watermarks::poison`] with background publishes.
+    poison_gate: Mutex<()>,
     /// Blocked producers: the offset each waits for, and its futex word.
     sleepers: Mutex<Vec<(u64, Arc<Futex>)>>,
     sleepers_count: AtomicU32,
@@ -38,6 +40,7 @@ impl Watermarks {
             written: AtomicU64::new(written),
             durable: AtomicU64::new(durable),
             poisoned: AtomicBool::new(false),
+            poison_gate: Mutex::new(()),
             sleepers: Mutex::new(Vec::new()),
             sleepers_count: AtomicU32::new(0),
             wakers: Mutex::new(Vec::new()),
@@ -80,9 +83,14 @@ impl Watermarks {
     }
 
     /// Moves the durable watermark to at least `offset` (a background flush, which may
-    /// finish after a newer one), and wakes the waiters that became durable.
-    pub(crate) fn publish_durable_at_least(&self, offset: u64) {
+    /// finish after a newer one) unless the log is poisoned, atomically with respect to
+    /// [`Watermarks::poison`]; wakes the waiters that became durable.
+    pub(crate) fn publish_durable_unless_poisoned(&self, offset: u64) {
         debug_assert!(offset <= self.written(), "durable passed written");
+        let _gate = self.poison_gate.lock();
+        if self.is_poisoned() {
+            return;
+        }
         if self.durable.fetch_max(offset, SeqCst) < offset {
             self.request_wake();
         }
@@ -90,7 +98,10 @@ impl Watermarks {
 
     /// Marks the log poisoned and wakes every waiter; no watermark moves after this.
     pub(crate) fn poison(&self) {
-        self.poisoned.store(true, SeqCst);
+        {
+            let _gate = self.poison_gate.lock();
+            self.poisoned.store(true, SeqCst);
+        }
         self.wake();
     }
 

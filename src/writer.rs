@@ -131,6 +131,15 @@ pub(crate) struct Committer {
     background_flush_position: u64,
 }
 
+impl Committer {
+    /// Whether anything written to the segment is not yet flushed: records, or only a
+    /// commit marker (recovery can leave one alone past the durable end, and a clean
+    /// checkpoint must not claim it durable).
+    fn has_unflushed(&self) -> bool {
+        self.written_offset > self.durable_offset || self.written_position > self.durable_position
+    }
+}
+
 /// Work for the housekeeping thread.
 #[derive(Default)]
 struct Chores {
@@ -205,14 +214,29 @@ impl Shared {
             .expect("recovery yields an active segment")
             .clone();
         if opts.durability != Durability::Sync && !start.read_only {
-            // Before any write to it (see `Segment::flush_handle`).
-            let _ = active.flush_handle();
+            // Before any write to it (see `Segment::open_flush_handle`).
+            let _ = active.open_flush_handle();
+        }
+        // Recovery left no write bound this process made durable itself unless it wrote
+        // a synced index file: reserve one now, ahead of the first append.
+        let mut first_chores = Chores {
+            prepare: start.spare.is_none(),
+            leftovers: start.leftovers,
+            ..Chores::default()
+        };
+        if !start.read_only && active.write_bound() <= start.active_end_position {
+            let step = segment::write_bound_step(active.header.segment_bytes);
+            first_chores.checkpoints.push((
+                active.clone(),
+                start.durable.0,
+                start.durable.1,
+                start.active_end_position + step,
+            ));
         }
         // The first record appended after open gets an index entry of its own, so reads of
         // new records never walk through older data (damage there must not hide them).
         let last_entry_position = None;
         let first_offset = start.segments[0].base_offset();
-        let need_spare = start.spare.is_none();
         let backend_kind = start.backend.kind();
         let flusher = start.backend.companion();
         Arc::new(Shared {
@@ -255,11 +279,7 @@ impl Shared {
             segments: RwLock::new(start.segments),
             first_offset: AtomicU64::new(first_offset),
             poison_cause: Mutex::new(None),
-            chores: Mutex::new(Chores {
-                prepare: need_spare,
-                leftovers: start.leftovers,
-                ..Chores::default()
-            }),
+            chores: Mutex::new(first_chores),
             chores_cv: Condvar::new(),
             counters: Counters::default(),
             opts,
@@ -405,9 +425,9 @@ impl Shared {
                 segment.bytes()?;
                 segment.index.write().loaded = true;
                 if self.opts.durability != Durability::Sync {
-                    // Before any write to it (see `Segment::flush_handle`); without it,
+                    // Before any write to it (see `Segment::open_flush_handle`); without it,
                     // the segment is only flushed by the committer.
-                    let _ = segment.flush_handle();
+                    let _ = segment.open_flush_handle();
                 }
                 st.segment = segment;
                 st.position = SEGMENT_HEADER_BYTES;
@@ -573,7 +593,7 @@ impl Shared {
             Durability::Interval(every) => c.last_sync.elapsed() >= every,
             Durability::None => false,
         };
-        if (sync || due) && c.written_offset > c.durable_offset {
+        if (sync || due) && c.has_unflushed() {
             self.flush(c)?;
         }
         Ok(())
@@ -699,9 +719,7 @@ impl Shared {
             return;
         }
         let every = segment::write_bound_step(c.segment.header.segment_bytes) / 2;
-        if c.written_position < c.background_flush_position + every
-            || c.written_offset <= c.durable_offset
-        {
+        if c.written_position < c.background_flush_position + every || !c.has_unflushed() {
             return;
         }
         c.background_flush_position = c.written_position;
@@ -715,24 +733,25 @@ impl Shared {
         if segment.end_offset.read().is_some() {
             return; // Sealed since: the rollover flushed it.
         }
-        let Some(file) = segment.flush_file_if_open() else {
-            return; // Not opened before the writes: the committer's flushes cover it.
-        };
         // Held through the publish: `abandon` takes it before poisoning, so a flush is
         // either wholly before (and counted) or does nothing.
         let mut flusher = self.flusher.lock();
         if self.marks.is_poisoned() {
             return;
         }
-        if let Err(e) = flusher.sync_data(file) {
-            self.poison(Error::io("fdatasync (background)", &segment.path, e));
-            return;
-        }
-        if self.marks.is_poisoned() {
-            return; // A failure elsewhere meanwhile: nothing is acknowledged after it.
+        // No description opened before the writes: the committer's flushes cover them.
+        match segment.with_flush_handle(|file| flusher.sync_data(file)) {
+            None => return,
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                self.poison(Error::io("fdatasync (background)", &segment.path, e));
+                return;
+            }
         }
         self.counters.fsyncs.fetch_add(1, Relaxed);
-        self.marks.publish_durable_at_least(offset);
+        // Not if a failure elsewhere poisoned the log meanwhile: nothing is acknowledged
+        // after it.
+        self.marks.publish_durable_unless_poisoned(offset);
         drop(flusher);
         if segment.end_offset.read().is_none() {
             let _ = segment.persist_index(&self.dir, position, offset, false, 0);
@@ -778,7 +797,7 @@ impl Shared {
     /// record goes into `next`. So an activated segment implies a complete predecessor,
     /// and a segment with data implies a durable header.
     fn roll(&self, c: &mut Committer, next: &Arc<Segment>) -> Result<()> {
-        if c.written_offset > c.durable_offset {
+        if c.has_unflushed() {
             self.flush(c)?;
         }
         let header = next.header.encode();
@@ -935,6 +954,7 @@ impl Shared {
             }
             self.do_urgent_chores(background_flush, checkpoints);
             for (segment, data_end, next_offset) in seal {
+                segment.close_flush_handle();
                 // Best effort: a missing index is rebuilt from the data when needed.
                 let _ = segment.persist_index(&self.dir, data_end, next_offset, false, 0);
             }
