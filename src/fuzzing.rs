@@ -29,6 +29,18 @@ pub fn encode_record(nonce: u64, offset: u64, timestamp_ms: u64, payload: &[u8])
     out
 }
 
+/// Encodes a commit marker frame claiming `durable_position` (for building inputs).
+pub fn encode_marker(nonce: u64, timestamp_ms: u64, durable_position: u64) -> Vec<u8> {
+    let mut out = vec![0u8; format::MARKER_BYTES as usize];
+    format::encode_marker(
+        &mut out,
+        format::frame_seed(nonce),
+        timestamp_ms,
+        durable_position,
+    );
+    out
+}
+
 /// Decodes a segment header: (segment id, base offset, nonce, segment bytes).
 pub fn decode_segment_header(bytes: &[u8]) -> Option<(u64, u64, u64, u64)> {
     let h = SegmentHeader::decode(bytes).ok()?;

@@ -513,3 +513,49 @@ fn a_cut_tail_never_comes_back_after_new_appends_and_another_crash() {
         assert_eq!(log.read(3).unwrap().payload(), new.as_slice());
     }
 }
+
+/// A crash can leave a commit marker alone at the end of the data (its chunk's records
+/// cut off at a page boundary). Recovery keeps it (it is valid, and holds no record), so
+/// the data ends past it without any new offset. It was only in the page cache: the log
+/// must flush it before a clean checkpoint can say it is durable. Found by review:
+/// flushes were decided on offsets alone, so `sync()` and close skipped it.
+#[test]
+fn a_lone_trailing_marker_recovered_after_a_crash_is_flushed() {
+    use std::os::unix::fs::FileExt;
+    for io in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = || small(io).durability(Durability::None);
+        {
+            let log = Log::open(dir.path(), opts()).unwrap();
+            for i in 0..3 {
+                log.append(&payload(i, 100)).unwrap();
+            }
+            log.sync().unwrap();
+            log.abandon();
+        }
+        let path = common::active_segment(dir.path());
+        let bytes = std::fs::read(&path).unwrap();
+        let (_, _, nonce, _) = ringlog::fuzzing::decode_segment_header(&bytes).unwrap();
+        let end = common::data_end(&path);
+        let marker = ringlog::fuzzing::encode_marker(nonce, 1, end);
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&marker, end).unwrap();
+        drop(file);
+
+        let log = Log::open(dir.path(), opts()).unwrap();
+        assert_eq!(log.next_offset(), 3, "the marker holds no record");
+        let before = log.stats().fsyncs_count;
+        log.sync().unwrap();
+        assert!(
+            log.stats().fsyncs_count > before,
+            "sync() did not flush the recovered marker ({io:?})"
+        );
+        assert_eq!(log.append(&payload(3, 100)).unwrap(), 3);
+        log.close().unwrap();
+        let log = Log::open(dir.path(), opts()).unwrap();
+        assert_eq!(log.next_offset(), 4);
+        for i in 0..4 {
+            assert_eq!(log.read(i).unwrap().payload(), payload(i, 100).as_slice());
+        }
+    }
+}
