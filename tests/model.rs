@@ -750,6 +750,17 @@ impl Case<'_> {
                     .collect();
                 let refs: Vec<&[u8]> = bodies.iter().map(|b| b.as_slice()).collect();
                 let result = self.log().append_batch(&refs);
+                // A batch is atomic, so it must fit in one segment (64 KiB here, less its
+                // header and a commit marker); a larger one is refused, changing nothing.
+                let frames_bytes: u64 = lens.iter().map(|&l| (24 + l as u64 + 7) & !7).sum();
+                if frames_bytes > (64 << 10) - 64 - 32 {
+                    return match result {
+                        Err(Error::RecordTooLarge { .. }) => Ok(()),
+                        other => Err(format!(
+                            "a batch of {frames_bytes} bytes, larger than a segment: {other:?}"
+                        )),
+                    };
+                }
                 if bodies.is_empty() {
                     return match result {
                         Ok(r) if r.is_empty() && r.start == start => Ok(()),
