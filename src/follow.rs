@@ -40,7 +40,8 @@ impl Shared {
                 active.index.write().entries.extend(fresh);
                 st.advance_to(active.clone(), outcome.end_position, outcome.next_offset);
                 self.marks.publish_written(outcome.next_offset, false);
-                self.marks.publish_durable(outcome.next_offset, true);
+                // A read-only handle is never poisoned.
+                let _ = self.marks.publish_durable(outcome.next_offset, true);
             }
             let Some(next) = self.open_next_segment(&active, outcome.next_offset)? else {
                 return Ok(outcome.next_offset);

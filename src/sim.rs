@@ -12,6 +12,7 @@
 //! keeps them, so they read back, but they never reach the disk), and a later flush of
 //! the same file "succeeds" without them. Not a stable API.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -59,6 +60,9 @@ struct State {
     /// make it durable).
     pending: Vec<(PendingWrite, bool)>,
     flushes_count: u64,
+    /// Failed flushes so far, per file: like Linux's per-file writeback error counter,
+    /// which each open file description reports once (see `SimBackend::seen_errors`).
+    flush_errors: HashMap<PathBuf, u64>,
 }
 
 /// The shared state of a simulated disk; clone the `Arc` to keep a handle.
@@ -118,6 +122,7 @@ impl SimDisk {
         Box::new(SimBackend {
             disk: self.clone(),
             started: Completed::default(),
+            seen_errors: HashMap::new(),
         })
     }
 
@@ -193,6 +198,11 @@ pub fn apply_crash(
 struct SimBackend {
     disk: Arc<SimDisk>,
     started: Completed,
+    /// The flush errors of each file this backend has reported: a backend stands for
+    /// one open file description per file, and a flush through it fails once for every
+    /// failed flush through another (Linux's `errseq`), so two descriptions never hide
+    /// an error from each other.
+    seen_errors: HashMap<PathBuf, u64>,
 }
 
 fn path_of(file: &File) -> PathBuf {
@@ -221,7 +231,14 @@ impl Backend for SimBackend {
         let path = path_of(file);
         let begun = self.disk.begin();
         let mut st = self.disk.state.lock();
+        let errors = st.flush_errors.get(&path).copied().unwrap_or(0);
+        let seen = self.seen_errors.entry(path.clone()).or_insert(0);
         match begun {
+            Ok(()) if *seen < errors => {
+                // Another description's flush failed since: this one reports it too.
+                *seen = errors;
+                Err(io::Error::from_raw_os_error(5))
+            }
             Ok(()) => {
                 st.pending.retain(|(w, lost)| *lost || w.path != path);
                 st.flushes_count += 1;
@@ -229,8 +246,12 @@ impl Backend for SimBackend {
             }
             Err(e) => {
                 let power_failed = st.stopped;
-                for (w, lost) in &mut st.pending {
-                    *lost |= w.path == path && !power_failed;
+                if !power_failed {
+                    for (w, lost) in &mut st.pending {
+                        *lost |= w.path == path;
+                    }
+                    *seen = errors + 1;
+                    st.flush_errors.insert(path, errors + 1);
                 }
                 Err(e)
             }

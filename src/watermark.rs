@@ -72,28 +72,42 @@ impl Watermarks {
         }
     }
 
-    /// Moves the durable watermark; see [`Watermarks::publish_written`] for `wake`.
-    pub(crate) fn publish_durable(&self, offset: u64, wake: bool) {
+    /// Moves the durable watermark, unless the log is poisoned (atomically with respect
+    /// to [`Watermarks::poison`]: nothing is acknowledged after the first failure, even
+    /// by a flush that succeeded on another file description). Returns whether it
+    /// moved; see [`Watermarks::publish_written`] for `wake`.
+    #[must_use]
+    pub(crate) fn publish_durable(&self, offset: u64, wake: bool) -> bool {
         debug_assert!(offset <= self.written(), "durable passed written");
-        let previous = self.durable.fetch_max(offset, SeqCst);
-        debug_assert!(previous <= offset, "durable watermark moved backwards");
+        {
+            let _gate = self.poison_gate.lock();
+            if self.is_poisoned() {
+                return false;
+            }
+            let previous = self.durable.fetch_max(offset, SeqCst);
+            debug_assert!(previous <= offset, "durable watermark moved backwards");
+        }
         if wake {
             self.wake();
         }
+        true
     }
 
     /// Moves the durable watermark to at least `offset` (a background flush, which may
-    /// finish after a newer one) unless the log is poisoned, atomically with respect to
-    /// [`Watermarks::poison`]; wakes the waiters that became durable.
-    pub(crate) fn publish_durable_unless_poisoned(&self, offset: u64) {
+    /// finish after a newer one) unless the log is poisoned, like
+    /// [`Watermarks::publish_durable`]; wakes the waiters that became durable. Returns
+    /// whether the log was not poisoned.
+    #[must_use]
+    pub(crate) fn publish_durable_unless_poisoned(&self, offset: u64) -> bool {
         debug_assert!(offset <= self.written(), "durable passed written");
         let _gate = self.poison_gate.lock();
         if self.is_poisoned() {
-            return;
+            return false;
         }
         if self.durable.fetch_max(offset, SeqCst) < offset {
             self.request_wake();
         }
+        true
     }
 
     /// Marks the log poisoned and wakes every waiter; no watermark moves after this.

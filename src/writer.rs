@@ -666,14 +666,18 @@ impl Shared {
             }
             self.note_written(c, start, bytes, end_offset);
             self.counters.fsyncs.fetch_add(1, Relaxed);
+            self.marks.publish_written(end_offset, false);
+            if !self.marks.publish_durable(end_offset, false) {
+                // Another thread's failure meanwhile: acknowledge nothing.
+                self.marks.wake();
+                return Err(self.poisoned());
+            }
             self.counters
                 .records_synced
                 .fetch_add(end_offset - c.durable_offset, Relaxed);
             c.last_sync = Instant::now();
             c.durable_position = c.written_position;
             c.durable_offset = end_offset;
-            self.marks.publish_written(end_offset, false);
-            self.marks.publish_durable(end_offset, false);
             self.maybe_checkpoint(c);
         }
         self.marks.wake();
@@ -688,13 +692,16 @@ impl Shared {
             return Err(self.poison(Error::io("fdatasync", &c.segment.path, e)));
         }
         self.counters.fsyncs.fetch_add(1, Relaxed);
+        if !self.marks.publish_durable(target_offset, false) {
+            // Another thread's write or flush failed meanwhile: acknowledge nothing.
+            return Err(self.poisoned());
+        }
         self.counters
             .records_synced
             .fetch_add(target_offset - c.durable_offset, Relaxed);
         c.last_sync = Instant::now();
         c.durable_position = target_position;
         c.durable_offset = target_offset;
-        self.marks.publish_durable(target_offset, false);
         self.maybe_checkpoint(c);
         Ok(())
     }
@@ -750,8 +757,10 @@ impl Shared {
         }
         self.counters.fsyncs.fetch_add(1, Relaxed);
         // Not if a failure elsewhere poisoned the log meanwhile: nothing is acknowledged
-        // after it.
-        self.marks.publish_durable_unless_poisoned(offset);
+        // after it, and no checkpoint says it is durable.
+        if !self.marks.publish_durable_unless_poisoned(offset) {
+            return;
+        }
         drop(flusher);
         if segment.end_offset.read().is_none() {
             let _ = segment.persist_index(&self.dir, position, offset, false, 0);

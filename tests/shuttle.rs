@@ -418,3 +418,72 @@ fn failure_poisons_every_producer() {
         "no injected failure ever reached the log"
     );
 }
+
+/// `Durability::None` with the `n`-th disk operation failing (EIO), so that the failure
+/// can land on a write, a `sync()`'s flush or a background flush of the housekeeper (the
+/// producers write past the background-flush threshold of these 64 KiB segments): every
+/// `sync()` that returns Ok has made what was appended before it durable, nothing is
+/// acknowledged once a producer has seen an error, and `durable_offset()` never covers a
+/// record the disk does not hold.
+#[test]
+fn unsynced_failure_poisons_background_flushes_too() {
+    let per_point = (iterations() / 10).max(10);
+    for n in 1..=12u64 {
+        explore(
+            "unsynced_failure_poisons_background_flushes_too",
+            per_point,
+            move || {
+                let disk = SimDisk::new();
+                let world = match World::open(Durability::None, disk.clone()) {
+                    Ok(world) => Arc::new(world),
+                    Err(_) => return,
+                };
+                disk.fail_at(disk.operations_count() + n, 5);
+                let producers: Vec<_> = (0..2u64)
+                    .map(|producer| {
+                        let world = world.clone();
+                        shuttle::thread::spawn(move || {
+                            let mut appended = Vec::new();
+                            let mut failed = false;
+                            for i in 0..3u64 {
+                                let p = payload(producer, i);
+                                match world.log.append(&p) {
+                                    Ok(offset) => {
+                                        assert!(!failed, "an append succeeded after an error");
+                                        appended.push((offset, p));
+                                    }
+                                    Err(_) => failed = true,
+                                }
+                                match world.log.sync() {
+                                    Ok(()) => {
+                                        assert!(!failed, "sync() succeeded after an error");
+                                        world.assert_durable(&appended, "sync");
+                                    }
+                                    Err(_) => failed = true,
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                for _ in 0..3 {
+                    let durable = world.log.durable_offset();
+                    if durable > 0 {
+                        let image = durable_image(&world.disk, world.dir.path());
+                        let log = Log::open_read_only(image.path(), options(Durability::None))
+                            .expect("open durable image");
+                        assert!(
+                            log.next_offset() >= durable,
+                            "durable_offset() said {durable}, the disk holds {}",
+                            log.next_offset()
+                        );
+                    }
+                    shuttle::thread::yield_now();
+                }
+                for handle in producers {
+                    handle.join().expect("producer");
+                }
+                let _ = world.log.close();
+            },
+        );
+    }
+}
