@@ -99,14 +99,7 @@ pub fn scan_segment(bytes: &[u8], index_interval_bytes: u64) -> Option<ScanSumma
     let outcome = recovery::scan(
         bytes,
         format::frame_seed(header.nonce),
-        ScanStart {
-            position: format::SEGMENT_HEADER_BYTES,
-            offset: header.base_offset,
-            proven_durable: format::SEGMENT_HEADER_BYTES,
-            stop_offset: None,
-            entries: Vec::new(),
-            search_end: u64::MAX,
-        },
+        ScanStart::from_data_start(header.base_offset, None),
         index_interval_bytes.max(8),
     );
     let (tail, problem_position) = match outcome.tail {

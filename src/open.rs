@@ -160,7 +160,7 @@ pub(crate) fn recover(
     let mut report = RecoveryReport::default();
     let listing = list_dir(dir)?;
     // Interrupted segment preparations are removed by the housekeeper, after open:
-    // unlinking a partly zero-filled 64 MiB file took 3-4 ms.
+    // unlinking a partly zero-filled 64 MiB file took 1.6-3.7 ms (strace, three kills).
     let mut leftovers = Vec::new();
     if writable {
         for path in listing.temporaries {
@@ -381,14 +381,7 @@ fn recover_active(
 ) -> Result<(u64, u64, (u64, u64))> {
     let bytes = active.bytes()?;
     let checkpoint = active.load_index_file(dir);
-    let mut start = ScanStart {
-        position: SEGMENT_HEADER_BYTES,
-        offset: active.base_offset(),
-        proven_durable: SEGMENT_HEADER_BYTES,
-        stop_offset: None,
-        entries: Vec::new(),
-        search_end: u64::MAX,
-    };
+    let mut start = ScanStart::from_data_start(active.base_offset(), None);
     // What a writer may have written past the end is bounded by a trusted index file's
     // write bound (the search stops there); without one the whole segment is searched.
     let mut proven = (SEGMENT_HEADER_BYTES, active.base_offset());

@@ -112,14 +112,7 @@ impl Shared {
         let outcome = recovery::scan(
             segment.bytes()?,
             segment.seed,
-            ScanStart {
-                position: SEGMENT_HEADER_BYTES,
-                offset: segment.base_offset(),
-                proven_durable: SEGMENT_HEADER_BYTES,
-                stop_offset: Some(end_offset),
-                entries: Vec::new(),
-                search_end: u64::MAX,
-            },
+            ScanStart::from_data_start(segment.base_offset(), Some(end_offset)),
             self.opts.index_interval_bytes,
         );
         if let Tail::Corrupt { position, reason } = outcome.tail {
@@ -197,14 +190,7 @@ impl Shared {
         let frames = recovery::read_frames(
             segment.bytes()?,
             segment.seed,
-            ScanStart {
-                position: SEGMENT_HEADER_BYTES,
-                offset: segment.base_offset(),
-                proven_durable: SEGMENT_HEADER_BYTES,
-                stop_offset: Some(written),
-                entries: Vec::new(),
-                search_end: u64::MAX,
-            },
+            ScanStart::from_data_start(segment.base_offset(), Some(written)),
             self.opts.index_interval_bytes,
         );
         if frames.next_offset <= target {

@@ -33,6 +33,21 @@ pub(crate) struct ScanStart {
     pub(crate) search_end: u64,
 }
 
+impl ScanStart {
+    /// A scan of a whole segment from its data start, nothing known durable beyond the
+    /// header, searching to the end; `stop_offset` as for sealed segments.
+    pub(crate) fn from_data_start(base_offset: u64, stop_offset: Option<u64>) -> ScanStart {
+        ScanStart {
+            position: format::SEGMENT_HEADER_BYTES,
+            offset: base_offset,
+            proven_durable: format::SEGMENT_HEADER_BYTES,
+            stop_offset,
+            entries: Vec::new(),
+            search_end: u64::MAX,
+        }
+    }
+}
+
 /// How the data of a scanned segment ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Tail {

@@ -222,12 +222,8 @@ fn check_segment(dir: &Path, segment: &Segment, stop: Option<u64>, report: &mut 
         bytes,
         segment.seed,
         ScanStart {
-            position: SEGMENT_HEADER_BYTES,
-            offset: segment.base_offset(),
             proven_durable: proven,
-            stop_offset: stop,
-            entries: Vec::new(),
-            search_end: u64::MAX,
+            ..ScanStart::from_data_start(segment.base_offset(), stop)
         },
         4096,
     );

@@ -142,6 +142,23 @@ impl World {
             }
         }
     }
+
+    /// Requires the disk's durable image to hold every record below `durable_offset()`
+    /// now.
+    fn assert_durable_offset_held(&self) {
+        let durable = self.log.durable_offset();
+        if durable == 0 {
+            return;
+        }
+        let image = durable_image(&self.disk, self.dir.path());
+        let log = Log::open_read_only(image.path(), options(Durability::None))
+            .expect("open durable image");
+        assert!(
+            log.next_offset() >= durable,
+            "durable_offset() said {durable}, the disk holds {}",
+            log.next_offset()
+        );
+    }
 }
 
 /// A copy of `dir` as a power cut right now would leave it: every write the simulated
@@ -276,17 +293,7 @@ fn unsynced_appends_and_sync() {
             let world = world.clone();
             shuttle::thread::spawn(move || {
                 for _ in 0..4 {
-                    let durable = world.log.durable_offset();
-                    if durable > 0 {
-                        let image = durable_image(&world.disk, world.dir.path());
-                        let log = Log::open_read_only(image.path(), options(Durability::None))
-                            .expect("open durable image");
-                        assert!(
-                            log.next_offset() >= durable,
-                            "durable_offset() said {durable}, the disk holds {}",
-                            log.next_offset()
-                        );
-                    }
+                    world.assert_durable_offset_held();
                     shuttle::thread::yield_now();
                 }
                 Vec::new()
@@ -466,17 +473,7 @@ fn unsynced_failure_poisons_background_flushes_too() {
                     })
                     .collect();
                 for _ in 0..3 {
-                    let durable = world.log.durable_offset();
-                    if durable > 0 {
-                        let image = durable_image(&world.disk, world.dir.path());
-                        let log = Log::open_read_only(image.path(), options(Durability::None))
-                            .expect("open durable image");
-                        assert!(
-                            log.next_offset() >= durable,
-                            "durable_offset() said {durable}, the disk holds {}",
-                            log.next_offset()
-                        );
-                    }
+                    world.assert_durable_offset_held();
                     shuttle::thread::yield_now();
                 }
                 for handle in producers {
