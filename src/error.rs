@@ -96,6 +96,36 @@ pub enum Error {
     /// An option value that cannot work.
     #[error("invalid options: {0}")]
     InvalidOptions(String),
+
+    /// A topic name a store does not accept (1 to 200 bytes of ASCII letters, digits,
+    /// `.`, `_` and `-`, not `.` or `..`), or a name whose place in the store holds
+    /// something that is not a topic.
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopic {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A topic that the store does not hold (reading, or removing).
+    #[error("the store at {} has no topic {name:?}; `ringlog topics {}` lists them", store.display(), store.display())]
+    UnknownTopic {
+        /// The topic asked for.
+        name: String,
+        /// The store's directory.
+        store: PathBuf,
+    },
+
+    /// A directory of the other kind: a store where a single log was expected (or one
+    /// of its topics), or a single log where a store was expected.
+    #[error("{}: {reason}", path.display())]
+    WrongKind {
+        /// The directory.
+        path: PathBuf,
+        /// What it holds, and how to open it.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -54,6 +54,7 @@ mod report;
 mod segment;
 #[doc(hidden)]
 pub mod sim;
+mod store;
 mod sync;
 mod verify;
 mod watermark;
@@ -69,4 +70,5 @@ pub use log::{lock_holder, AppendTicket, Log};
 pub use options::{Durability, IoBackend, Options, Preallocate, RecoveryPolicy};
 pub use reader::{Iter, Record};
 pub use report::{RecoveryReport, SegmentInfo, SegmentScan, Stats, Truncation};
+pub use store::Store;
 pub use verify::{repair, verify, Problem, ProblemKind, RepairReport, VerifyReport};

@@ -22,22 +22,35 @@ use crate::writer::{Shared, Start};
 /// Name of the lock file inside a log directory.
 const LOCK_FILE: &str = "ringlog.lock";
 
-/// A durable, append-only, segmented log in one directory.
+/// A durable, append-only, segmented log: one directory opened with [`Log::open`], or a
+/// topic of a [`Store`](crate::Store).
 ///
-/// `Log` is `Send + Sync`: share it (e.g. in an `Arc`) between any number of producer
-/// and reader threads.
+/// `Log` is a cheap handle: `Clone + Send + Sync`. Clone it (or share it in an `Arc`)
+/// between any number of producer and reader threads. For a log opened with
+/// [`Log::open`], dropping the last handle closes the log; a topic's handles close
+/// nothing when dropped (the store owns the topic: see [`Log::close`]).
+#[derive(Clone)]
 pub struct Log {
+    core: Arc<LogCore>,
+}
+
+/// What every handle of one open log shares.
+pub(crate) struct LogCore {
     shared: Arc<Shared>,
     threads: Mutex<Vec<crate::sync::JoinHandle<()>>>,
+    /// The directory's writer lock (`None` for read-only logs and store topics, whose
+    /// store holds the lock).
     lock: Mutex<Option<File>>,
     report: RecoveryReport,
     closed: AtomicBool,
+    /// The topic was removed from its store: every later call is [`Error::Closed`].
+    removed: AtomicBool,
 }
 
 impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Log")
-            .field("dir", &self.shared.dir)
+            .field("dir", &self.core.shared.dir)
             .field("first_offset", &self.first_offset())
             .field("next_offset", &self.next_offset())
             .field("durable_offset", &self.durable_offset())
@@ -90,17 +103,42 @@ impl Log {
     fn open_inner(
         dir: &Path,
         opts: Options,
-        mut backend: Box<dyn io::Backend>,
+        backend: Box<dyn io::Backend>,
         backend_fallback: Option<String>,
     ) -> Result<Log> {
+        crate::store::refuse_store_dir(dir)?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+        let lock = lock_dir(dir)?;
+        Log::start(dir, opts, backend, backend_fallback, Some(lock))
+    }
+
+    /// Opens a store's topic: its directory exists and the store holds the lock.
+    pub(crate) fn open_topic(dir: &Path, opts: Options) -> Result<Log> {
+        opts.validate()?;
+        let (backend, backend_fallback) = io::select(opts.io).map_err(|e| {
+            Error::InvalidOptions(format!(
+                "IoBackend::Uring was requested but io_uring cannot be used: {e}"
+            ))
+        })?;
+        Log::start(dir, opts, backend, backend_fallback, None)
+    }
+
+    /// Recovers the log in `dir` and starts its threads; `lock` is kept until close.
+    fn start(
+        dir: &Path,
+        opts: Options,
+        mut backend: Box<dyn io::Backend>,
+        backend_fallback: Option<String>,
+        lock: Option<File>,
+    ) -> Result<Log> {
         let dir = dir.to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
-        let lock = lock_dir(&dir)?;
         let recovered = crate::open::recover(&dir, &opts, Access::Write, backend.as_mut())?;
         let active_bytes = recovered.segments.last().map(|s| s.header.segment_bytes);
+        // Unless a size was given, new segments take the size of the active one; growing
+        // segments grow toward `segment_bytes` (64 MiB unless set) instead.
         let opts = match active_bytes {
-            Some(bytes) => opts.inherit_segment_bytes(bytes),
-            None => opts,
+            Some(bytes) if !opts.grows_segments() => opts.inherit_segment_bytes(bytes),
+            _ => opts,
         };
         opts.validate()?;
         let shared = Shared::new(
@@ -138,13 +176,14 @@ impl Log {
                 }
             }
         }
-        Ok(Log {
+        Ok(Log::from_core(LogCore {
             shared,
             threads: Mutex::new(threads),
-            lock: Mutex::new(Some(lock)),
+            lock: Mutex::new(lock),
             report: recovered.report,
             closed: AtomicBool::new(false),
-        })
+            removed: AtomicBool::new(false),
+        }))
     }
 
     /// Opens the log in `dir` for reading only, beside a writer in this or another
@@ -177,13 +216,14 @@ impl Log {
                 read_only: true,
             },
         );
-        Ok(Log {
+        Ok(Log::from_core(LogCore {
             shared,
             threads: Mutex::new(Vec::new()),
             lock: Mutex::new(None),
             report: recovered.report,
             closed: AtomicBool::new(false),
-        })
+            removed: AtomicBool::new(false),
+        }))
     }
 
     /// For a log opened read-only: looks for records (and segments) written since open
@@ -194,16 +234,16 @@ impl Log {
     ///
     /// [`Error::Io`] or [`Error::Corruption`] while reading new segments.
     pub fn refresh(&self) -> Result<u64> {
-        if self.shared.read_only {
-            self.shared.refresh()
+        if self.core.shared.read_only {
+            self.core.shared.refresh()
         } else {
-            Ok(self.shared.visible_offset())
+            Ok(self.core.shared.visible_offset())
         }
     }
 
     /// Whether this handle was opened with [`Log::open_read_only`].
     pub fn is_read_only(&self) -> bool {
-        self.shared.read_only
+        self.core.shared.read_only
     }
 
     /// Describes every segment: offsets, records, bytes used, sealed or active, index
@@ -214,19 +254,19 @@ impl Log {
     /// [`Error::Corruption`] if a sealed segment's index must be rebuilt and its data is
     /// damaged; [`Error::Io`].
     pub fn segments(&self) -> Result<Vec<SegmentInfo>> {
-        let segments = self.shared.segments.read().clone();
-        let visible = self.shared.visible_offset();
-        let active_end = if self.shared.read_only {
-            self.shared.staging.lock().cursor().1
+        let segments = self.core.shared.segments.read().clone();
+        let visible = self.core.shared.visible_offset();
+        let active_end = if self.core.shared.read_only {
+            self.core.shared.staging.lock().cursor().1
         } else {
-            self.shared.commit.lock().written_position
+            self.core.shared.commit.lock().written_position
         };
         let mut out = Vec::with_capacity(segments.len());
         for segment in &segments {
             let end_offset = *segment.end_offset.read();
             let (end_offset, used_bytes) = match end_offset {
                 Some(end) => {
-                    self.shared.ensure_index(segment, false)?;
+                    self.core.shared.ensure_index(segment, false)?;
                     let data_end = segment.index.read().data_end;
                     (end, data_end.unwrap_or(segment.header.segment_bytes))
                 }
@@ -267,15 +307,15 @@ impl Log {
     /// As [`Log::append`]; also [`Error::RecordTooLarge`] when the batch does not fit in
     /// one segment.
     pub fn append_batch(&self, payloads: &[&[u8]]) -> Result<Range<u64>> {
-        let (range, writer_idle) = self.shared.stage(payloads)?;
+        let (range, writer_idle) = self.core.shared.stage(payloads)?;
         if range.is_empty() {
             return Ok(range);
         }
-        if self.shared.opts.durability == Durability::Sync {
-            self.shared.kick(writer_idle, true)?;
-            self.shared.wait_durable(range.end - 1)?;
+        if self.core.shared.opts.durability == Durability::Sync {
+            self.core.shared.kick(writer_idle, true)?;
+            self.core.shared.wait_durable(range.end - 1)?;
         } else {
-            self.shared.kick(writer_idle, false)?;
+            self.core.shared.kick(writer_idle, false)?;
         }
         Ok(range)
     }
@@ -288,10 +328,10 @@ impl Log {
     ///
     /// As [`Log::append`], for what can fail before the write.
     pub fn submit(&self, payload: &[u8]) -> Result<AppendTicket> {
-        let (range, writer_idle) = self.shared.stage(&[payload])?;
-        self.shared.kick(writer_idle, false)?;
+        let (range, writer_idle) = self.core.shared.stage(&[payload])?;
+        self.core.shared.kick(writer_idle, false)?;
         Ok(AppendTicket {
-            shared: self.shared.clone(),
+            shared: self.core.shared.clone(),
             offset: range.start,
         })
     }
@@ -302,17 +342,17 @@ impl Log {
     ///
     /// [`Error::Poisoned`] if a write or flush failed (now or earlier), [`Error::Closed`].
     pub fn sync(&self) -> Result<()> {
-        if self.shared.read_only {
+        if self.core.shared.read_only {
             return Err(Error::ReadOnly);
         }
-        if self.closed.load(SeqCst) {
+        if self.core.closed.load(SeqCst) {
             return Err(Error::Closed);
         }
         let result = {
-            let mut committer = self.shared.commit.lock();
-            self.shared.commit_pending(&mut committer, true)
+            let mut committer = self.core.shared.commit.lock();
+            self.core.shared.commit_pending(&mut committer, true)
         };
-        self.shared.kick(true, false)?;
+        self.core.shared.kick(true, false)?;
         result
     }
 
@@ -323,13 +363,17 @@ impl Log {
     /// [`Error::OffsetOutOfRange`] outside `first_offset()..` the read watermark;
     /// [`Error::Corruption`] if its bytes fail their checksum.
     pub fn read(&self, offset: u64) -> Result<Record> {
-        self.shared.read(offset)
+        self.check_not_removed()?;
+        self.core.shared.read(offset)
     }
 
     /// Iterates records from `from` in offset order, up to the read watermark. An
     /// out-of-range `from` yields one [`Error::OffsetOutOfRange`].
     pub fn iter(&self, from: u64) -> Iter {
-        Iter::new(self.shared.clone(), from)
+        if let Err(e) = self.check_not_removed() {
+            return Iter::failed_with(self.core.shared.clone(), e);
+        }
+        Iter::new(self.core.shared.clone(), from)
     }
 
     /// Up to `max_records` records starting at `from`.
@@ -348,7 +392,8 @@ impl Log {
     ///
     /// [`Error::Corruption`].
     pub fn tail(&self, n: usize) -> Result<Vec<Record>> {
-        let end = self.shared.visible_offset();
+        self.check_not_removed()?;
+        let end = self.core.shared.visible_offset();
         let first = self.first_offset();
         let from = end.saturating_sub(n as u64).max(first);
         self.read_range(from, n)
@@ -356,31 +401,31 @@ impl Log {
 
     /// The first offset in the log.
     pub fn first_offset(&self) -> u64 {
-        self.shared.first_offset.load(SeqCst)
+        self.core.shared.first_offset.load(SeqCst)
     }
 
     /// The offset the next append will get.
     pub fn next_offset(&self) -> u64 {
-        self.shared.staging.lock().next_offset()
+        self.core.shared.staging.lock().next_offset()
     }
 
     /// Every offset below this one is durable.
     pub fn durable_offset(&self) -> u64 {
-        self.shared.marks.durable()
+        self.core.shared.marks.durable()
     }
 
     /// The log's directory.
     pub fn dir(&self) -> &Path {
-        &self.shared.dir
+        &self.core.shared.dir
     }
 
     /// Counters and state: backend (and why, if it fell back), segments, bytes, records,
     /// fsyncs, records per fsync.
     pub fn stats(&self) -> Stats {
         use std::sync::atomic::Ordering::Relaxed;
-        let counters = &self.shared.counters;
+        let counters = &self.core.shared.counters;
         let (segments_count, segments_bytes) = {
-            let segments = self.shared.segments.read();
+            let segments = self.core.shared.segments.read();
             (
                 segments.len() as u64,
                 segments.iter().map(|s| s.header.segment_bytes).sum(),
@@ -391,8 +436,8 @@ impl Log {
         let next_offset = self.next_offset();
         let first_offset = self.first_offset();
         Stats {
-            backend: self.shared.backend_kind,
-            backend_fallback_reason: self.shared.backend_fallback.clone(),
+            backend: self.core.shared.backend_kind,
+            backend_fallback_reason: self.core.shared.backend_fallback.clone(),
             segments_count,
             bytes_written: counters.bytes_written.load(Relaxed),
             segments_bytes,
@@ -412,17 +457,69 @@ impl Log {
 
     /// What open found on disk and did about it.
     pub fn recovery_report(&self) -> &RecoveryReport {
-        &self.report
+        &self.core.report
     }
 
     /// Flushes everything, writes a clean-shutdown checkpoint, stops the background
-    /// threads and releases the directory lock. Later calls do nothing; later appends
-    /// fail with [`Error::Closed`]. Dropping the log does the same, ignoring errors.
+    /// threads and releases the directory lock: for every handle of this log (a store's
+    /// topic is closed for every handle; [`Store::topic`](crate::Store::topic) opens it
+    /// again). Later calls do nothing; later appends fail with [`Error::Closed`]; records
+    /// already appended stay readable through the handles. Dropping the last handle of a
+    /// log opened with [`Log::open`] does the same, ignoring errors.
     ///
     /// # Errors
     ///
     /// [`Error::Poisoned`] or [`Error::Io`] if the final flush failed.
     pub fn close(&self) -> Result<()> {
+        self.core.close()
+    }
+
+    /// Stops the log as a killed process would: staged records are dropped, nothing more
+    /// is written or flushed, no clean-shutdown checkpoint; the threads stop and the lock
+    /// is released. For crash tests. Not a stable API.
+    #[doc(hidden)]
+    pub fn abandon(&self) {
+        self.core.abandon()
+    }
+
+    fn from_core(core: LogCore) -> Log {
+        Log {
+            core: Arc::new(core),
+        }
+    }
+
+    /// The shared core, for the store that owns a topic.
+    pub(crate) fn core(&self) -> &Arc<LogCore> {
+        &self.core
+    }
+
+    /// A handle on a core the store keeps.
+    pub(crate) fn from_arc(core: Arc<LogCore>) -> Log {
+        Log { core }
+    }
+
+    /// Fails with [`Error::Closed`] once the topic was removed from its store.
+    fn check_not_removed(&self) -> Result<()> {
+        if self.core.removed.load(SeqCst) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+}
+
+impl LogCore {
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(SeqCst)
+    }
+
+    /// Closes the log and marks it removed: every later call through a handle is
+    /// [`Error::Closed`].
+    pub(crate) fn close_removed(&self) -> Result<()> {
+        self.removed.store(true, SeqCst);
+        self.close()
+    }
+
+    pub(crate) fn close(&self) -> Result<()> {
         if self.closed.swap(true, SeqCst) {
             return Ok(());
         }
@@ -440,14 +537,8 @@ impl Log {
         self.lock.lock().take();
         result
     }
-}
 
-impl Log {
-    /// Stops the log as a killed process would: staged records are dropped, nothing more
-    /// is written or flushed, no clean-shutdown checkpoint; the threads stop and the lock
-    /// is released. For crash tests. Not a stable API.
-    #[doc(hidden)]
-    pub fn abandon(&self) {
+    pub(crate) fn abandon(&self) {
         if self.closed.swap(true, SeqCst) {
             return;
         }
@@ -459,14 +550,14 @@ impl Log {
     }
 }
 
-impl Drop for Log {
+impl Drop for LogCore {
     fn drop(&mut self) {
         let _ = self.close();
     }
 }
 
 /// Takes the directory's advisory writer lock.
-fn lock_dir(dir: &Path) -> Result<File> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
         .read(true)

@@ -278,7 +278,7 @@ pub(crate) fn recover(
             None => segment::prepare(
                 dir,
                 0,
-                opts.segment_bytes_effective(),
+                opts.first_segment_bytes(),
                 opts.preallocate_effective(),
                 &mut || {},
             )?,

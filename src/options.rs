@@ -66,15 +66,16 @@ pub enum Preallocate {
 /// `Self`.
 #[derive(Debug, Clone)]
 pub struct Options {
-    segment_bytes: Option<u64>,
+    pub(crate) segment_bytes: Option<u64>,
     pub(crate) durability: Durability,
     pub(crate) recovery: RecoveryPolicy,
     pub(crate) io: IoBackend,
-    max_record_bytes: Option<u64>,
+    pub(crate) max_record_bytes: Option<u64>,
     pub(crate) index_interval_bytes: u64,
-    preallocate: Option<Preallocate>,
+    pub(crate) preallocate: Option<Preallocate>,
     pub(crate) read_unflushed: bool,
     pub(crate) max_batch_bytes: u64,
+    pub(crate) segment_growth: Option<bool>,
 }
 
 impl Default for Options {
@@ -89,6 +90,7 @@ impl Default for Options {
             preallocate: None,
             read_unflushed: false,
             max_batch_bytes: 4 << 20,
+            segment_growth: None,
         }
     }
 }
@@ -184,6 +186,47 @@ impl Options {
     pub fn max_batch_bytes(mut self, max_batch_bytes: u64) -> Self {
         self.max_batch_bytes = max_batch_bytes;
         self
+    }
+
+    /// Whether a new log starts with small segments that grow: the first is 64 KiB, each
+    /// next one twice the size of the one before, up to
+    /// [`segment_bytes`](Options::segment_bytes) (a batch too large for that size gets a
+    /// segment large enough). Segments stay preallocated and fixed-size once created.
+    /// So a log holding a few records takes 64 KiB of disk, not `segment_bytes` plus a
+    /// spare. Default: on for a [`Store`](crate::Store)'s topics, off for
+    /// [`Log::open`](crate::Log::open).
+    pub fn segment_growth(mut self, segment_growth: bool) -> Self {
+        self.segment_growth = Some(segment_growth);
+        self
+    }
+
+    /// Whether new segments grow (see [`Options::segment_growth`]).
+    pub(crate) fn grows_segments(&self) -> bool {
+        self.segment_growth.unwrap_or(false)
+    }
+
+    /// The size of a new log's first segment.
+    pub(crate) fn first_segment_bytes(&self) -> u64 {
+        let target = self.segment_bytes_effective();
+        if self.grows_segments() {
+            format::MIN_SEGMENT_BYTES.min(target)
+        } else {
+            target
+        }
+    }
+
+    /// The size of the segment after one of `previous_bytes`, which must hold at least
+    /// `needed_bytes` (header, marker and frames of the batch waiting for it).
+    pub(crate) fn next_segment_bytes(&self, previous_bytes: u64, needed_bytes: u64) -> u64 {
+        let target = self.segment_bytes_effective();
+        if !self.grows_segments() {
+            return target;
+        }
+        let mut bytes = previous_bytes.saturating_mul(2).max(format::MIN_SEGMENT_BYTES);
+        while bytes < needed_bytes && bytes < target {
+            bytes = bytes.saturating_mul(2);
+        }
+        bytes.min(target)
     }
 
     pub(crate) fn validate(&self) -> Result<()> {

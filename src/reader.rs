@@ -401,6 +401,13 @@ impl Iter {
         }
     }
 
+    /// An iterator that yields `error` once, then nothing.
+    pub(crate) fn failed_with(shared: Arc<Shared>, error: Error) -> Iter {
+        let mut iter = Iter::new(shared, 0);
+        iter.pending = Some(error);
+        iter
+    }
+
     /// The offset of the record `next` will return.
     pub fn next_offset(&self) -> u64 {
         self.next

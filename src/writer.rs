@@ -85,6 +85,10 @@ pub(crate) struct Staging {
     last_timestamp_ms: u64,
     spare: Option<Spare>,
     spare_failure: Option<PrepareFailure>,
+    /// A spare preparation was asked for and has not finished.
+    spare_requested: bool,
+    /// Bytes the next spare must hold at least (a batch waits for it).
+    spare_min_bytes: u64,
     writer_idle: bool,
     /// The parked writer is waiting, with a timeout, for a small batch to grow.
     writer_lazy: bool,
@@ -219,8 +223,14 @@ impl Shared {
         }
         // Recovery left no write bound this process made durable itself unless it wrote
         // a synced index file: reserve one now, ahead of the first append.
+        // Growing segments get a spare only once the active one is half full (see
+        // `Shared::stage`): a small log never reserves a second file.
+        let prepare = start.spare.is_none()
+            && !start.read_only
+            && (!opts.grows_segments()
+                || start.active_end_position * 2 >= active.header.segment_bytes);
         let mut first_chores = Chores {
-            prepare: start.spare.is_none(),
+            prepare,
             leftovers: start.leftovers,
             ..Chores::default()
         };
@@ -255,6 +265,8 @@ impl Shared {
                 last_timestamp_ms: 0,
                 spare: start.spare,
                 spare_failure: None,
+                spare_requested: prepare,
+                spare_min_bytes: 0,
                 writer_idle: false,
                 writer_lazy: false,
                 closed: false,
@@ -348,7 +360,7 @@ impl Shared {
             if st.position + needed <= st.segment.header.segment_bytes {
                 break;
             }
-            self.roll_staging(&mut st)?;
+            self.roll_staging(&mut st, SEGMENT_HEADER_BYTES + MARKER_BYTES + frames_bytes)?;
         }
         let opens_chunk = !st
             .chunks
@@ -404,6 +416,13 @@ impl Shared {
         }
         chunk.end_offset = st.next_offset;
         st.staged_bytes += frames_bytes;
+        if st.spare.is_none()
+            && !st.spare_requested
+            && st.position * 2 >= st.segment.header.segment_bytes
+        {
+            st.spare_requested = true;
+            self.request_chore(|c| c.prepare = true);
+        }
         debug_assert_eq!(
             chunk.start_position + chunk.buf.len() as u64,
             st.position,
@@ -412,8 +431,21 @@ impl Shared {
         Ok((first..st.next_offset, st.writer_idle))
     }
 
-    /// Moves staging to the spare segment, or waits for one to be prepared.
-    fn roll_staging(&self, st: &mut MutexGuard<'_, Staging>) -> Result<()> {
+    /// Moves staging to the spare segment, or waits for one to be prepared that holds at
+    /// least `needed_bytes`.
+    fn roll_staging(&self, st: &mut MutexGuard<'_, Staging>, needed_bytes: u64) -> Result<()> {
+        if st
+            .spare
+            .as_ref()
+            .is_some_and(|spare| spare.header.segment_bytes < needed_bytes)
+        {
+            // A growing log's spare too small for this batch: replace it by one large
+            // enough. It was never activated, so removing it is safe at any moment (a
+            // crash before the removal leaves a valid spare, after it none).
+            if let Some(small) = st.spare.take() {
+                let _ = std::fs::remove_file(&small.path);
+            }
+        }
         match st.spare.take() {
             Some(spare) => {
                 let header = format::SegmentHeader {
@@ -432,10 +464,17 @@ impl Shared {
                 st.segment = segment;
                 st.position = SEGMENT_HEADER_BYTES;
                 st.last_entry_position = None;
-                self.request_chore(|c| c.prepare = true);
+                st.spare_min_bytes = 0;
+                st.spare_requested = false;
+                if !self.opts.grows_segments() {
+                    st.spare_requested = true;
+                    self.request_chore(|c| c.prepare = true);
+                }
                 Ok(())
             }
             None => {
+                st.spare_min_bytes = st.spare_min_bytes.max(needed_bytes);
+                st.spare_requested = true;
                 if let Some(failure) = st.spare_failure.take() {
                     self.request_chore(|c| c.prepare = true);
                     return Err(failure.to_error());
@@ -1007,18 +1046,21 @@ impl Shared {
     }
 
     fn prepare_spare(&self) {
-        let id = {
+        let (id, segment_bytes) = {
             let st = self.staging.lock();
             if st.spare.is_some() || st.closed {
                 return;
             }
-            st.segment.id() + 1
+            let bytes = self
+                .opts
+                .next_segment_bytes(st.segment.header.segment_bytes, st.spare_min_bytes);
+            (st.segment.id() + 1, bytes)
         };
         // Checkpoints and background flushes asked for meanwhile do not wait for it.
         let result = segment::prepare(
             &self.dir,
             id,
-            self.opts.segment_bytes_effective(),
+            segment_bytes,
             self.opts.preallocate_effective(),
             &mut || self.urgent_chores(),
         );
@@ -1028,8 +1070,9 @@ impl Shared {
                 st.spare = Some(spare);
                 st.spare_failure = None;
             }
-            Ok(_) => {}
+            Ok(_) => st.spare_requested = false,
             Err(e) => {
+                st.spare_requested = false;
                 let (kind, message) = match &e {
                     Error::Io { source, .. } => (source.kind(), source.to_string()),
                     other => (std::io::ErrorKind::Other, other.to_string()),

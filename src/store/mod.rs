@@ -1,0 +1,569 @@
+//! A store: many named logs (topics) in one directory, under one writer lock.
+//!
+//! ```text
+//! mystore/
+//!   ringlog.store          marks the directory as a store (format version)
+//!   ringlog.lock           the one writer lock (flock), holding the writer's pid
+//!   topics/
+//!     orders/              a topic: a log directory in the single-log format
+//!       topic.options      the options it was created with (or "the store's")
+//!       00000000000000000000.seg ...
+//!     +new+audit/          a creation a crash interrupted (removed at open)
+//!     +gone+jobs.42+<n>/   a removal a crash interrupted (removed at open)
+//! ```
+//!
+//! A topic directory holds exactly what a single log's directory holds (segments, index
+//! files) plus its options file, so one recovery, one reader and one `verify` serve
+//! both. A topic is created in a temporary directory that is complete (options file and
+//! first segment synced) before it is renamed into place and the rename made durable:
+//! after a crash a topic either exists whole or not at all. Removal renames the
+//! directory away (durably) before deleting anything, so a removed topic never comes
+//! back half. Topic names never contain `+`, so temporary names cannot collide with
+//! them.
+
+mod meta;
+mod name;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::log::{Log, LogCore};
+use crate::open::Access;
+use crate::options::Options;
+use crate::segment::sync_dir;
+
+pub(crate) use meta::{STORE_MARKER_FILE, TOPICS_DIR, TOPIC_OPTIONS_FILE};
+use meta::{decode_topic_options, encode_topic_options, TopicOptions, STORE_MARKER};
+pub(crate) use name::check_topic_name;
+
+/// Prefix of a topic directory being created.
+const CREATING_PREFIX: &str = "+new+";
+/// Prefix of a topic directory being removed.
+const REMOVING_PREFIX: &str = "+gone+";
+
+/// Many named logs ("topics") in one directory, under one writer lock.
+///
+/// Every topic is a [`Log`] with its own dense offsets from 0: every method of `Log`
+/// works on it. Topics are created on first use, durably. `Store` is a cheap handle
+/// (`Clone + Send + Sync`); dropping the last handle closes every topic, as
+/// [`Store::close`] does. Dropping a topic's handles closes nothing.
+///
+/// ```
+/// use ringlog::{Durability, Options, Store};
+///
+/// # fn main() -> ringlog::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open(dir.path(), Options::default())?;
+/// let orders = store.topic("orders")?;                // created, durably, on first use
+/// assert_eq!(orders.append(b"order 1")?, 0);            // offsets are per topic
+/// let audit = store.topic_with(
+///     "audit",
+///     Options::default().segment_bytes(1 << 20).durability(Durability::None),
+/// )?;                                                   // its own options, persisted
+/// assert_eq!(audit.append(b"login")?, 0);
+/// assert_eq!(store.topics()?, ["audit", "orders"]);
+/// store.remove_topic("audit")?;                         // durable; its handles get Closed
+/// assert!(audit.append(b"late").is_err());
+/// store.close()?;
+///
+/// let store = Store::open(dir.path(), Options::default())?;
+/// assert_eq!(store.topic("orders")?.read(0)?.payload(), b"order 1");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<StoreInner>,
+}
+
+struct StoreInner {
+    dir: PathBuf,
+    topics_dir: PathBuf,
+    /// Every topic's defaults.
+    opts: Options,
+    read_only: bool,
+    /// The store's writer lock (`None` when read-only or closed).
+    lock: Mutex<Option<File>>,
+    /// Open topics. Held while a topic is opened, created or removed, so that those
+    /// never race for one name.
+    open: Mutex<HashMap<String, Arc<LogCore>>>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.inner.dir)
+            .field("read_only", &self.inner.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating the directory and an empty store if needed,
+    /// and takes its writer lock. Topics are opened (and recovered) when first asked
+    /// for, so opening a store costs the same whatever the number of topics.
+    ///
+    /// `opts` are every topic's defaults; [`Store::topic_with`] gives a topic its own.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`]; [`Error::Locked`] if another writer has the store;
+    /// [`Error::WrongKind`] if `dir` holds a single log; [`Error::Io`].
+    pub fn open(dir: impl AsRef<Path>, mut opts: Options) -> Result<Store> {
+        opts.validate()?;
+        opts.segment_growth.get_or_insert(true);
+        let dir = dir.as_ref().to_path_buf();
+        refuse_single_log_dir(&dir)?;
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        let lock = crate::log::lock_dir(&dir)?;
+        let marker = dir.join(STORE_MARKER_FILE);
+        match std::fs::read(&marker) {
+            Ok(bytes) => check_marker(&marker, &bytes)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                write_synced(&marker, STORE_MARKER.as_bytes())?;
+                sync_dir(&dir)?;
+            }
+            Err(e) => return Err(Error::io("read store marker", &marker, e)),
+        }
+        let topics_dir = dir.join(TOPICS_DIR);
+        match std::fs::create_dir(&topics_dir) {
+            Ok(()) => sync_dir(&dir)?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io("create directory", &topics_dir, e)),
+        }
+        remove_leftovers(&topics_dir)?;
+        Ok(Store::new(dir, topics_dir, opts, false, Some(lock)))
+    }
+
+    /// Opens the store in `dir` for reading only, beside a writer in this or another
+    /// process: no lock is taken and nothing on disk changes. [`Store::topics`] lists
+    /// what is there at each call; [`Store::topic`] opens a topic read-only (see
+    /// [`Log::open_read_only`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongKind`] if `dir` is not a store; [`Error::Io`].
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Store> {
+        let dir = dir.as_ref().to_path_buf();
+        let marker = dir.join(STORE_MARKER_FILE);
+        match std::fs::read(&marker) {
+            Ok(bytes) => check_marker(&marker, &bytes)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::WrongKind {
+                    reason: format!(
+                        "holds no ringlog store (no {STORE_MARKER_FILE}); check the path"
+                    ),
+                    path: dir,
+                })
+            }
+            Err(e) => return Err(Error::io("read store marker", &marker, e)),
+        }
+        let topics_dir = dir.join(TOPICS_DIR);
+        Ok(Store::new(dir, topics_dir, Options::default(), true, None))
+    }
+
+    fn new(
+        dir: PathBuf,
+        topics_dir: PathBuf,
+        opts: Options,
+        read_only: bool,
+        lock: Option<File>,
+    ) -> Store {
+        Store {
+            inner: Arc::new(StoreInner {
+                dir,
+                topics_dir,
+                opts,
+                read_only,
+                lock: Mutex::new(lock),
+                open: Mutex::new(HashMap::new()),
+                closed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The topic `name`, created (with the store's options) if it does not exist yet;
+    /// durable when it returns. Every call for one name gives a handle on the same
+    /// topic. A topic created with [`Store::topic_with`] keeps its own options.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTopic`]; [`Error::Closed`] after [`Store::close`];
+    /// [`Error::UnknownTopic`] for a read-only store without it; what
+    /// [`Log::open`] returns for a damaged topic.
+    pub fn topic(&self, name: &str) -> Result<Log> {
+        self.topic_inner(name, TopicOptions::Store)
+    }
+
+    /// The topic `name`, created with its own options `opts` if it does not exist yet
+    /// (persisted with it: reopening it, by either method, uses them). The I/O backend
+    /// is the store's.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::topic`]; [`Error::InvalidOptions`] if `opts` are invalid, or if the
+    /// topic exists with other options.
+    pub fn topic_with(&self, name: &str, opts: Options) -> Result<Log> {
+        opts.validate()?;
+        let opts = Options {
+            io: self.inner.opts.io,
+            segment_growth: Some(opts.segment_growth.unwrap_or(true)),
+            ..opts
+        };
+        self.topic_inner(name, TopicOptions::Own(opts))
+    }
+
+    fn topic_inner(&self, name: &str, wanted: TopicOptions) -> Result<Log> {
+        check_topic_name(name)?;
+        let inner = &self.inner;
+        let mut open = inner.open.lock();
+        if inner.closed.load(SeqCst) {
+            return Err(Error::Closed);
+        }
+        let dir = inner.topics_dir.join(name);
+        if let Some(core) = open.get(name) {
+            if !core.is_closed() {
+                if let TopicOptions::Own(wanted) = &wanted {
+                    let persisted = self.read_topic_options(name, &dir)?;
+                    check_same_options(name, &persisted, wanted)?;
+                }
+                return Ok(Log::from_arc(core.clone()));
+            }
+        }
+        let log = if inner.read_only {
+            if !self.topic_exists(name, &dir)? {
+                return Err(Error::UnknownTopic {
+                    name: name.to_string(),
+                    store: inner.dir.clone(),
+                });
+            }
+            Log::open_read_only(&dir, Options::default())?
+        } else {
+            if !self.topic_exists(name, &dir)? {
+                self.create_topic(name, &wanted)?;
+            }
+            let persisted = self.read_topic_options(name, &dir)?;
+            if let TopicOptions::Own(wanted) = &wanted {
+                check_same_options(name, &persisted, wanted)?;
+            }
+            Log::open_topic(&dir, persisted)?
+        };
+        open.insert(name.to_string(), log.core().clone());
+        Ok(log)
+    }
+
+    /// Whether `dir` holds the topic `name`; a file or a foreign directory in its place
+    /// is an error, never overwritten.
+    fn topic_exists(&self, name: &str, dir: &Path) -> Result<bool> {
+        match std::fs::symlink_metadata(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io("stat topic directory", dir, e)),
+            Ok(meta) if !meta.is_dir() => Err(Error::InvalidTopic {
+                name: name.to_string(),
+                reason: format!(
+                    "{} is not a directory; move it out of the store",
+                    dir.display()
+                ),
+            }),
+            Ok(_) if !dir.join(TOPIC_OPTIONS_FILE).exists() => Err(Error::InvalidTopic {
+                name: name.to_string(),
+                reason: format!(
+                    "{} is a directory without {TOPIC_OPTIONS_FILE}, not a topic; move it out of the store",
+                    dir.display()
+                ),
+            }),
+            Ok(_) => Ok(true),
+        }
+    }
+
+    /// The options a topic runs with: its own, or the store's.
+    fn read_topic_options(&self, name: &str, dir: &Path) -> Result<Options> {
+        let path = dir.join(TOPIC_OPTIONS_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io("read topic options", &path, e))?;
+        let persisted = decode_topic_options(&bytes, &self.inner.opts).map_err(|reason| {
+            Error::corruption(
+                &path,
+                0,
+                format!("the options file of topic {name:?} is damaged: {reason}"),
+            )
+        })?;
+        Ok(match persisted {
+            TopicOptions::Store => self.inner.opts.clone(),
+            TopicOptions::Own(opts) => opts,
+        })
+    }
+
+    /// Creates topic `name` whole, or not at all (see the module documentation).
+    fn create_topic(&self, name: &str, options: &TopicOptions) -> Result<()> {
+        let topics_dir = &self.inner.topics_dir;
+        let tmp = topics_dir.join(format!("{CREATING_PREFIX}{name}"));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io("remove", &tmp, e))?;
+        }
+        let result = (|| {
+            std::fs::create_dir(&tmp).map_err(|e| Error::io("create directory", &tmp, e))?;
+            write_synced(
+                &tmp.join(TOPIC_OPTIONS_FILE),
+                encode_topic_options(options).as_bytes(),
+            )?;
+            let engine_opts = match options {
+                TopicOptions::Store => &self.inner.opts,
+                TopicOptions::Own(opts) => opts,
+            };
+            // The first segment, so that a topic directory is always a complete log
+            // (its preparation syncs the file and the directory).
+            let mut backend = crate::io::PwriteBackend::default();
+            drop(crate::open::recover(
+                &tmp,
+                engine_opts,
+                Access::Write,
+                &mut backend,
+            )?);
+            let dir = topics_dir.join(name);
+            std::fs::rename(&tmp, &dir).map_err(|e| Error::io("rename topic directory", &dir, e))
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        sync_dir(topics_dir)
+    }
+
+    /// Every topic's name, sorted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the store's directory cannot be read.
+    pub fn topics(&self) -> Result<Vec<String>> {
+        let topics_dir = &self.inner.topics_dir;
+        let entries = match std::fs::read_dir(topics_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.inner.read_only => {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(Error::io("read directory", topics_dir, e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("read directory", topics_dir, e))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let path = entry.path();
+            if check_topic_name(&name).is_ok()
+                && path.is_dir()
+                && path.join(TOPIC_OPTIONS_FILE).exists()
+            {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Removes topic `name`, durably: its handles get [`Error::Closed`] from then on,
+    /// and its files go. Records a reader already holds stay readable (their mappings
+    /// outlive the files).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTopic`], [`Error::UnknownTopic`], [`Error::ReadOnly`],
+    /// [`Error::Closed`], [`Error::Io`].
+    pub fn remove_topic(&self, name: &str) -> Result<()> {
+        check_topic_name(name)?;
+        let inner = &self.inner;
+        if inner.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let mut open = inner.open.lock();
+        if inner.closed.load(SeqCst) {
+            return Err(Error::Closed);
+        }
+        let dir = inner.topics_dir.join(name);
+        if !self.topic_exists(name, &dir)? {
+            return Err(Error::UnknownTopic {
+                name: name.to_string(),
+                store: inner.dir.clone(),
+            });
+        }
+        if let Some(core) = open.remove(name) {
+            // Its data is going: a failed final flush changes nothing.
+            let _ = core.close_removed();
+        }
+        static REMOVALS: AtomicU64 = AtomicU64::new(0);
+        let gone = inner.topics_dir.join(format!(
+            "{REMOVING_PREFIX}{name}+{}.{}",
+            std::process::id(),
+            REMOVALS.fetch_add(1, SeqCst)
+        ));
+        std::fs::rename(&dir, &gone).map_err(|e| Error::io("rename topic directory", &dir, e))?;
+        sync_dir(&inner.topics_dir)?;
+        // Best effort: the next open removes what is left.
+        let _ = std::fs::remove_dir_all(&gone);
+        Ok(())
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Whether this handle was opened with [`Store::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
+    }
+
+    /// Closes every open topic (each as [`Log::close`] does) and releases the writer
+    /// lock. Later calls do nothing; later [`Store::topic`] calls and appends through
+    /// topic handles fail with [`Error::Closed`]. Dropping the last handle of the store
+    /// does the same, ignoring errors.
+    ///
+    /// # Errors
+    ///
+    /// The first error a topic's close returned (every topic is closed all the same).
+    pub fn close(&self) -> Result<()> {
+        self.inner.close()
+    }
+}
+
+impl StoreInner {
+    fn close(&self) -> Result<()> {
+        let mut open = self.open.lock();
+        if self.closed.swap(true, SeqCst) {
+            return Ok(());
+        }
+        let mut first_error = None;
+        let mut names: Vec<_> = open.keys().cloned().collect();
+        names.sort();
+        for name in names {
+            if let Some(core) = open.remove(&name) {
+                if let Err(e) = core.close() {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        self.lock.lock().take();
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for StoreInner {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+/// `topic_with` on an existing topic must ask for the options it has.
+fn check_same_options(name: &str, persisted: &Options, wanted: &Options) -> Result<()> {
+    let as_text = |o: &Options| encode_topic_options(&TopicOptions::Own(o.clone()));
+    if as_text(persisted) == as_text(wanted) {
+        return Ok(());
+    }
+    Err(Error::InvalidOptions(format!(
+        "topic {name:?} exists with other options ({}); open it with Store::topic to use them",
+        describe_options(persisted)
+    )))
+}
+
+fn describe_options(o: &Options) -> String {
+    format!(
+        "segment_bytes {}, durability {:?}, recovery {:?}",
+        o.segment_bytes_effective(),
+        o.durability,
+        o.recovery
+    )
+}
+
+fn check_marker(path: &Path, bytes: &[u8]) -> Result<()> {
+    if bytes == STORE_MARKER.as_bytes() {
+        return Ok(());
+    }
+    Err(Error::corruption(
+        path,
+        0,
+        "not a store marker this version knows (a newer ringlog's store, or damage)",
+    ))
+}
+
+/// `Store::open` on a directory that holds a single log refuses: the two layouts are
+/// different, and a store never adopts a log's files.
+fn refuse_single_log_dir(dir: &Path) -> Result<()> {
+    if dir.join(STORE_MARKER_FILE).exists() {
+        return Ok(());
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name
+            .to_str()
+            .and_then(crate::segment::parse_name)
+            .is_some()
+        {
+            return Err(Error::WrongKind {
+                path: dir.to_path_buf(),
+                reason: "holds a single log, not a store; open it with Log::open".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `Log::open` on a store, or on one of its topics, refuses: a topic's writer lock is
+/// its store's.
+pub(crate) fn refuse_store_dir(dir: &Path) -> Result<()> {
+    if dir.join(STORE_MARKER_FILE).exists() {
+        return Err(Error::WrongKind {
+            path: dir.to_path_buf(),
+            reason: "holds a store of topics, not a single log; open it with Store::open".into(),
+        });
+    }
+    if dir.join(TOPIC_OPTIONS_FILE).exists() {
+        let store = dir
+            .parent()
+            .and_then(Path::parent)
+            .map_or_else(|| PathBuf::from(".."), Path::to_path_buf);
+        return Err(Error::WrongKind {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "is a topic of the store at {}; open it with Store::open on that directory and Store::topic (or read it with Log::open_read_only)",
+                store.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Removes what crashes left of topic creations (never acknowledged) and removals
+/// (acknowledged: the rename away was durable).
+fn remove_leftovers(topics_dir: &Path) -> Result<()> {
+    let entries =
+        std::fs::read_dir(topics_dir).map_err(|e| Error::io("read directory", topics_dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("read directory", topics_dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(CREATING_PREFIX) || name.starts_with(REMOVING_PREFIX) {
+            let path = entry.path();
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io("remove", &path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a new file and syncs it (the caller syncs the directory).
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = File::create(path).map_err(|e| Error::io("create", path, e))?;
+    file.write_all(bytes)
+        .map_err(|e| Error::io("write", path, e))?;
+    file.sync_all().map_err(|e| Error::io("fsync", path, e))
+}
