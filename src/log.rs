@@ -466,7 +466,7 @@ impl Drop for Log {
 }
 
 /// Takes the directory's advisory writer lock.
-fn lock_dir(dir: &Path) -> Result<File> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
         .read(true)
