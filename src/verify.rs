@@ -97,7 +97,7 @@ impl VerifyReport {
 /// what the writer has published and reports nothing a quiescent log would not have: the
 /// segment headers are read until two reads in a row agree (a snapshot of the chain),
 /// the active segment's unfinished batch is not a torn tail, and a sealed segment's index
-/// file may still be its last checkpoint (docs/design.md 4.5).
+/// file may still be its last checkpoint (docs/design.md 4.6).
 ///
 /// # Errors
 ///
