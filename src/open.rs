@@ -28,25 +28,44 @@ pub(crate) struct Recovered {
     pub(crate) report: RecoveryReport,
 }
 
-struct Found {
-    id: u64,
-    path: PathBuf,
-    file: File,
-    header: std::result::Result<SegmentHeader, format::FormatError>,
-    len: u64,
+/// A segment file and what its header says.
+pub(crate) struct Found {
+    pub(crate) id: u64,
+    pub(crate) path: PathBuf,
+    pub(crate) file: File,
+    pub(crate) header: std::result::Result<SegmentHeader, format::FormatError>,
+    pub(crate) len: u64,
 }
 
 impl Found {
+    /// Opens segment file `id` and reads its header.
+    pub(crate) fn read(id: u64, path: PathBuf, writable: bool) -> Result<Found> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .open(&path)
+            .map_err(|e| Error::io("open segment", &path, e))?;
+        let (header, len) =
+            segment::read_header(&file).map_err(|e| Error::io("read segment", &path, e))?;
+        Ok(Found {
+            id,
+            path,
+            file,
+            header,
+            len,
+        })
+    }
+
     /// Its header, if that says it was activated (it belongs to the chain of segments;
     /// a file shorter than its header says is reported when it is opened).
-    fn activated(&self) -> Option<SegmentHeader> {
+    pub(crate) fn activated(&self) -> Option<SegmentHeader> {
         match &self.header {
             Ok(h) if h.is_activated() && h.segment_id == self.id => Some(*h),
             _ => None,
         }
     }
 
-    fn spare(&self) -> Option<SegmentHeader> {
+    pub(crate) fn spare(&self) -> Option<SegmentHeader> {
         match &self.header {
             Ok(h)
                 if !h.is_activated() && h.segment_id == self.id && self.len >= h.segment_bytes =>
@@ -60,7 +79,7 @@ impl Found {
     /// Whether any byte past the header is not zero: records were written there. A
     /// spare's data region is all zeros; `thorough` reads all of it (for files whose
     /// header is damaged), else its first 4 KiB.
-    fn has_data(&self, thorough: bool) -> std::io::Result<bool> {
+    pub(crate) fn has_data(&self, thorough: bool) -> std::io::Result<bool> {
         let end = if thorough {
             self.len
         } else {
@@ -79,7 +98,7 @@ impl Found {
         Ok(false)
     }
 
-    fn why_broken(&self) -> String {
+    pub(crate) fn why_broken(&self) -> String {
         match &self.header {
             Err(e) => format!("segment header: {e}"),
             Ok(h) if h.segment_id != self.id => {
@@ -176,23 +195,7 @@ pub(crate) fn recover(
     let index_ids = listing.indexes;
     let mut found: BTreeMap<u64, Found> = BTreeMap::new();
     for (id, path) in listing.segments {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(writable)
-            .open(&path)
-            .map_err(|e| Error::io("open segment", &path, e))?;
-        let (header, len) =
-            segment::read_header(&file).map_err(|e| Error::io("read segment", &path, e))?;
-        found.insert(
-            id,
-            Found {
-                id,
-                path,
-                file,
-                header,
-                len,
-            },
-        );
+        found.insert(id, Found::read(id, path, writable)?);
     }
 
     let last_activated = found
@@ -200,6 +203,10 @@ pub(crate) fn recover(
         .filter(|f| f.activated().is_some())
         .map(|f| f.id)
         .max();
+    let ids: Vec<u64> = found.keys().copied().collect();
+    if let Some(lost) = lost_segment(dir, &ids, &index_ids, last_activated) {
+        return Err(lost);
+    }
     let mut spare = None;
     let mut chain = Vec::new();
     for (id, f) in std::mem::take(&mut found) {
@@ -220,29 +227,8 @@ pub(crate) fn recover(
                         continue;
                     }
                 }
-                if data {
-                    // Records are written only after the activation header is durable.
-                    let why = match f.spare() {
-                        Some(_) => "the header is a spare's (never activated)".to_string(),
-                        None => f.why_broken(),
-                    };
-                    return Err(Error::corruption(
-                        &f.path,
-                        0,
-                        format!("{why}, yet the segment holds data"),
-                    ));
-                }
-                if f.spare().is_none() && index_ids.contains(&id) && has_index_file(dir, id) {
-                    // Only activated segments get an index file: this is one whose header
-                    // (or the whole file) was lost, not an interrupted preparation.
-                    return Err(Error::corruption(
-                        &f.path,
-                        0,
-                        format!(
-                            "{}, yet its index file shows it was activated",
-                            f.why_broken()
-                        ),
-                    ));
+                if let Some(why) = beyond_refusal(dir, &f, data, &index_ids) {
+                    return Err(Error::corruption(&f.path, 0, why));
                 }
                 let next_id = last_activated.map_or(0, |l| l + 1);
                 match f.spare() {
@@ -356,6 +342,93 @@ pub(crate) fn recover(
         leftovers,
         report,
     })
+}
+
+/// Why a file past the last activated segment shows damage (open refuses it, verify
+/// reports it), given whether it holds `data` (see [`Found::has_data`]).
+pub(crate) fn beyond_refusal(
+    dir: &Path,
+    f: &Found,
+    data: bool,
+    index_ids: &[u64],
+) -> Option<String> {
+    if data {
+        // Records are written only after the activation header is durable.
+        let why = match f.spare() {
+            Some(_) => "the header is a spare's (never activated)".to_string(),
+            None => f.why_broken(),
+        };
+        return Some(format!("{why}, yet the segment holds data"));
+    }
+    if f.spare().is_none() && index_ids.contains(&f.id) && has_index_file(dir, f.id) {
+        // Only activated segments get an index file: this is one whose header (or the
+        // whole file) was lost, not an interrupted preparation.
+        return Some(format!(
+            "{}, yet its index file shows it was activated",
+            f.why_broken()
+        ));
+    }
+    None
+}
+
+/// A segment that the files past the last activated one show existed, and is gone:
+/// appending at the end of the last activated segment could then hand out offsets that
+/// were acknowledged in it, so open refuses (docs/design.md 4.1, step 4). The writer
+/// creates segment files in id order and never removes one it has prepared, so:
+///
+/// - a segment file past the last activated one (a spare, or anything else) whose
+///   predecessor is missing means that predecessor was prepared and taken into use, and
+///   may have been activated with acknowledged records;
+/// - an intact index file naming a segment past the last activated one whose file is
+///   missing means that segment was activated (only activated segments get one).
+///
+/// `ids` are the segment files present, ascending. Both the active segment's file and
+/// its index file lost, with no later file, leave nothing to tell the log from one
+/// whose newest segment is the one before: that loss is not detected.
+pub(crate) fn lost_segment(
+    dir: &Path,
+    ids: &[u64],
+    index_ids: &[u64],
+    last_activated: Option<u64>,
+) -> Option<Error> {
+    let after = last_activated.map_or(0, |last| last + 1);
+    let remedy = |missing: u64| {
+        let after_it = match last_activated {
+            Some(last) => format!("the files after segment {last}"),
+            None => "every segment file".to_string(),
+        };
+        format!(
+            "restore {} (and its index file) from a copy; to accept that its records are lost, remove {after_it} and open again",
+            segment::segment_path(dir, missing).display()
+        )
+    };
+    let mut expected = after;
+    for &id in ids.iter().filter(|id| **id >= after) {
+        if id > expected {
+            return Some(Error::corruption(
+                segment::segment_path(dir, expected),
+                0,
+                format!(
+                    "segment {expected} is missing, yet segment {id} after it exists: it was taken into use and may hold acknowledged records, which appending would hand out again; {}",
+                    remedy(expected)
+                ),
+            ));
+        }
+        expected = id + 1;
+    }
+    let orphan = index_ids
+        .iter()
+        .copied()
+        .filter(|id| *id >= after && !ids.contains(id) && has_index_file(dir, *id))
+        .min()?;
+    Some(Error::corruption(
+        segment::segment_path(dir, orphan),
+        0,
+        format!(
+            "segment {orphan} is missing, yet its index file shows it was activated: it may hold acknowledged records, which appending would hand out again; {}",
+            remedy(orphan)
+        ),
+    ))
 }
 
 /// Whether segment `id` has an intact index file naming it.

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::format::{self, FrameKind, IndexFile, SegmentHeader, SEGMENT_HEADER_BYTES};
-use crate::log::Log;
-use crate::open::list_dir;
+use crate::io::PwriteBackend;
+use crate::log::{lock_dir, lock_holder};
+use crate::open::{self, list_dir, Access, Found};
 use crate::options::{Options, RecoveryPolicy};
 use crate::recovery::{self, ScanStart, Tail};
 use crate::report::Truncation;
@@ -89,59 +90,143 @@ impl VerifyReport {
 
 /// Reads every segment of the log in `dir` and checks every header, every record's
 /// checksum and offset, the chain of segments, and each persisted index against the data.
-/// Changes nothing on disk, takes no lock, and may run beside a writer (whose unfinished
-/// batch can then show as a torn tail).
+/// Reports every state in which [`Log::open`] would refuse the log. Changes nothing on
+/// disk and takes no lock.
+///
+/// Beside a writer (one holds the directory's lock when verify starts or ends), it checks
+/// what the writer has published and reports nothing a quiescent log would not have: the
+/// segment headers are read until two reads in a row agree (a snapshot of the chain),
+/// the active segment's unfinished batch is not a torn tail, and a sealed segment's index
+/// file may still be its last checkpoint (docs/design.md 4.6).
 ///
 /// # Errors
 ///
-/// [`Error::Io`] if the directory or a file cannot be read. Damage is reported in the
-/// [`VerifyReport`], not as an error.
+/// [`Error::Io`] if the directory or a file cannot be read, [`Error::NotALog`] when it
+/// holds no segment files. Damage is reported in the [`VerifyReport`], not as an error.
 pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport> {
     let dir = dir.as_ref();
-    let listing = list_dir(dir)?;
-    if listing.segments.is_empty() {
+    let beside_writer = lock_holder(dir)?.is_some();
+    let report = check(dir, beside_writer)?;
+    if beside_writer || lock_holder(dir)?.is_none() {
+        return Ok(report);
+    }
+    // A writer took the log while it was checked: check again, as beside it.
+    check(dir, true)
+}
+
+/// How often [`survey`] reads the directory before it gives up waiting for two reads
+/// in a row that agree (each one is a listing and a 64-byte read per segment; a writer
+/// changes a header once per rollover).
+const SURVEY_ATTEMPTS: usize = 20;
+
+/// Lists the segment files of `dir` and reads their headers, again and again until two
+/// reads in a row agree, so that a writer activating segments meanwhile cannot show a
+/// chain that never existed. Returns the files by id and the ids with an index file.
+fn survey(dir: &Path) -> Result<(Vec<Found>, Vec<u64>)> {
+    let mut previous: Option<Vec<(u64, HeaderRead, u64)>> = None;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let listing = list_dir(dir)?;
+        let mut found = Vec::with_capacity(listing.segments.len());
+        let mut vanished = false;
+        for (id, path) in listing.segments {
+            match Found::read(id, path, false) {
+                Ok(f) => found.push(f),
+                // Removed since the listing (a writer's open removes spares out of
+                // sequence): read the directory again.
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound
+                        && attempts < SURVEY_ATTEMPTS =>
+                {
+                    vanished = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let read: Vec<_> = found
+            .iter()
+            .map(|f| (f.id, f.header.clone(), f.len))
+            .collect();
+        let stable = !vanished && previous.as_ref() == Some(&read);
+        if stable || attempts >= SURVEY_ATTEMPTS {
+            return Ok((found, listing.indexes));
+        }
+        previous = (!vanished).then_some(read);
+    }
+}
+
+type HeaderRead = std::result::Result<SegmentHeader, crate::format::FormatError>;
+
+/// The checks of [`verify`]; `beside_writer` as it describes.
+fn check(dir: &Path, beside_writer: bool) -> Result<VerifyReport> {
+    let (found, index_ids) = survey(dir)?;
+    if found.is_empty() {
         return Err(Error::NotALog {
             path: dir.to_path_buf(),
         });
     }
     let mut report = VerifyReport::default();
-    let mut headers = Vec::new();
-    for (id, path) in &listing.segments {
-        let file = File::open(path).map_err(|e| Error::io("open segment", path, e))?;
-        let (header, len) =
-            segment::read_header(&file).map_err(|e| Error::io("read segment", path, e))?;
-        headers.push((*id, path.clone(), file, header, len));
-    }
-    let last_activated = headers
+    let last_activated = found
         .iter()
-        .filter(|(id, _, _, h, _)| matches!(h, Ok(h) if h.is_activated() && h.segment_id == *id))
-        .map(|(id, ..)| *id)
+        .filter(|f| f.activated().is_some())
+        .map(|f| f.id)
         .max();
+    let ids: Vec<u64> = found.iter().map(|f| f.id).collect();
+    if let Some(Error::Corruption {
+        segment,
+        position,
+        reason,
+    }) = open::lost_segment(dir, &ids, &index_ids, last_activated)
+    {
+        report.problems.push(Problem {
+            kind: ProblemKind::Chain,
+            path: segment,
+            position,
+            length_bytes: 0,
+            message: reason,
+        });
+    }
     let mut chain: Vec<(PathBuf, File, SegmentHeader, u64)> = Vec::new();
-    for (id, path, file, header, len) in headers {
-        let in_chain = last_activated.is_some_and(|last| id <= last);
-        match header {
-            Ok(h) if h.is_activated() && h.segment_id == id && len >= h.segment_bytes => {
-                chain.push((path, file, h, len))
+    for f in found {
+        let in_chain = last_activated.is_some_and(|last| f.id <= last);
+        if !in_chain {
+            // Past the last activated segment: what open refuses there.
+            let data = f
+                .has_data(f.spare().is_none())
+                .map_err(|e| Error::io("read segment", &f.path, e))?;
+            let Some(why) = open::beyond_refusal(dir, &f, data, &index_ids) else {
+                continue;
+            };
+            if beside_writer && activated_since(&f)? {
+                continue; // The writer activated it after the survey.
             }
-            Ok(h) if !h.is_activated() && !in_chain => {} // a spare
-            other => {
-                let data = has_data(&file, len);
-                if in_chain || data {
-                    report.problems.push(Problem {
-                        kind: ProblemKind::Header,
-                        path,
-                        position: 0,
-                        length_bytes: SEGMENT_HEADER_BYTES,
-                        message: match other {
-                            Err(e) => format!("segment header: {e}"),
-                            Ok(h) => format!(
-                                "header of segment {} (base {}), file of {len} bytes, in the chain of activated segments",
-                                h.segment_id, h.base_offset
-                            ),
-                        },
-                    });
-                }
+            report.problems.push(Problem {
+                kind: ProblemKind::Header,
+                path: f.path,
+                position: 0,
+                length_bytes: SEGMENT_HEADER_BYTES,
+                message: why,
+            });
+            continue;
+        }
+        match f.activated() {
+            Some(h) if f.len >= h.segment_bytes => chain.push((f.path, f.file, h, f.len)),
+            _ => {
+                let message = match &f.header {
+                    Err(e) => format!("segment header: {e}"),
+                    Ok(h) => format!(
+                        "header of segment {} (base {}), file of {} bytes, in the chain of activated segments",
+                        h.segment_id, h.base_offset, f.len
+                    ),
+                };
+                report.problems.push(Problem {
+                    kind: ProblemKind::Header,
+                    path: f.path,
+                    position: 0,
+                    length_bytes: SEGMENT_HEADER_BYTES,
+                    message,
+                });
             }
         }
     }
@@ -174,17 +259,16 @@ pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport> {
                 continue;
             }
         };
-        check_segment(dir, &segment, stop, &mut report);
+        check_segment(dir, &segment, stop, beside_writer, &mut report);
     }
     Ok(report)
 }
 
-fn has_data(file: &File, len: u64) -> bool {
-    use std::os::unix::fs::FileExt;
-    let mut word = [0u8; 8];
-    len >= SEGMENT_HEADER_BYTES + 8
-        && file.read_exact_at(&mut word, SEGMENT_HEADER_BYTES).is_ok()
-        && word != [0u8; 8]
+/// Whether the header of `f` now says it was activated (it did not when read).
+fn activated_since(f: &Found) -> Result<bool> {
+    let (now, _) =
+        segment::read_header(&f.file).map_err(|e| Error::io("read segment", &f.path, e))?;
+    Ok(now.is_ok_and(|h| h.is_activated() && h.segment_id == f.id))
 }
 
 fn problem_from(kind: ProblemKind, path: &Path, error: Error) -> Problem {
@@ -201,8 +285,17 @@ fn problem_from(kind: ProblemKind, path: &Path, error: Error) -> Problem {
     }
 }
 
-/// Scans one segment and compares its index file with what the scan found.
-fn check_segment(dir: &Path, segment: &Segment, stop: Option<u64>, report: &mut VerifyReport) {
+/// Scans one segment and compares its index file with what the scan found. `stop` is
+/// the next segment's base offset (`None`: the active segment). Beside a writer, the
+/// active segment's data past what is durable may be a batch being written, and a sealed
+/// segment's index file may still be its last checkpoint: neither is reported.
+fn check_segment(
+    dir: &Path,
+    segment: &Segment,
+    stop: Option<u64>,
+    beside_writer: bool,
+    report: &mut VerifyReport,
+) {
     report.segments_checked += 1;
     let bytes = match segment.bytes() {
         Ok(bytes) => bytes,
@@ -213,9 +306,23 @@ fn check_segment(dir: &Path, segment: &Segment, stop: Option<u64>, report: &mut 
             return;
         }
     };
-    let index = segment.load_index_file(dir);
-    let proven = index
+    // Read once, before the data: beside a writer, the data only grows past it.
+    let index_path = segment::index_path(dir, segment.id());
+    let index_bytes = std::fs::read(&index_path).ok();
+    let index = index_bytes
         .as_ref()
+        .map(|b| IndexFile::decode(b, segment.header.segment_bytes));
+    let matching = match &index {
+        Some(Ok(file))
+            if file.segment_id == segment.id()
+                && file.nonce == segment.header.nonce
+                && file.base_offset == segment.base_offset() =>
+        {
+            Some(file)
+        }
+        _ => None,
+    };
+    let proven = matching
         .filter(|_| stop.is_none())
         .map_or(SEGMENT_HEADER_BYTES, |i| i.data_end);
     let outcome = recovery::scan(
@@ -230,15 +337,22 @@ fn check_segment(dir: &Path, segment: &Segment, stop: Option<u64>, report: &mut 
     report.records_checked += outcome.records_count;
     report.next_offset = report.next_offset.max(outcome.next_offset);
     let path = segment.path.clone();
+    // Where the data is damaged: the index is compared with the data below it only.
+    let mut damaged_at = None;
     match outcome.tail {
         Tail::Clean | Tail::Full => {}
-        Tail::Corrupt { position, reason } => report.problems.push(Problem {
-            kind: ProblemKind::Corruption,
-            path: path.clone(),
-            position,
-            length_bytes: 0,
-            message: reason,
-        }),
+        Tail::Corrupt { position, reason } => {
+            damaged_at = Some(position);
+            report.problems.push(Problem {
+                kind: ProblemKind::Corruption,
+                path: path.clone(),
+                position,
+                length_bytes: 0,
+                message: reason,
+            })
+        }
+        // Beside a writer: the batch it is writing now. Nothing proves it durable.
+        Tail::Torn { .. } if beside_writer && stop.is_none() => {}
         Tail::Torn {
             position,
             garbage_end,
@@ -251,10 +365,6 @@ fn check_segment(dir: &Path, segment: &Segment, stop: Option<u64>, report: &mut 
             message: format!("{reason}; `ringlog repair` cuts it"),
         }),
     }
-    let index_path = segment::index_path(dir, segment.id());
-    let Ok(index_bytes) = std::fs::read(&index_path) else {
-        return;
-    };
     let mut index_problem = |message: String| {
         report.problems.push(Problem {
             kind: ProblemKind::Index,
@@ -264,29 +374,41 @@ fn check_segment(dir: &Path, segment: &Segment, stop: Option<u64>, report: &mut 
             message: format!("{message}; it is ignored and rebuilt from the data"),
         })
     };
-    let file = match IndexFile::decode(&index_bytes, segment.header.segment_bytes) {
-        Ok(file) => file,
-        Err(e) => return index_problem(format!("damaged index: {e}")),
+    let file = match index {
+        None => return,
+        Some(Err(e)) => return index_problem(format!("damaged index: {e}")),
+        Some(Ok(_)) => match matching {
+            Some(file) => file,
+            None => {
+                return index_problem("index belongs to another incarnation of this segment".into())
+            }
+        },
     };
-    if file.segment_id != segment.id()
-        || file.nonce != segment.header.nonce
-        || file.base_offset != segment.base_offset()
-    {
-        return index_problem("index belongs to another incarnation of this segment".into());
-    }
-    if stop.is_some()
-        && (file.next_offset != outcome.next_offset || file.data_end != outcome.end_position)
-    {
+    let agrees = |file: &IndexFile| {
+        outcome.end_position >= file.data_end
+            && recovery::check_checkpoint(bytes, segment.base_offset(), file).is_ok()
+    };
+    let ends_elsewhere =
+        file.next_offset != outcome.next_offset || file.data_end != outcome.end_position;
+    // A sealed segment's index file says where its data ends. Not when the data is
+    // damaged (reported above: the index is what it should be), nor beside a writer
+    // while it is still the checkpoint written before the rollover (the housekeeper
+    // replaces it).
+    let stale_beside_writer = beside_writer && file.data_end < outcome.end_position && agrees(file);
+    if stop.is_some() && damaged_at.is_none() && ends_elsewhere && !stale_beside_writer {
         return index_problem(format!(
             "index says the data ends at byte {} (offset {}), the data ends at byte {} (offset {})",
             file.data_end, file.next_offset, outcome.end_position, outcome.next_offset
         ));
     }
-    for entry in &file.entries {
-        let at = entry.position as usize;
-        let ok = format::decode_frame(&bytes[at..], segment.seed).is_ok_and(
-            |f| matches!(f.kind, FrameKind::Record { offset, .. } if offset == entry.offset),
-        );
+    let below_damage = |position: u64| damaged_at.is_none_or(|damage| position < damage);
+    for entry in file.entries.iter().filter(|e| below_damage(e.position)) {
+        let ok = bytes
+            .get(entry.position as usize..)
+            .and_then(|at| format::decode_frame(at, segment.seed).ok())
+            .is_some_and(
+                |f| matches!(f.kind, FrameKind::Record { offset, .. } if offset == entry.offset),
+            );
         if !ok {
             return index_problem(format!(
                 "index entry for offset {} points at byte {}, which does not hold it",
@@ -297,8 +419,8 @@ fn check_segment(dir: &Path, segment: &Segment, stop: Option<u64>, report: &mut 
     // What open checks of a checkpoint. Only when the data itself is whole up to the
     // index's data end: below it, damage is the data's (reported above), and the index
     // is what proves those bytes were durable.
-    if outcome.end_position >= file.data_end {
-        if let Err(why) = recovery::check_checkpoint(bytes, segment.base_offset(), &file) {
+    if damaged_at.is_none() && outcome.end_position >= file.data_end {
+        if let Err(why) = recovery::check_checkpoint(bytes, segment.base_offset(), file) {
             index_problem(format!("index disagrees with the data: {why}"));
         }
     }
@@ -316,15 +438,24 @@ pub struct RepairReport {
 }
 
 /// Cuts a torn tail (and removes damaged index files) in the log in `dir`, and nothing
-/// else. Takes the writer lock. With `dry_run`, reports what it would cut.
+/// else. Takes the directory's writer lock before it reads any segment, and holds it to
+/// the end, `dry_run` or not. With `dry_run`, reports what it would cut.
 ///
 /// # Errors
 ///
+/// [`Error::Locked`] while a writer has the log open (nothing is read or changed);
 /// [`Error::Corruption`] (refusing to change anything) when the log has damage other
-/// than a torn tail; [`Error::Locked`] if a writer has the log open; [`Error::Io`].
+/// than a torn tail; [`Error::NotALog`]; [`Error::Io`].
 pub fn repair(dir: impl AsRef<Path>, dry_run: bool) -> Result<RepairReport> {
     let dir = dir.as_ref();
-    let found = verify(dir)?;
+    // Not a log: no lock file is left behind in a directory that holds none.
+    if list_dir(dir)?.segments.is_empty() {
+        return Err(Error::NotALog {
+            path: dir.to_path_buf(),
+        });
+    }
+    let _lock = lock_dir(dir)?;
+    let found = check(dir, false)?;
     if let Some(problem) = found.corruption().next() {
         return Err(Error::corruption(
             &problem.path,
@@ -362,16 +493,21 @@ pub fn repair(dir: impl AsRef<Path>, dry_run: bool) -> Result<RepairReport> {
         std::fs::remove_file(path).map_err(|e| Error::io("remove index file", path, e))?;
     }
     if !report.truncated.is_empty() {
+        // Open's recovery, under the lock this holds: it zeroes the torn tail, syncs,
+        // and writes a new checkpoint.
         let opts = Options::default().recovery(RecoveryPolicy::TruncateTorn);
-        let log = Log::open(dir, opts)?;
-        report.truncated = log
-            .recovery_report()
+        let mut backend = PwriteBackend::default();
+        let recovered = open::recover(dir, &opts, Access::Write, &mut backend)?;
+        for path in &recovered.leftovers {
+            std::fs::remove_file(path).map_err(|e| Error::io("remove", path, e))?;
+        }
+        report.truncated = recovered
+            .report
             .scanned
             .iter()
             .filter_map(|s| s.truncated.clone().map(|t| (s.path.clone(), t)))
             .collect();
-        report.removed.extend(log.recovery_report().removed.clone());
-        log.close()?;
+        report.removed.extend(recovered.report.removed.clone());
     }
     Ok(report)
 }

@@ -4,7 +4,8 @@
 mod common;
 
 use common::{
-    arg, build_log, flip_bit, one_error_line, ringlog, segment_files, snapshot, tear_tail,
+    arg, build_log, flip_bit, one_error_line, ringlog, ringlog_with_stdin, segment_files, snapshot,
+    tear_tail,
 };
 use ringlog::{Log, Options};
 
@@ -160,4 +161,76 @@ fn repair_beside_a_writer_is_refused() {
         "{line}"
     );
     writer.close().unwrap();
+}
+
+#[test]
+fn verify_and_repair_report_an_active_segment_cut_below_its_header() {
+    for len in [0u64, 63] {
+        let dir = tempfile::tempdir().unwrap();
+        build_log(dir.path(), 2000);
+        let active = common::active_segment(dir.path());
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&active)
+            .unwrap();
+        file.set_len(len).unwrap();
+        drop(file);
+        let before = snapshot(dir.path());
+
+        let run = ringlog(&["verify", arg(dir.path())]);
+        assert_eq!(run.code, 1, "cut to {len}: {run:?}");
+        let expected = format!("header: {} at byte 0: ", active.display());
+        assert!(run.stdout.contains(&expected), "cut to {len}: {run:?}");
+        assert!(run.stdout.contains("repair refuses"), "{run:?}");
+
+        let run = ringlog(&["repair", arg(dir.path())]);
+        let line = one_error_line(&run, 1);
+        assert!(line.contains(arg(&active)), "{line}");
+        assert_eq!(snapshot(dir.path()), before, "cut to {len}");
+    }
+}
+
+#[test]
+fn a_deleted_active_segment_and_index_are_reported_and_no_offset_is_handed_out_again() {
+    let dir = tempfile::tempdir().unwrap();
+    build_log(dir.path(), 2000);
+    let active = common::active_segment(dir.path());
+    std::fs::remove_file(&active).unwrap();
+    std::fs::remove_file(active.with_extension("idx")).unwrap();
+    let before = snapshot(dir.path());
+
+    let run = ringlog(&["verify", arg(dir.path())]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let expected = format!("chain: {} at byte 0: ", active.display());
+    assert!(run.stdout.contains(&expected), "{run:?}");
+    assert!(run.stdout.contains("is missing"), "{run:?}");
+
+    let run = ringlog_with_stdin(&["append", arg(dir.path())], b"after the loss\n");
+    let line = one_error_line(&run, 1);
+    assert!(line.contains(arg(&active)), "{line}");
+    assert!(line.contains("restore"), "{line}");
+    assert_eq!(run.stdout, "", "{run:?}");
+    assert_eq!(snapshot(dir.path()), before);
+}
+
+#[test]
+fn verify_blames_damaged_data_not_a_correct_index() {
+    let dir = tempfile::tempdir().unwrap();
+    build_log(dir.path(), 2000);
+    let first = segment_files(dir.path())[0].clone();
+    flip_bit(&first, 30_000); // a payload byte in the middle of a sealed segment
+    let run = ringlog(&["verify", arg(dir.path()), "--json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{report}");
+    assert_eq!(problems[0]["kind"], "corruption", "{report}");
+    assert_eq!(problems[0]["path"], arg(&first));
+    assert!(
+        problems[0]["repair_action"]
+            .as_str()
+            .unwrap()
+            .starts_with("repair refuses"),
+        "{report}"
+    );
 }

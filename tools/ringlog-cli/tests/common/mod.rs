@@ -121,12 +121,15 @@ pub fn flip_bit(file: &Path, position: usize) {
     std::fs::write(file, &bytes).expect("write");
 }
 
-/// Every file in `dir` with its contents, to prove a command changed nothing.
+/// Every file of the log in `dir` with its contents, to prove a command changed nothing.
+/// Not the lock file: whoever takes the lock (`repair`, even with `--dry-run`) writes
+/// its pid there.
 pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     std::fs::read_dir(dir)
         .expect("read dir")
-        .map(|e| {
-            let path = e.expect("entry").path();
+        .map(|e| e.expect("entry").path())
+        .filter(|path| !path.ends_with("ringlog.lock"))
+        .map(|path| {
             let bytes = std::fs::read(&path).expect("read file");
             (path, bytes)
         })
