@@ -147,6 +147,20 @@ impl Options {
             - format::FRAME_ALIGN_BYTES
     }
 
+    /// The largest record payload a log opened with these options takes: the
+    /// [`Options::max_record_bytes`] setting, else 4 MiB or what fits in one segment after
+    /// its header and a commit marker, if that is less (65,408 bytes with 64 KiB
+    /// segments). A tool can check a size against it before allocating anything.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`] when the options are invalid (as [`Log::open`](crate::Log::open)
+    /// would refuse them).
+    pub fn record_limit_bytes(&self) -> Result<u64> {
+        self.validate()?;
+        Ok(self.max_record_bytes_effective())
+    }
+
     /// The effective record size limit.
     pub(crate) fn max_record_bytes_effective(&self) -> u64 {
         self.max_record_bytes

@@ -162,9 +162,9 @@ pub struct BenchArgs {
     /// I/O backend: auto, uring or pwrite.
     #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = units::parse_io)]
     pub io: IoArg,
-    /// Size of each segment file.
-    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = units::parse_bytes)]
-    pub segment_size: u64,
+    /// Size of new segment files [default: the log's current segment size, else 64MiB].
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_bytes)]
+    pub segment_size: Option<u64>,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
