@@ -91,7 +91,8 @@ pub struct TailArgs {
     /// Keep printing new records as they become durable, until interrupted.
     #[arg(short = 'f', long)]
     pub follow: bool,
-    /// How often to look for new records with --follow.
+    /// How often to look for new records with --follow (at least 1ms: smaller values,
+    /// 0 included, are raised to it).
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = units::parse_duration)]
     pub poll_interval: Duration,
     /// How payloads are printed.
