@@ -52,12 +52,23 @@ fn record_sizes_past_the_limit_are_refused_before_anything_is_allocated() {
             "{size}: refused only after {:?}",
             started.elapsed()
         );
-        assert_eq!(left_in(tmp.path()), Vec::<std::path::PathBuf>::new(), "{size}");
+        assert_eq!(
+            left_in(tmp.path()),
+            Vec::<std::path::PathBuf>::new(),
+            "{size}"
+        );
     }
     // The limit depends on the segment size: what fits after the header and a marker.
     let run = bench_in_tmp(
         tmp.path(),
-        &["--record-size", "65409", "--segment-size", "64KiB", "--records", "1"],
+        &[
+            "--record-size",
+            "65409",
+            "--segment-size",
+            "64KiB",
+            "--records",
+            "1",
+        ],
     );
     let line = one_error_line(&run, 2);
     assert!(line.contains("65408 bytes"), "{line}");
@@ -184,7 +195,11 @@ fn bench_into_an_existing_log_keeps_its_segment_size() {
         assert_eq!(segment.segment_bytes, 64 << 10, "{segment:?}");
     }
     for file in common::segment_files(dir.path()) {
-        assert_eq!(std::fs::metadata(&file).unwrap().len(), 64 << 10, "{file:?}");
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().len(),
+            64 << 10,
+            "{file:?}"
+        );
     }
 
     // --segment-size still changes it for new segments.
@@ -259,7 +274,12 @@ fn interrupted_bench_removes_its_temporary_directory() {
         let mut rest = String::new();
         stderr.read_to_string(&mut rest).unwrap();
         let mut stdout = String::new();
-        child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
         let status = child.wait().unwrap();
         assert_eq!(status.code(), Some(code), "{signal}: {rest}");
         assert!(

@@ -244,7 +244,10 @@ fn an_oversized_line_halfway_names_its_line_and_what_is_durable() {
     let run = ringlog(&["append", arg(&log_dir), "--file", arg(&input)]);
     let line = common::one_error_line(&run, 2);
     assert!(line.contains("line 4 of the input"), "{line}");
-    assert!(line.contains("exceeds the limit of 4194304 bytes"), "{line}");
+    assert!(
+        line.contains("exceeds the limit of 4194304 bytes"),
+        "{line}"
+    );
     assert!(
         line.contains("3 records are durable: offsets 0..3 (input lines 1 to 3)"),
         "{line}"
@@ -262,7 +265,9 @@ fn an_oversized_batch_says_batch_and_suggests_a_smaller_one() {
     let log_dir = dir.path().join("log");
     let input = dir.path().join("input.txt");
     // 40 lines of 1000 bytes fit in a 64 KiB segment; 100 do not.
-    let lines: Vec<String> = (0..300).map(|i| format!("{i:04}{}", "b".repeat(996))).collect();
+    let lines: Vec<String> = (0..300)
+        .map(|i| format!("{i:04}{}", "b".repeat(996)))
+        .collect();
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
     let run = ringlog(&[
         "append",

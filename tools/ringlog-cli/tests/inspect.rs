@@ -148,7 +148,19 @@ fn info_shows_every_file_of_the_log_and_the_disk_it_takes() {
     use std::os::unix::fs::MetadataExt;
 
     let dir = tempfile::tempdir().unwrap();
-    build_log(dir.path(), 1);
+    let log = Log::open(
+        dir.path(),
+        Options::default().segment_bytes(common::SEGMENT_BYTES),
+    )
+    .unwrap();
+    log.append(b"one").unwrap();
+    // The spare is prepared in the background: wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while common::segment_files(dir.path()).len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no spare segment");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    log.close().unwrap();
     let mut files: Vec<(String, u64, u64)> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| {
@@ -199,7 +211,13 @@ fn info_shows_every_file_of_the_log_and_the_disk_it_takes() {
 
     let run = ringlog(&["info", arg(dir.path())]);
     assert_eq!(run.code, 0, "{run:?}");
-    let spare_id = spare.file_stem().unwrap().to_str().unwrap().parse::<u64>().unwrap();
+    let spare_id = spare
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
     let spare_row = run
         .stdout
         .lines()

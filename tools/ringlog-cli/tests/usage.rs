@@ -94,5 +94,8 @@ fn tail_follow_with_a_zero_poll_interval_does_not_spin() {
     tail.kill().unwrap();
     tail.wait().unwrap();
     // Clock ticks are 10 ms: a spinning loop takes most of the 150 in 1.5 s.
-    assert!(used < 30, "tail -f --poll-interval 0s used {used} ticks of CPU in 1.5 s");
+    assert!(
+        used < 30,
+        "tail -f --poll-interval 0s used {used} ticks of CPU in 1.5 s"
+    );
 }

@@ -61,7 +61,10 @@ pub fn run(args: &AppendArgs) -> CliResult<()> {
     let outcome = ingest.lines(input, args, record_limit_bytes, &progress);
     progress.finish_and_clear();
     // Offsets become durable in order: the last ticket covers every record before it.
-    let waited = ingest.last_ticket.take().map_or(Ok(()), |t| t.wait().map(drop));
+    let waited = ingest
+        .last_ticket
+        .take()
+        .map_or(Ok(()), |t| t.wait().map(drop));
     let (start, end) = (ingest.start, ingest.end);
     match (outcome, waited) {
         (Ok(()), Ok(())) => {}
