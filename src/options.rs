@@ -17,14 +17,24 @@ pub enum Durability {
     /// An append returns only after the `fdatasync` that covers it. Appends from many
     /// threads share flushes (group commit). Readers see only durable records.
     Sync,
-    /// Appends return once written to the page cache; a flush runs at least this often.
-    /// Readers see only durable records.
+    /// Appends return once the record is staged in this process's memory, not yet in
+    /// the file: the writer thread writes staged records soon after (typically within
+    /// milliseconds), and a flush runs at least this often. Until the write, a crash of
+    /// the process (`kill -9`, `abort()`) loses the record; until the flush, a crash of
+    /// the machine or a power cut does. Readers see only durable records (written ones
+    /// with [`Options::read_unflushed`]).
     Interval(Duration),
-    /// Appends return once written to the page cache; nothing waits for a flush until
-    /// [`Log::sync`](crate::Log::sync) or close. The log still flushes in the background
-    /// every few MiB written (4 MiB with the default 64 MiB segments), off the appenders'
-    /// path, so that recovery after a crash has little to scan; `durable_offset()` moves
-    /// with those flushes. Readers see written records.
+    /// Appends return once the record is staged in this process's memory, not yet in
+    /// the file: the writer thread writes staged records soon after (typically within
+    /// milliseconds), and nothing waits for a flush until [`Log::sync`](crate::Log::sync)
+    /// or close. Until the write, a crash of the process (`kill -9`, `abort()`) loses the
+    /// record; until a flush, a crash of the machine or a power cut does. The log still
+    /// flushes in the background every few MiB written (4 MiB with the default 64 MiB
+    /// segments), off the appenders' path, so that recovery after a crash has little to
+    /// scan; `durable_offset()` moves with those flushes. Readers see records once they
+    /// are written, so `read(offset)` right after `append` can fail with
+    /// [`Error::OffsetOutOfRange`] for those few milliseconds; after
+    /// [`Log::sync`](crate::Log::sync) every record appended before it is readable.
     None,
 }
 
