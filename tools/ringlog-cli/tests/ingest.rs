@@ -347,3 +347,64 @@ fn interrupted_append_reports_what_is_durable() {
     assert!(stderr.contains("resume from input line 101"), "{stderr}");
     assert_eq!(read_all(&log_dir).len(), 100);
 }
+
+/// Unmounts the tmpfs when dropped.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_halfway_reports_what_is_durable() {
+    let mountpoint = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs"])
+        .arg(mountpoint.path())
+        .stderr(Stdio::null())
+        .status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        println!(
+            "a_full_disk_halfway_reports_what_is_durable: SKIP: cannot mount a tmpfs (needs root)"
+        );
+        return;
+    }
+    let _unmount = Unmount(mountpoint.path().to_path_buf());
+    let log_dir = mountpoint.path().join("log");
+    let input_dir = tempfile::tempdir().unwrap();
+    let input = input_dir.path().join("input.txt");
+    // 2 MB of lines into 512 KiB of disk.
+    let lines: String = (1..=4000)
+        .map(|i| format!("{i:06} {}\n", "e".repeat(490)))
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    let run = ringlog(&[
+        "append",
+        arg(&log_dir),
+        "--segment-size",
+        "64KiB",
+        "--file",
+        arg(&input),
+    ]);
+    let line = common::one_error_line(&run, 2);
+    assert!(line.contains("free some disk space"), "{line}");
+    let durable = Log::open_read_only(&log_dir, Options::default())
+        .unwrap()
+        .next_offset();
+    assert!(durable > 0 && durable < 4000, "{durable}: {line}");
+    assert!(
+        line.contains(&format!(
+            "{durable} records are durable: offsets 0..{durable} (input lines 1 to {durable}); resume from input line {}",
+            durable + 1
+        )),
+        "{line}"
+    );
+    let records = read_all(&log_dir);
+    assert_eq!(records.len() as u64, durable);
+    assert!(records
+        .last()
+        .unwrap()
+        .starts_with(format!("{durable:06} ").as_bytes()));
+}
