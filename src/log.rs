@@ -194,8 +194,8 @@ impl Log {
     ///
     /// # Errors
     ///
-    /// [`Error::Corruption`], [`Error::Io`], [`Error::InvalidOptions`] when `dir` holds
-    /// no log.
+    /// [`Error::NotALog`] when `dir` holds no log (no segment files),
+    /// [`Error::InvalidOptions`] for invalid `opts`, [`Error::Corruption`], [`Error::Io`].
     pub fn open_read_only(dir: impl AsRef<Path>, opts: Options) -> Result<Log> {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
@@ -249,17 +249,33 @@ impl Log {
     /// Describes every segment: offsets, records, bytes used, sealed or active, index
     /// entries. Loads sealed segments' indexes if they were not loaded yet.
     ///
+    /// The active segment's records (and end offset) and used bytes are taken at one
+    /// moment, from the same watermark: the records written so far and the position
+    /// they end at where readers see written records ([`Durability::None`](crate::Durability::None),
+    /// [`Options::read_unflushed`](crate::Options::read_unflushed), a read-only handle),
+    /// else the records the writer has flushed and the position they end at. A background
+    /// flush can make a few more records readable before the writer takes note of it.
+    ///
     /// # Errors
     ///
     /// [`Error::Corruption`] if a sealed segment's index must be rebuilt and its data is
     /// damaged; [`Error::Io`].
     pub fn segments(&self) -> Result<Vec<SegmentInfo>> {
-        let segments = self.core.shared.segments.read().clone();
-        let visible = self.core.shared.visible_offset();
-        let active_end = if self.core.shared.read_only {
-            self.core.shared.staging.lock().cursor().1
+        // The segment list and the active segment's (end offset, end position) under the
+        // lock that moves both: the reader's cursor for a read-only handle, the commit
+        // lock for a writer (a rollover swaps the active segment under it).
+        let (segments, (active_end_offset, active_end_position)) = if self.core.shared.read_only {
+            let staging = self.core.shared.staging.lock();
+            let (_, position, next_offset) = staging.cursor();
+            (self.core.shared.segments.read().clone(), (next_offset, position))
         } else {
-            self.core.shared.commit.lock().written_position
+            let c = self.core.shared.commit.lock();
+            let end = if self.core.shared.opts.readers_see_written() {
+                (c.written_offset, c.written_position)
+            } else {
+                (c.durable_offset, c.durable_position)
+            };
+            (self.core.shared.segments.read().clone(), end)
         };
         let mut out = Vec::with_capacity(segments.len());
         for segment in &segments {
@@ -270,7 +286,7 @@ impl Log {
                     let data_end = segment.index.read().data_end;
                     (end, data_end.unwrap_or(segment.header.segment_bytes))
                 }
-                None => (visible, active_end),
+                None => (active_end_offset, active_end_position),
             };
             out.push(SegmentInfo {
                 segment_id: segment.id(),

@@ -17,14 +17,24 @@ pub enum Durability {
     /// An append returns only after the `fdatasync` that covers it. Appends from many
     /// threads share flushes (group commit). Readers see only durable records.
     Sync,
-    /// Appends return once written to the page cache; a flush runs at least this often.
-    /// Readers see only durable records.
+    /// Appends return once the record is staged in this process's memory, not yet in
+    /// the file: the writer thread writes staged records soon after (typically within
+    /// milliseconds), and a flush runs at least this often. Until the write, a crash of
+    /// the process (`kill -9`, `abort()`) loses the record; until the flush, a crash of
+    /// the machine or a power cut does. Readers see only durable records (written ones
+    /// with [`Options::read_unflushed`]).
     Interval(Duration),
-    /// Appends return once written to the page cache; nothing waits for a flush until
-    /// [`Log::sync`](crate::Log::sync) or close. The log still flushes in the background
-    /// every few MiB written (4 MiB with the default 64 MiB segments), off the appenders'
-    /// path, so that recovery after a crash has little to scan; `durable_offset()` moves
-    /// with those flushes. Readers see written records.
+    /// Appends return once the record is staged in this process's memory, not yet in
+    /// the file: the writer thread writes staged records soon after (typically within
+    /// milliseconds), and nothing waits for a flush until [`Log::sync`](crate::Log::sync)
+    /// or close. Until the write, a crash of the process (`kill -9`, `abort()`) loses the
+    /// record; until a flush, a crash of the machine or a power cut does. The log still
+    /// flushes in the background every few MiB written (4 MiB with the default 64 MiB
+    /// segments), off the appenders' path, so that recovery after a crash has little to
+    /// scan; `durable_offset()` moves with those flushes. Readers see records once they
+    /// are written, so `read(offset)` right after `append` can fail with
+    /// [`Error::OffsetOutOfRange`] for those few milliseconds; after
+    /// [`Log::sync`](crate::Log::sync) every record appended before it is readable.
     None,
 }
 
@@ -147,6 +157,20 @@ impl Options {
             - format::MARKER_BYTES
             - format::FRAME_HEADER_BYTES
             - format::FRAME_ALIGN_BYTES
+    }
+
+    /// The largest record payload a log opened with these options takes: the
+    /// [`Options::max_record_bytes`] setting, else 4 MiB or what fits in one segment after
+    /// its header and a commit marker, if that is less (65,408 bytes with 64 KiB
+    /// segments). A tool can check a size against it before allocating anything.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`] when the options are invalid (as [`Log::open`](crate::Log::open)
+    /// would refuse them).
+    pub fn record_limit_bytes(&self) -> Result<u64> {
+        self.validate()?;
+        Ok(self.max_record_bytes_effective())
     }
 
     /// The effective record size limit.

@@ -251,3 +251,70 @@ fn close_right_after_a_checkpoint_succeeds_and_is_clean() {
         log.close().unwrap();
     }
 }
+
+/// Bytes one record of `payload_bytes` takes in a segment: frame header and padding.
+fn frame_bytes(payload_bytes: u64) -> u64 {
+    24 + payload_bytes.div_ceil(8) * 8
+}
+
+#[test]
+fn segments_gives_records_and_used_bytes_of_the_active_segment_from_one_moment() {
+    for io in backends() {
+        for read_unflushed in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            // Written at once, flushed only after a minute: written and durable differ.
+            let opts = small(io)
+                .durability(Durability::Interval(Duration::from_secs(60)))
+                .read_unflushed(read_unflushed);
+            let log = Log::open(dir.path(), opts).unwrap();
+            for i in 0..10 {
+                log.append(&payload(i, 100)).unwrap();
+            }
+            wait_for(|| log.stats().bytes_written > 0);
+            let active = log.segments().unwrap().pop().unwrap();
+            assert!(!active.sealed);
+            let records_bytes = active.records_count * frame_bytes(100);
+            if active.records_count == 0 {
+                assert_eq!(active.used_bytes, 64, "{read_unflushed}: {active:?}");
+            } else {
+                // Header, the records, and the commit marker of each write.
+                assert!(
+                    active.used_bytes >= 64 + records_bytes + 32
+                        && active.used_bytes <= 64 + records_bytes + 32 * active.records_count,
+                    "{read_unflushed}: {active:?}"
+                );
+            }
+            assert_eq!(
+                active.end_offset,
+                active.base_offset + active.records_count,
+                "{active:?}"
+            );
+            if read_unflushed {
+                wait_for(|| log.segments().unwrap()[0].records_count == 10);
+            } else {
+                assert_eq!(active.records_count, 0, "nothing is durable yet");
+            }
+            log.close().unwrap();
+        }
+    }
+}
+
+#[test]
+fn reads_work_after_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small(ringlog::IoBackend::Pwrite)).unwrap();
+    for i in 0..2000 {
+        log.append(&payload(i, 100)).unwrap();
+    }
+    log.close().unwrap();
+    assert!(log.segments().unwrap().len() > 1, "rolled over");
+    assert_eq!(
+        log.read(1500).unwrap().payload(),
+        payload(1500, 100).as_slice()
+    );
+    let all: Vec<u64> = log.iter(0).map(|r| r.unwrap().offset()).collect();
+    assert_eq!(all, (0..2000).collect::<Vec<u64>>());
+    let last = log.tail(3).unwrap();
+    assert_eq!(last.len(), 3);
+    assert_eq!(last[2].payload(), payload(1999, 100).as_slice());
+}

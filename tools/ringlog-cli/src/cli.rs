@@ -91,7 +91,8 @@ pub struct TailArgs {
     /// Keep printing new records as they become durable, until interrupted.
     #[arg(short = 'f', long)]
     pub follow: bool,
-    /// How often to look for new records with --follow.
+    /// How often to look for new records with --follow (at least 1ms: smaller values,
+    /// 0 included, are raised to it).
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = units::parse_duration)]
     pub poll_interval: Duration,
     /// How payloads are printed.
@@ -162,9 +163,9 @@ pub struct BenchArgs {
     /// I/O backend: auto, uring or pwrite.
     #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = units::parse_io)]
     pub io: IoArg,
-    /// Size of each segment file.
-    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = units::parse_bytes)]
-    pub segment_size: u64,
+    /// Size of new segment files [default: the log's current segment size, else 64MiB].
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_bytes)]
+    pub segment_size: Option<u64>,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,

@@ -38,6 +38,18 @@ impl Failure {
         }
     }
 
+    /// The command stopped on a signal (see [`crate::signals`]): exit 128 + its number.
+    pub fn interrupted(stop: crate::signals::Stop, message: impl Into<String>) -> Failure {
+        Failure::Message {
+            message: one_line(&format!(
+                "interrupted by {}: {}",
+                stop.name(),
+                message.into()
+            )),
+            exit_code: stop.exit_code(),
+        }
+    }
+
     /// A library error met while working on the log in `dir`, explained for the command
     /// line.
     pub fn from_log(error: Error, dir: &Path) -> Failure {

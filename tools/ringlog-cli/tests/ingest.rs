@@ -231,3 +231,180 @@ fn bench_without_a_directory_uses_and_removes_a_temporary_one() {
         "the temporary log was not removed: {left:?}"
     );
 }
+
+#[test]
+fn an_oversized_line_halfway_names_its_line_and_what_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("log");
+    let input = dir.path().join("input.txt");
+    let mut text = b"one\ntwo\nthree\n".to_vec();
+    text.extend(vec![b'x'; 5 << 20]);
+    text.extend(b"\nfive\n");
+    std::fs::write(&input, &text).unwrap();
+    let run = ringlog(&["append", arg(&log_dir), "--file", arg(&input)]);
+    let line = common::one_error_line(&run, 2);
+    assert!(line.contains("line 4 of the input"), "{line}");
+    assert!(
+        line.contains("exceeds the limit of 4194304 bytes"),
+        "{line}"
+    );
+    assert!(
+        line.contains("3 records are durable: offsets 0..3 (input lines 1 to 3)"),
+        "{line}"
+    );
+    assert!(line.contains("resume from input line 4"), "{line}");
+    assert_eq!(
+        read_all(&log_dir),
+        [b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+    );
+}
+
+#[test]
+fn an_oversized_batch_says_batch_and_suggests_a_smaller_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("log");
+    let input = dir.path().join("input.txt");
+    // 40 lines of 1000 bytes fit in a 64 KiB segment; 100 do not.
+    let lines: Vec<String> = (0..300)
+        .map(|i| format!("{i:04}{}", "b".repeat(996)))
+        .collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let run = ringlog(&[
+        "append",
+        arg(&log_dir),
+        "--segment-size",
+        "64KiB",
+        "--file",
+        arg(&input),
+        "--batch",
+        "40",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = ringlog(&[
+        "append",
+        arg(&log_dir),
+        "--file",
+        arg(&input),
+        "--batch",
+        "100",
+    ]);
+    let line = common::one_error_line(&run, 2);
+    assert!(line.contains("batch of input lines 1 to 100"), "{line}");
+    assert!(line.contains("use a smaller --batch"), "{line}");
+    assert!(
+        line.contains("nothing from this input is durable (the log's next offset is 300)"),
+        "{line}"
+    );
+    assert_eq!(read_all(&log_dir).len(), 300);
+}
+
+#[test]
+fn interrupted_append_reports_what_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("log");
+    let fifo = dir.path().join("input.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let child = ringlog_command()
+        .args(["append", arg(&log_dir), "--file", arg(&fifo)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The writer end stays open, so `append` waits for more input after these lines.
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let lines: String = (1..=100).map(|i| format!("event {i}\n")).collect();
+    std::io::Write::write_all(&mut writer, lines.as_bytes()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let durable = Log::open_read_only(&log_dir, Options::default())
+            .map(|log| log.next_offset())
+            .unwrap_or(0);
+        if durable == 100 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the lines were not appended");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let output = child.wait_with_output().unwrap();
+    drop(writer);
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
+    assert!(
+        stderr.contains("100 records are durable: offsets 0..100 (input lines 1 to 100)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("resume from input line 101"), "{stderr}");
+    assert_eq!(read_all(&log_dir).len(), 100);
+}
+
+/// Unmounts the tmpfs when dropped.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_halfway_reports_what_is_durable() {
+    let mountpoint = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs"])
+        .arg(mountpoint.path())
+        .stderr(Stdio::null())
+        .status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        println!(
+            "a_full_disk_halfway_reports_what_is_durable: SKIP: cannot mount a tmpfs (needs root)"
+        );
+        return;
+    }
+    let _unmount = Unmount(mountpoint.path().to_path_buf());
+    let log_dir = mountpoint.path().join("log");
+    let input_dir = tempfile::tempdir().unwrap();
+    let input = input_dir.path().join("input.txt");
+    // 2 MB of lines into 512 KiB of disk.
+    let lines: String = (1..=4000)
+        .map(|i| format!("{i:06} {}\n", "e".repeat(490)))
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    let run = ringlog(&[
+        "append",
+        arg(&log_dir),
+        "--segment-size",
+        "64KiB",
+        "--file",
+        arg(&input),
+    ]);
+    let line = common::one_error_line(&run, 2);
+    assert!(line.contains("free some disk space"), "{line}");
+    let durable = Log::open_read_only(&log_dir, Options::default())
+        .unwrap()
+        .next_offset();
+    assert!(durable > 0 && durable < 4000, "{durable}: {line}");
+    assert!(
+        line.contains(&format!(
+            "{durable} records are durable: offsets 0..{durable} (input lines 1 to {durable}); resume from input line {}",
+            durable + 1
+        )),
+        "{line}"
+    );
+    let records = read_all(&log_dir);
+    assert_eq!(records.len() as u64, durable);
+    assert!(records
+        .last()
+        .unwrap()
+        .starts_with(format!("{durable:06} ").as_bytes()));
+}

@@ -142,3 +142,101 @@ fn tail_prints_the_last_records() {
     let run = ringlog(&["tail", arg(dir.path()), "-n", "0"]);
     assert_eq!((run.code, run.stdout.as_str()), (0, ""));
 }
+
+#[test]
+fn info_shows_every_file_of_the_log_and_the_disk_it_takes() {
+    use std::os::unix::fs::MetadataExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(
+        dir.path(),
+        Options::default().segment_bytes(common::SEGMENT_BYTES),
+    )
+    .unwrap();
+    log.append(b"one").unwrap();
+    // The spare is prepared in the background: wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while common::segment_files(dir.path()).len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no spare segment");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    log.close().unwrap();
+    let mut files: Vec<(String, u64, u64)> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            let meta = std::fs::metadata(&path).unwrap();
+            (path.display().to_string(), meta.len(), meta.blocks() * 512)
+        })
+        .collect();
+    files.sort();
+    let spare = common::segment_files(dir.path()).pop().unwrap();
+
+    let run = ringlog(&["info", arg(dir.path()), "--json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let info: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let spares = info["spare_segments"].as_array().unwrap();
+    assert_eq!(spares.len(), 1, "{info}");
+    assert_eq!(spares[0]["path"], spare.display().to_string());
+    assert_eq!(spares[0]["state"], "spare");
+    assert_eq!(spares[0]["segment_bytes"], common::SEGMENT_BYTES);
+    let mut listed: Vec<(String, u64, u64)> = info["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["length_bytes"].as_u64().unwrap(),
+                f["allocated_bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    listed.sort();
+    assert_eq!(listed, files, "{info}");
+    let kinds: Vec<&str> = info["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    for kind in ["segment", "spare", "index", "lock"] {
+        assert!(kinds.contains(&kind), "{kind}: {info}");
+    }
+    let length: u64 = files.iter().map(|f| f.1).sum();
+    let allocated: u64 = files.iter().map(|f| f.2).sum();
+    assert_eq!(info["disk_length_bytes"], length, "{info}");
+    assert_eq!(info["disk_allocated_bytes"], allocated, "{info}");
+    assert!(allocated >= 2 * common::SEGMENT_BYTES, "{info}");
+
+    let run = ringlog(&["info", arg(dir.path())]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let spare_id = spare
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
+    let spare_row = run
+        .stdout
+        .lines()
+        .find(|line| line.trim_start().starts_with(&format!("{spare_id} ")))
+        .unwrap_or_else(|| panic!("no row for the spare: {}", run.stdout));
+    assert!(spare_row.contains("spare"), "{spare_row}");
+    assert!(
+        run.stdout.contains(&format!(
+            "disk            {} files: {} long, {} allocated",
+            files.len(),
+            format_kib(length),
+            format_kib(allocated)
+        )),
+        "{}",
+        run.stdout
+    );
+}
+
+/// `ringlog`'s rendering of a size of whole KiB below 1 MiB.
+fn format_kib(bytes: u64) -> String {
+    format!("{:.1} KiB", bytes as f64 / 1024.0)
+}

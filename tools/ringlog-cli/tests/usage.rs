@@ -65,3 +65,37 @@ fn errors_on_the_log_are_one_line_with_a_remedy() {
     assert!(line.contains("exceeds the limit of"), "{line}");
     assert!(line.contains("use records of at most"), "{line}");
 }
+
+/// CPU time (user + system) of process `pid` so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses): utime is the 14th field
+    // of the line, stime the 15th.
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn tail_follow_with_a_zero_poll_interval_does_not_spin() {
+    let dir = tempfile::tempdir().unwrap();
+    build_log(&dir.path().join("log"), 3);
+    let log = dir.path().join("log");
+    let mut tail = common::ringlog_command()
+        .args(["tail", arg(&log), "-f", "--poll-interval", "0s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let before = cpu_ticks(tail.id());
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let used = cpu_ticks(tail.id()) - before;
+    tail.kill().unwrap();
+    tail.wait().unwrap();
+    // Clock ticks are 10 ms: a spinning loop takes most of the 150 in 1.5 s.
+    assert!(
+        used < 30,
+        "tail -f --poll-interval 0s used {used} ticks of CPU in 1.5 s"
+    );
+}

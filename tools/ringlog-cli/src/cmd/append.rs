@@ -3,19 +3,23 @@
 //! goes to stderr when stderr is a terminal.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::ops::Range;
-use std::path::Path;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use ringlog::{AppendTicket, Log, Options};
+use ringlog::{AppendTicket, Error, Log, Options};
 
 use crate::cli::AppendArgs;
 use crate::failure::{CliResult, Failure};
+use crate::signals::{self, Interruptible};
+
+/// Segment size of a new log when `--segment-size` is not given.
+const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 
 /// Runs `append`.
 pub fn run(args: &AppendArgs) -> CliResult<()> {
+    super::require_dir_or_missing(&args.dir)?;
     let (input, input_bytes): (Box<dyn BufRead>, Option<u64>) = match &args.file {
         Some(path) => {
             let file = File::open(path).map_err(|e| {
@@ -25,90 +29,200 @@ pub fn run(args: &AppendArgs) -> CliResult<()> {
                 ))
             })?;
             let len = file.metadata().ok().map(|m| m.len());
-            (Box::new(BufReader::with_capacity(1 << 20, file)), len)
+            let reader = BufReader::with_capacity(1 << 20, Interruptible(file));
+            (Box::new(reader), len)
         }
-        None => (Box::new(std::io::stdin().lock()), None),
+        None => (
+            Box::new(BufReader::with_capacity(
+                1 << 20,
+                Interruptible(std::io::stdin()),
+            )),
+            None,
+        ),
     };
     let segment_bytes = args
         .segment_size
-        .or_else(|| existing_segment_bytes(&args.dir))
-        .unwrap_or(64 << 20);
+        .or_else(|| super::existing_segment_bytes(&args.dir))
+        .unwrap_or(DEFAULT_SEGMENT_BYTES);
     let options = Options::default().segment_bytes(segment_bytes);
-    let log = Log::open(&args.dir, options).map_err(|e| Failure::from_log(e, &args.dir))?;
+    let fail = |e| Failure::from_log(e, &args.dir);
+    let record_limit_bytes = options.record_limit_bytes().map_err(fail)?;
+    signals::install()
+        .map_err(|e| Failure::usage(format!("cannot handle SIGINT and SIGTERM: {e}")))?;
+    let log = signals::with_signals_blocked(|| Log::open(&args.dir, options)).map_err(fail)?;
     let progress = progress_bar(input_bytes);
     progress.set_message("0 lines");
-    let appended = ingest(&log, input, args, &progress);
+    let mut ingest = Ingest {
+        log: &log,
+        start: log.next_offset(),
+        end: log.next_offset(),
+        last_ticket: None,
+    };
+    let outcome = ingest.lines(input, args, record_limit_bytes, &progress);
     progress.finish_and_clear();
-    let appended = appended?;
-    log.close().map_err(|e| Failure::from_log(e, &args.dir))?;
+    // Offsets become durable in order: the last ticket covers every record before it.
+    let waited = ingest
+        .last_ticket
+        .take()
+        .map_or(Ok(()), |t| t.wait().map(drop));
+    let (start, end) = (ingest.start, ingest.end);
+    match (outcome, waited) {
+        (Ok(()), Ok(())) => {}
+        (Err(cause), _) => return Err(ingest.failed(cause)),
+        (Ok(()), Err(e)) => return Err(ingest.failed(fail(e))),
+    }
+    log.close().map_err(fail)?;
+    if let Some(stop) = signals::received() {
+        return Err(Failure::interrupted(
+            stop,
+            format!(
+                "{}; resume from input line {}",
+                durable_lines(start, end),
+                end - start + 1
+            ),
+        ));
+    }
     let mut out = std::io::stdout().lock();
-    let line = if appended.is_empty() {
-        format!(
-            "appended 0 records (the log's next offset is {})",
-            appended.start
-        )
+    let line = if start == end {
+        format!("appended 0 records (the log's next offset is {start})")
     } else {
         format!(
-            "appended {} records: offsets {}..{} (durable)",
-            appended.end - appended.start,
-            appended.start,
-            appended.end
+            "appended {} records: offsets {start}..{end} (durable)",
+            end - start
         )
     };
     writeln!(out, "{line}").map_err(Failure::from_stdout)
 }
 
-/// Reads lines and appends them: one pipelined record each with `--batch 1`, else atomic
-/// batches of `--batch` lines. Returns the offsets appended.
-fn ingest(
-    log: &Log,
-    mut input: Box<dyn BufRead>,
-    args: &AppendArgs,
-    progress: &ProgressBar,
-) -> CliResult<Range<u64>> {
-    let fail = |e| Failure::from_log(e, &args.dir);
-    let batch_records = usize::try_from(args.batch).unwrap_or(usize::MAX);
-    let start = log.next_offset();
-    let mut end = start;
-    let mut last_ticket: Option<AppendTicket> = None;
-    let mut pending: Vec<Vec<u8>> = Vec::new();
-    let mut line = Vec::new();
-    let mut lines_count = 0u64;
-    loop {
-        line.clear();
-        let read_bytes = input.read_until(b'\n', &mut line).map_err(|e| {
-            Failure::usage(format!(
-                "cannot read the input: {e}; check the file or pipe"
-            ))
-        })?;
-        if read_bytes == 0 {
-            break;
-        }
-        progress.inc(read_bytes as u64);
-        let record = strip_line_end(&line);
-        if batch_records == 1 {
-            let ticket = log.submit(record).map_err(fail)?;
-            end = ticket.offset() + 1;
-            last_ticket = Some(ticket);
-        } else {
-            pending.push(record.to_vec());
-            if pending.len() == batch_records {
-                end = append_pending(log, &mut pending).map_err(fail)?.end;
+/// What one run of `append` has submitted: input line `n` (from 1) is offset
+/// `start + n - 1`.
+struct Ingest<'a> {
+    log: &'a Log,
+    /// The log's next offset before the first line.
+    start: u64,
+    /// The offset after the last record submitted.
+    end: u64,
+    /// The last record submitted alone (`--batch 1`), not yet waited for.
+    last_ticket: Option<AppendTicket>,
+}
+
+impl Ingest<'_> {
+    /// Reads lines and appends them: one pipelined record each with `--batch 1`, else
+    /// atomic batches of `--batch` lines. Stops at the end of the input or at SIGINT or
+    /// SIGTERM (a line being read then is not appended).
+    fn lines(
+        &mut self,
+        mut input: Box<dyn BufRead>,
+        args: &AppendArgs,
+        record_limit_bytes: u64,
+        progress: &ProgressBar,
+    ) -> CliResult<()> {
+        let fail = |e| Failure::from_log(e, &args.dir);
+        let batch_records = usize::try_from(args.batch).unwrap_or(usize::MAX);
+        let mut pending: Vec<Vec<u8>> = Vec::new();
+        let mut line = Vec::new();
+        let mut lines_count = 0u64;
+        loop {
+            line.clear();
+            // At most the limit, a `\r\n` and one byte more: a longer line is refused
+            // without reading all of it into memory.
+            let read_bytes = Read::take(&mut input, record_limit_bytes + 3)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| {
+                    Failure::usage(format!(
+                        "cannot read the input: {e}; check the file or pipe"
+                    ))
+                })?;
+            if signals::received().is_some() || read_bytes == 0 {
+                break;
+            }
+            progress.inc(read_bytes as u64);
+            lines_count += 1;
+            let record = strip_line_end(&line);
+            let record_bytes = record.len() as u64;
+            if record_bytes > record_limit_bytes {
+                let shown = if line.ends_with(b"\n") {
+                    format!("{record_bytes} bytes")
+                } else {
+                    format!("at least {record_bytes} bytes")
+                };
+                return Err(Failure::usage(format!(
+                    "line {lines_count} of the input is {shown}: it exceeds the limit of {record_limit_bytes} bytes per record; use records of at most {record_limit_bytes} bytes"
+                )));
+            }
+            if batch_records == 1 {
+                let ticket = self.log.submit(record).map_err(fail)?;
+                self.end = ticket.offset() + 1;
+                self.last_ticket = Some(ticket);
+            } else {
+                pending.push(record.to_vec());
+                if pending.len() == batch_records {
+                    self.append_pending(&mut pending, args)?;
+                }
+            }
+            if lines_count % 1024 == 0 {
+                progress.set_message(format!("{lines_count} lines"));
             }
         }
-        lines_count += 1;
-        if lines_count % 1024 == 0 {
-            progress.set_message(format!("{lines_count} lines"));
+        if !pending.is_empty() {
+            self.append_pending(&mut pending, args)?;
+        }
+        Ok(())
+    }
+
+    /// Appends `pending` as one atomic batch and empties it.
+    fn append_pending(&mut self, pending: &mut Vec<Vec<u8>>, args: &AppendArgs) -> CliResult<()> {
+        let lines_count = pending.len() as u64;
+        let first_line = self.end - self.start + 1;
+        match append_pending(self.log, pending) {
+            Ok(range) => {
+                self.end = range.end;
+                Ok(())
+            }
+            Err(Error::RecordTooLarge {
+                record_bytes,
+                max_record_bytes,
+            }) => {
+                // Every line fits alone (checked as read): the batch does not fit a segment.
+                let fitting = (max_record_bytes * lines_count / record_bytes.max(1)).max(1);
+                Err(Failure::usage(format!(
+                    "the batch of input lines {first_line} to {} takes {record_bytes} bytes in the log, more than one segment holds ({max_record_bytes} bytes); a batch must fit in one segment: use a smaller --batch (at most {fitting} for lines like these) or a larger --segment-size",
+                    first_line + lines_count - 1
+                )))
+            }
+            Err(e) => Err(Failure::from_log(e, &args.dir)),
         }
     }
-    if !pending.is_empty() {
-        end = append_pending(log, &mut pending).map_err(fail)?.end;
+
+    /// `cause`, with what of this input is durable and where to resume.
+    fn failed(&self, cause: Failure) -> Failure {
+        let Failure::Message { message, exit_code } = cause else {
+            return cause;
+        };
+        // After a failure only what was flushed counts (a failed flush poisons the log,
+        // and records staged after it are lost); nothing past `end` is ours.
+        let durable = self.log.durable_offset().clamp(self.start, self.end);
+        let _ = self.log.close();
+        Failure::Message {
+            message: format!(
+                "{message}; {}; resume from input line {}",
+                durable_lines(self.start, durable),
+                durable - self.start + 1
+            ),
+            exit_code,
+        }
     }
-    if let Some(ticket) = last_ticket {
-        // Offsets become durable in order: the last one covers all before it.
-        ticket.wait().map_err(fail)?;
+}
+
+/// "3 records are durable: offsets 0..3 (input lines 1 to 3)", or that none is.
+fn durable_lines(start: u64, durable: u64) -> String {
+    match durable - start {
+        0 => format!("nothing from this input is durable (the log's next offset is {start})"),
+        1 => format!("1 record is durable: offset {start} (input line 1)"),
+        lines => format!(
+            "{lines} records are durable: offsets {start}..{durable} (input lines 1 to {lines})"
+        ),
     }
-    Ok(start..end)
 }
 
 /// Appends `pending` as one atomic batch and empties it.
@@ -123,16 +237,6 @@ fn append_pending(log: &Log, pending: &mut Vec<Vec<u8>>) -> ringlog::Result<Rang
 fn strip_line_end(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-/// The segment size of the log already in `dir`, so new segments match it.
-fn existing_segment_bytes(dir: &Path) -> Option<u64> {
-    if !dir.is_dir() {
-        return None;
-    }
-    let log = Log::open_read_only(dir, Options::default()).ok()?;
-    let segments = log.segments().ok()?;
-    segments.last().map(|s| s.segment_bytes)
 }
 
 /// A progress bar on stderr when stderr is a terminal (bytes of `--file`, or a spinner

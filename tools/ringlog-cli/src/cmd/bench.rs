@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::cli::BenchArgs;
 use crate::failure::{CliResult, Failure};
 use crate::latency::{self, format_latency, LiveCounters, Totals};
+use crate::signals;
 use crate::units::format_duration;
 
 /// Default run length when neither `--records` nor `--duration` is given.
@@ -46,9 +47,11 @@ struct Summary {
     latency_ns_p95: u64,
     latency_ns_p99: u64,
     latency_ns_p999: u64,
+    /// `fdatasync` calls during the run (not those of opening the log, nor of closing it).
     fsyncs: u64,
-    /// `null` when nothing was flushed (e.g. `--durability none`).
+    /// `records / fsyncs`; `null` when nothing was flushed during the run.
     records_per_fsync: Option<f64>,
+    /// Bytes of record and marker frames written during the run.
     bytes_written: u64,
     segment_bytes: u64,
     /// `null` for the temporary directory.
@@ -77,8 +80,34 @@ impl Limits {
     }
 }
 
+/// Segment size of a new log when `--segment-size` is not given.
+const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+
 /// Runs `bench`.
 pub fn run(args: &BenchArgs) -> CliResult<()> {
+    if let Some(dir) = &args.dir {
+        super::require_dir_or_missing(dir)?;
+    }
+    let segment_bytes = args
+        .segment_size
+        .or_else(|| args.dir.as_deref().and_then(super::existing_segment_bytes))
+        .unwrap_or(DEFAULT_SEGMENT_BYTES);
+    let options = Options::default()
+        .segment_bytes(segment_bytes)
+        .durability(args.durability.0)
+        .io(args.io.0);
+    // Before anything is created or allocated: each producer holds one record.
+    let record_limit_bytes = options
+        .record_limit_bytes()
+        .map_err(|e| Failure::from_log(e, args.dir.as_deref().unwrap_or(Path::new("."))))?;
+    if args.record_size > record_limit_bytes {
+        return Err(Failure::usage(format!(
+            "--record-size {} is more than a record can hold with {segment_bytes}-byte segments ({record_limit_bytes} bytes); use --record-size {record_limit_bytes} or less",
+            args.record_size
+        )));
+    }
+    signals::install()
+        .map_err(|e| Failure::usage(format!("cannot handle SIGINT and SIGTERM: {e}")))?;
     let temp_dir = match &args.dir {
         Some(_) => None,
         None => Some(
@@ -98,7 +127,8 @@ pub fn run(args: &BenchArgs) -> CliResult<()> {
         (None, Some(temp)) => temp.path().to_path_buf(),
         (None, None) => return Err(Failure::usage("no directory to benchmark in")),
     };
-    let result = bench_in(args, &dir);
+    let result = bench_in(args, options, segment_bytes, &dir);
+    let removed = temp_dir.is_some();
     if let Some(temp) = temp_dir {
         temp.close().map_err(|e| {
             Failure::usage(format!(
@@ -114,21 +144,37 @@ pub fn run(args: &BenchArgs) -> CliResult<()> {
     } else {
         render_text(&summary)
     };
-    writeln!(std::io::stdout().lock(), "{text}").map_err(Failure::from_stdout)
+    writeln!(std::io::stdout().lock(), "{text}").map_err(Failure::from_stdout)?;
+    match signals::received() {
+        None => Ok(()),
+        Some(stop) => Err(Failure::interrupted(
+            stop,
+            format!(
+                "the run stopped after {} records; {}",
+                summary.records,
+                if removed {
+                    format!("the temporary directory {} was removed", dir.display())
+                } else {
+                    format!("the records appended are in {}", dir.display())
+                }
+            ),
+        )),
+    }
 }
 
 /// Opens the log in `dir`, runs the producers, and summarizes.
-fn bench_in(args: &BenchArgs, dir: &Path) -> CliResult<Summary> {
+fn bench_in(
+    args: &BenchArgs,
+    options: Options,
+    segment_bytes: u64,
+    dir: &Path,
+) -> CliResult<Summary> {
     let fail = |e| Failure::from_log(e, dir);
     let duration = match args.records {
         Some(_) => args.duration,
         None => Some(args.duration.unwrap_or(DEFAULT_DURATION)),
     };
-    let options = Options::default()
-        .segment_bytes(args.segment_size)
-        .durability(args.durability.0)
-        .io(args.io.0);
-    let log = Arc::new(Log::open(dir, options).map_err(fail)?);
+    let log = Arc::new(signals::with_signals_blocked(|| Log::open(dir, options)).map_err(fail)?);
     eprintln!(
         "bench: {} producers, {}-byte records, durability {}, io {} ({}), {} in {}{}",
         args.producers,
@@ -153,10 +199,15 @@ fn bench_in(args: &BenchArgs, dir: &Path) -> CliResult<Summary> {
         records_left: args.records.map(AtomicU64::new),
     });
     let live = Arc::new(LiveCounters::default());
+    // The run's own fsyncs: those of opening (and recovering) the log are not its.
+    let stats_before = log.stats();
     let start = Instant::now();
     let mut producers = Vec::new();
     for producer in 0..args.producers {
-        match spawn_producer(producer, args.record_size, &log, &limits, &live) {
+        let spawned = signals::with_signals_blocked(|| {
+            spawn_producer(producer, args.record_size, &log, &limits, &live)
+        });
+        match spawned {
             Ok(handle) => producers.push(handle),
             Err(e) => {
                 limits.stop.store(true, Relaxed);
@@ -183,6 +234,7 @@ fn bench_in(args: &BenchArgs, dir: &Path) -> CliResult<Summary> {
     let seconds = elapsed.as_secs_f64().max(1e-9);
     let records = histogram.len();
     let records_per_sec = records as f64 / seconds;
+    let fsyncs = stats.fsyncs_count - stats_before.fsyncs_count;
     Ok(Summary {
         records,
         elapsed_sec: seconds,
@@ -200,10 +252,10 @@ fn bench_in(args: &BenchArgs, dir: &Path) -> CliResult<Summary> {
         latency_ns_p95: histogram.value_at_quantile(0.95),
         latency_ns_p99: histogram.value_at_quantile(0.99),
         latency_ns_p999: histogram.value_at_quantile(0.999),
-        fsyncs: stats.fsyncs_count,
-        records_per_fsync: (stats.fsyncs_count > 0).then_some(stats.records_per_fsync),
-        bytes_written: stats.bytes_written,
-        segment_bytes: args.segment_size,
+        fsyncs,
+        records_per_fsync: (fsyncs > 0).then(|| records as f64 / fsyncs as f64),
+        bytes_written: stats.bytes_written - stats_before.bytes_written,
+        segment_bytes,
         dir: args.dir.as_ref().map(|d| d.display().to_string()),
     })
 }
@@ -255,7 +307,8 @@ fn coordinate(
         if producers.iter().all(JoinHandle::is_finished) {
             return start.elapsed();
         }
-        if duration.is_some_and(|d| start.elapsed() >= d) && !limits.stop.swap(true, Relaxed) {
+        let over = duration.is_some_and(|d| start.elapsed() >= d) || signals::received().is_some();
+        if over && !limits.stop.swap(true, Relaxed) {
             // Appends in flight still count; the run ends when the producers return.
             continue;
         }

@@ -3,7 +3,8 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -26,6 +27,34 @@ struct LogInfo {
     total_bytes: u64,
     used_bytes: u64,
     segments: Vec<SegmentRow>,
+    /// Segment files prepared ahead of need, not yet holding records.
+    spare_segments: Vec<SpareRow>,
+    /// Every file in the directory.
+    files: Vec<FileRow>,
+    /// Sum of the files' lengths.
+    disk_length_bytes: u64,
+    /// Sum of the blocks the files take on disk (`st_blocks` * 512).
+    disk_allocated_bytes: u64,
+}
+
+/// A spare segment.
+#[derive(Debug, Serialize)]
+struct SpareRow {
+    segment_id: u64,
+    path: String,
+    segment_bytes: u64,
+    allocated_bytes: u64,
+    state: &'static str,
+}
+
+/// One file of the log's directory.
+#[derive(Debug, Serialize)]
+struct FileRow {
+    path: String,
+    /// `segment`, `spare`, `index`, `lock`, `temporary` or `other`.
+    kind: &'static str,
+    length_bytes: u64,
+    allocated_bytes: u64,
 }
 
 /// One segment.
@@ -41,6 +70,8 @@ struct SegmentRow {
     state: &'static str,
     index_entries: u64,
     created_ms: u64,
+    /// Blocks its file takes on disk (`st_blocks` * 512).
+    allocated_bytes: u64,
 }
 
 /// Runs `info`.
@@ -50,6 +81,26 @@ pub fn run(args: &InfoArgs) -> CliResult<()> {
     let segments = log.segments().map_err(fail)?;
     let lock_holder_pid = ringlog::lock_holder(&args.dir).map_err(fail)?;
     let stats = log.stats();
+    let files = list_files(&args.dir, segments.last().map(|s| s.segment_id))?;
+    let allocated = |path: &Path| {
+        files
+            .iter()
+            .find(|f| Path::new(&f.path) == path)
+            .map_or(0, |f| f.allocated_bytes)
+    };
+    let spare_segments: Vec<SpareRow> = files
+        .iter()
+        .filter(|f| f.kind == "spare")
+        .filter_map(|f| {
+            Some(SpareRow {
+                segment_id: segment_id(Path::new(&f.path))?,
+                path: f.path.clone(),
+                segment_bytes: f.length_bytes,
+                allocated_bytes: f.allocated_bytes,
+                state: "spare",
+            })
+        })
+        .collect();
     let rows: Vec<SegmentRow> = segments
         .iter()
         .map(|s| SegmentRow {
@@ -63,6 +114,7 @@ pub fn run(args: &InfoArgs) -> CliResult<()> {
             state: if s.sealed { "sealed" } else { "active" },
             index_entries: s.index_entries,
             created_ms: s.created_ms,
+            allocated_bytes: allocated(&s.path),
         })
         .collect();
     let info = LogInfo {
@@ -77,6 +129,10 @@ pub fn run(args: &InfoArgs) -> CliResult<()> {
         total_bytes: rows.iter().map(|s| s.segment_bytes).sum(),
         used_bytes: rows.iter().map(|s| s.used_bytes).sum(),
         segments: rows,
+        spare_segments,
+        disk_length_bytes: files.iter().map(|f| f.length_bytes).sum(),
+        disk_allocated_bytes: files.iter().map(|f| f.allocated_bytes).sum(),
+        files,
     };
     let mut out = std::io::stdout().lock();
     let text = if args.json {
@@ -110,10 +166,23 @@ fn render_text(info: &LogInfo) -> String {
         ),
         format!("records         {}", info.records_count),
         format!(
-            "size            {} used of {} in {} segment file(s)",
+            "size            {} used of {} in {} segment file(s){}",
             format_bytes(info.used_bytes),
             format_bytes(info.total_bytes),
-            info.segments_count
+            info.segments_count,
+            match info.spare_segments.len() {
+                0 => String::new(),
+                spares => format!(
+                    ", and {spares} spare segment file(s) of {} prepared ahead",
+                    format_bytes(info.spare_segments.iter().map(|s| s.segment_bytes).sum())
+                ),
+            }
+        ),
+        format!(
+            "disk            {} files: {} long, {} allocated",
+            info.files.len(),
+            format_bytes(info.disk_length_bytes),
+            format_bytes(info.disk_allocated_bytes)
         ),
         String::new(),
         format!(
@@ -137,6 +206,18 @@ fn render_text(info: &LogInfo) -> String {
             format_time_ms(s.created_ms)
         ));
     }
+    for s in &info.spare_segments {
+        lines.push(format!(
+            "{:>7}  {:>12}  {:>10}  {:>23}  {:<6}  {:>7}  {:<24}",
+            s.segment_id,
+            "-",
+            "-",
+            format!("- / {}", format_bytes(s.segment_bytes)),
+            s.state,
+            "-",
+            "-"
+        ));
+    }
     let lines: Vec<&str> = lines.iter().map(|line| line.trim_end()).collect();
     lines.join("\n")
 }
@@ -153,4 +234,56 @@ fn read_format_version(segment: &Path) -> Option<u32> {
     Some(u32::from_le_bytes([
         header[8], header[9], header[10], header[11],
     ]))
+}
+
+/// Every file in `dir` with its length and the disk it takes. Segment files past the
+/// last activated segment (`last_segment_id`) are spares.
+fn list_files(dir: &Path, last_segment_id: Option<u64>) -> CliResult<Vec<FileRow>> {
+    let cannot_read = |e: std::io::Error| {
+        Failure::usage(format!(
+            "cannot read the directory {}: {e}; check its permissions",
+            dir.display()
+        ))
+    };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(cannot_read)?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(cannot_read)?;
+    paths.sort();
+    let mut files = Vec::with_capacity(paths.len());
+    for path in paths {
+        // A file removed meanwhile (a writer's temporary file) is simply not listed.
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let kind = if name.ends_with(".tmp") {
+            "temporary"
+        } else if name.ends_with(".seg") {
+            match (segment_id(&path), last_segment_id) {
+                (Some(id), Some(last)) if id > last => "spare",
+                (Some(_), _) => "segment",
+                (None, _) => "other",
+            }
+        } else if name.ends_with(".idx") {
+            "index"
+        } else if name == "ringlog.lock" {
+            "lock"
+        } else {
+            "other"
+        };
+        files.push(FileRow {
+            path: path.display().to_string(),
+            kind,
+            length_bytes: meta.len(),
+            allocated_bytes: meta.blocks() * 512,
+        });
+    }
+    Ok(files)
+}
+
+/// The id in a segment file's name (`00000000000000000042.seg`).
+fn segment_id(path: &Path) -> Option<u64> {
+    path.file_stem()?.to_str()?.parse().ok()
 }

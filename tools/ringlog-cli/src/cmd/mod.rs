@@ -63,6 +63,26 @@ pub fn require_log_dir(dir: &Path) -> CliResult<()> {
     }
 }
 
+/// Checks a `DIR` that a writing command creates if needed: it may be missing, but a
+/// path that exists must be a directory (else opening would fail with "File exists").
+pub fn require_dir_or_missing(dir: &Path) -> CliResult<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(not_a_directory(dir));
+    }
+    Ok(())
+}
+
+/// The segment size of the log already in `dir`, so that new segments match it (a
+/// writing command keeps it unless `--segment-size` is given).
+pub fn existing_segment_bytes(dir: &Path) -> Option<u64> {
+    if !dir.is_dir() {
+        return None;
+    }
+    let log = Log::open_read_only(dir, Options::default()).ok()?;
+    let segments = log.segments().ok()?;
+    segments.last().map(|s| s.segment_bytes)
+}
+
 /// The failure for a `DIR` argument that is not a directory.
 pub fn not_a_directory(dir: &Path) -> Failure {
     if dir.exists() {

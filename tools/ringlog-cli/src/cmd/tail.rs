@@ -3,10 +3,15 @@
 //! interrupted. Read-only.
 
 use std::io::{BufWriter, Write};
+use std::time::Duration;
 
 use crate::cli::TailArgs;
 use crate::failure::{CliResult, Failure};
 use crate::render::RecordStyle;
+
+/// The shortest wait between looks for new records with `--follow`: a smaller
+/// `--poll-interval` (0 included) would spin a core.
+const MIN_POLL_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Runs `tail`.
 pub fn run(args: &TailArgs) -> CliResult<()> {
@@ -28,8 +33,9 @@ pub fn run(args: &TailArgs) -> CliResult<()> {
     if !args.follow {
         return Ok(());
     }
+    let poll_interval = args.poll_interval.max(MIN_POLL_INTERVAL);
     loop {
-        std::thread::sleep(args.poll_interval);
+        std::thread::sleep(poll_interval);
         let end = log.refresh().map_err(fail)?;
         if end <= next_offset {
             continue;
