@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use ringlog::{Durability, IoBackend, Log, Options};
+use ringlog::{Durability, IoBackend, Log, Options, Store};
 
 fn bench_dir() -> tempfile::TempDir {
     match std::env::var_os("RINGLOG_BENCH_DIR") {
@@ -185,6 +185,49 @@ fn ringlog_many(
     (rate, log.stats())
 }
 
+/// `producers` threads appending durably for `duration` to topics of one store: each to
+/// its own topic (`own_topics`), or all to one. Returns (records/s, the store's stats).
+fn store_many(
+    dir: &Path,
+    io: IoBackend,
+    own_topics: bool,
+    producers: usize,
+    duration: Duration,
+) -> (f64, ringlog::StoreStats) {
+    let store = Store::open(dir, Options::default().io(io)).expect("open store");
+    let topics: Vec<Log> = (0..producers)
+        .map(|i| {
+            let name = if own_topics { format!("t{i}") } else { "t".into() };
+            store.topic(&name).expect("topic")
+        })
+        .collect();
+    let barrier = Arc::new(Barrier::new(producers + 1));
+    let handles: Vec<_> = topics
+        .into_iter()
+        .map(|log| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let record = vec![0x42u8; 1024];
+                barrier.wait();
+                let start = Instant::now();
+                let mut n = 0u64;
+                while start.elapsed() < duration {
+                    log.append(&record).unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    let rate = total as f64 / start.elapsed().as_secs_f64();
+    let stats = store.stats();
+    store.close().expect("close");
+    (rate, stats)
+}
+
 /// One producer, `Durability::None`, `n` records of `record_bytes`; bytes/s of payload.
 fn ringlog_unsynced(dir: &Path, io: IoBackend, record_bytes: usize, n: usize) -> f64 {
     let log = open(dir, Durability::None, io);
@@ -350,6 +393,27 @@ fn main() {
                 if producers == 64 { "≥ 30" } else { "-" },
             );
         }
+    }
+    if wanted("topics") {
+        // Group commit across topics: each producer on its own topic of one store,
+        // against all of them on one topic, in the same run.
+        let (one, _) = store_many(&fresh("store-one"), io, false, 16, secs);
+        let (own, stats) = store_many(&fresh("store-own"), io, true, 16, secs);
+        let per_cycle = if stats.flush_cycles == 0 {
+            0.0
+        } else {
+            stats.cycle_fsyncs as f64 / stats.flush_cycles as f64
+        };
+        row(
+            &format!(
+                "16 producers, Sync, 1 KiB, each on its own topic vs all on one (flush cycles {}, fdatasyncs per cycle {per_cycle:.1}, writer turns for one topic {})",
+                stats.flush_cycles, stats.commits_alone
+            ),
+            format!("{own:.0}"),
+            format!("{one:.0}"),
+            own / one,
+            "≥ 0.6",
+        );
     }
     if wanted("bandwidth") {
         let bw = disk_bandwidth(d, 512 << 20);

@@ -39,11 +39,13 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("ringlog supports Linux only: it relies on io_uring, fdatasync and flock semantics");
 
+mod engine;
 mod error;
 mod follow;
 mod format;
 #[doc(hidden)]
 pub mod fuzzing;
+mod housekeeping;
 mod io;
 mod log;
 mod open;
@@ -70,5 +72,5 @@ pub use log::{lock_holder, AppendTicket, Log};
 pub use options::{Durability, IoBackend, Options, Preallocate, RecoveryPolicy};
 pub use reader::{Iter, Record};
 pub use report::{RecoveryReport, SegmentInfo, SegmentScan, Stats, Truncation};
-pub use store::Store;
+pub use store::{Store, StoreStats};
 pub use verify::{repair, verify, Problem, ProblemKind, RepairReport, VerifyReport};

@@ -17,6 +17,7 @@ use crate::open::Access;
 use crate::options::{Durability, Options};
 use crate::reader::{Iter, Record};
 use crate::report::{RecoveryReport, SegmentInfo, Stats};
+use crate::engine::Engine;
 use crate::writer::{Shared, Start};
 
 /// Name of the lock file inside a log directory.
@@ -37,7 +38,9 @@ pub struct Log {
 /// What every handle of one open log shares.
 pub(crate) struct LogCore {
     shared: Arc<Shared>,
-    threads: Mutex<Vec<crate::sync::JoinHandle<()>>>,
+    /// The engine this log started for itself (`Log::open`), stopped at close; `None`
+    /// for a read-only log and for a store's topic (the store's engine serves it).
+    own_engine: Option<Arc<Engine>>,
     /// The directory's writer lock (`None` for read-only logs and store topics, whose
     /// store holds the lock).
     lock: Mutex<Option<File>>,
@@ -109,27 +112,30 @@ impl Log {
         crate::store::refuse_store_dir(dir)?;
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
         let lock = lock_dir(dir)?;
-        Log::start(dir, opts, backend, backend_fallback, Some(lock))
+        Log::start(dir, opts, backend, backend_fallback, Some(lock), None)
     }
 
-    /// Opens a store's topic: its directory exists and the store holds the lock.
-    pub(crate) fn open_topic(dir: &Path, opts: Options) -> Result<Log> {
+    /// Opens a store's topic: its directory exists, the store holds the lock, and the
+    /// store's `engine` serves it, its writes going through `backend`.
+    pub(crate) fn open_topic(
+        dir: &Path,
+        opts: Options,
+        backend: Box<dyn io::Backend>,
+        engine: Arc<Engine>,
+    ) -> Result<Log> {
         opts.validate()?;
-        let (backend, backend_fallback) = io::select(opts.io).map_err(|e| {
-            Error::InvalidOptions(format!(
-                "IoBackend::Uring was requested but io_uring cannot be used: {e}"
-            ))
-        })?;
-        Log::start(dir, opts, backend, backend_fallback, None)
+        Log::start(dir, opts, backend, None, None, Some(engine))
     }
 
-    /// Recovers the log in `dir` and starts its threads; `lock` is kept until close.
+    /// Recovers the log in `dir` and has `engine` serve it (an engine of its own when
+    /// `None`); `lock` is kept until close.
     fn start(
         dir: &Path,
         opts: Options,
         mut backend: Box<dyn io::Backend>,
         backend_fallback: Option<String>,
         lock: Option<File>,
+        engine: Option<Arc<Engine>>,
     ) -> Result<Log> {
         let dir = dir.to_path_buf();
         let recovered = crate::open::recover(&dir, &opts, Access::Write, backend.as_mut())?;
@@ -141,6 +147,13 @@ impl Log {
             _ => opts,
         };
         opts.validate()?;
+        let (engine, own_engine) = match engine {
+            Some(engine) => (engine, None),
+            None => {
+                let engine = Engine::start(None)?;
+                (engine.clone(), Some(engine))
+            }
+        };
         let shared = Shared::new(
             dir,
             opts,
@@ -155,30 +168,11 @@ impl Log {
                 backend_fallback,
                 read_only: false,
             },
+            Some(engine),
         );
-        let mut threads = Vec::new();
-        for (name, body) in [
-            ("ringlog-writer", Shared::writer_loop as fn(Arc<Shared>)),
-            ("ringlog-housekeeper", Shared::housekeeper_loop),
-            ("ringlog-waker", Shared::waker_loop),
-        ] {
-            let for_thread = shared.clone();
-            let handle = crate::sync::spawn(name, move || body(for_thread))
-                .map_err(|e| Error::io("spawn thread", name, e));
-            match handle {
-                Ok(handle) => threads.push(handle),
-                Err(e) => {
-                    let _ = shared.shutdown();
-                    for handle in threads {
-                        let _ = handle.join();
-                    }
-                    return Err(e);
-                }
-            }
-        }
         Ok(Log::from_core(LogCore {
             shared,
-            threads: Mutex::new(threads),
+            own_engine,
             lock: Mutex::new(lock),
             report: recovered.report,
             closed: AtomicBool::new(false),
@@ -215,10 +209,11 @@ impl Log {
                 backend_fallback: None,
                 read_only: true,
             },
+            None,
         );
         Ok(Log::from_core(LogCore {
             shared,
-            threads: Mutex::new(Vec::new()),
+            own_engine: None,
             lock: Mutex::new(None),
             report: recovered.report,
             closed: AtomicBool::new(false),
@@ -540,8 +535,8 @@ impl LogCore {
             return Ok(());
         }
         let result = self.shared.shutdown();
-        for handle in self.threads.lock().drain(..) {
-            let _ = handle.join();
+        if let Some(engine) = &self.own_engine {
+            engine.stop();
         }
         let result = match result {
             Ok(Some((segment, data_end, next_offset))) => {
@@ -559,8 +554,8 @@ impl LogCore {
             return;
         }
         self.shared.abandon();
-        for handle in self.threads.lock().drain(..) {
-            let _ = handle.join();
+        if let Some(engine) = &self.own_engine {
+            engine.stop();
         }
         self.lock.lock().take();
     }

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::task::Waker;
 
+use crate::engine::Engine;
 use crate::sync::{thread_parker, AtomicBool, AtomicU32, AtomicU64, Futex, Mutex};
 
 /// The log's progress, as offsets: every record below `written` is in the file (page
@@ -26,15 +27,17 @@ pub(crate) struct Watermarks {
     sleepers_count: AtomicU32,
     wakers: Mutex<Vec<(u64, Waker)>>,
     wakers_pending: AtomicBool,
-    /// Futex word of the waker thread: bumped to ask it to run [`Watermarks::wake`].
-    wake_requests: Futex,
-    waker_stop: AtomicBool,
+    /// The engine whose waker thread runs [`Watermarks::wake`] when asked (`None` for a
+    /// read-only log, whose watermarks nobody waits on).
+    engine: Option<Arc<Engine>>,
+    /// On the engine waker's queue.
+    pub(crate) wake_queued: AtomicBool,
 }
 
 impl Watermarks {
     /// The watermarks after recovery: everything below `written` is in the file, and
     /// everything below `durable` is known durable.
-    pub(crate) fn new(written: u64, durable: u64) -> Watermarks {
+    pub(crate) fn new(written: u64, durable: u64, engine: Option<Arc<Engine>>) -> Watermarks {
         debug_assert!(durable <= written, "durable passed written");
         Watermarks {
             written: AtomicU64::new(written),
@@ -45,8 +48,8 @@ impl Watermarks {
             sleepers_count: AtomicU32::new(0),
             wakers: Mutex::new(Vec::new()),
             wakers_pending: AtomicBool::new(false),
-            wake_requests: Futex::new(0),
-            waker_stop: AtomicBool::new(false),
+            engine,
+            wake_queued: AtomicBool::new(false),
         }
     }
 
@@ -98,14 +101,14 @@ impl Watermarks {
     /// [`Watermarks::publish_durable`]; wakes the waiters that became durable. Returns
     /// whether the log was not poisoned.
     #[must_use]
-    pub(crate) fn publish_durable_unless_poisoned(&self, offset: u64) -> bool {
+    pub(crate) fn publish_durable_unless_poisoned(self: &Arc<Self>, offset: u64) -> bool {
         debug_assert!(offset <= self.written(), "durable passed written");
         let _gate = self.poison_gate.lock();
         if self.is_poisoned() {
             return false;
         }
         if self.durable.fetch_max(offset, SeqCst) < offset {
-            self.request_wake();
+            Watermarks::request_wake(self);
         }
         true
     }
@@ -119,31 +122,17 @@ impl Watermarks {
         self.wake();
     }
 
-    /// Asks the waker thread to wake everyone: the writer then does not pay for waking
-    /// dozens of threads (each wake-up can preempt it) between two flushes.
-    pub(crate) fn request_wake(&self) {
-        if self.sleepers_count.load(SeqCst) == 0 && !self.wakers_pending.load(SeqCst) {
+    /// Asks the engine's waker thread to wake everyone whose offset is durable: the
+    /// committer then does not pay for waking dozens of threads (each wake-up can
+    /// preempt it) between two flushes.
+    pub(crate) fn request_wake(marks: &Arc<Watermarks>) {
+        if marks.sleepers_count.load(SeqCst) == 0 && !marks.wakers_pending.load(SeqCst) {
             return;
         }
-        self.wake_requests.word().fetch_add(1, SeqCst);
-        self.wake_requests.wake_one();
-    }
-
-    /// The waker thread: runs [`Watermarks::wake`] whenever asked, until stopped.
-    pub(crate) fn waker_loop(&self) {
-        let mut seen = self.wake_requests.word().load(SeqCst);
-        while !self.waker_stop.load(SeqCst) {
-            self.wake_requests.wait(seen);
-            seen = self.wake_requests.word().load(SeqCst);
-            self.wake();
+        match &marks.engine {
+            Some(engine) => engine.wakes.request(marks),
+            None => marks.wake(),
         }
-    }
-
-    /// Stops the waker thread (after one last wake).
-    pub(crate) fn stop_waker(&self) {
-        self.waker_stop.store(true, SeqCst);
-        self.wake_requests.word().fetch_add(1, SeqCst);
-        self.wake_requests.wake_one();
     }
 
     /// Wakes every blocked producer and async ticket whose offset is durable (all of

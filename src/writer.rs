@@ -13,10 +13,12 @@
 
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use crate::engine::Engine;
+use crate::housekeeping::{Checkpoint, Chore, PendingChores};
 use crate::sync::{self, Condvar, Mutex, MutexGuard, RwLock};
 
 use crate::error::{Error, Result};
@@ -56,9 +58,9 @@ pub(crate) struct Chunk {
 /// Why the last segment preparation failed (kept to hand to appenders).
 #[derive(Clone)]
 pub(crate) struct PrepareFailure {
-    path: PathBuf,
-    kind: std::io::ErrorKind,
-    message: String,
+    pub(crate) path: PathBuf,
+    pub(crate) kind: std::io::ErrorKind,
+    pub(crate) message: String,
 }
 
 impl PrepareFailure {
@@ -77,22 +79,27 @@ pub(crate) struct Staging {
     free: Vec<Vec<u8>>,
     staged_bytes: u64,
     /// Segment new frames go into, and the next position in it.
-    segment: Arc<Segment>,
+    pub(crate) segment: Arc<Segment>,
     position: u64,
     /// Position of the last index entry made in `segment`.
     last_entry_position: Option<u64>,
     next_offset: u64,
     last_timestamp_ms: u64,
-    spare: Option<Spare>,
-    spare_failure: Option<PrepareFailure>,
-    /// A spare preparation was asked for and has not finished.
-    spare_requested: bool,
+    pub(crate) spare: Option<Spare>,
+    pub(crate) spare_failure: Option<PrepareFailure>,
+    /// A spare exists or its preparation was asked for.
+    pub(crate) spare_requested: bool,
     /// Bytes the next spare must hold at least (a batch waits for it).
-    spare_min_bytes: u64,
+    pub(crate) spare_min_bytes: u64,
+    /// The engine's writer will not look at this log again unless scheduled
+    /// ([`Engine::schedule_writer`]) or its timed wait ends.
     writer_idle: bool,
-    /// The parked writer is waiting, with a timeout, for a small batch to grow.
+    /// The writer parked this log with a timeout, waiting for a small batch to grow.
     writer_lazy: bool,
-    closed: bool,
+    /// When the writer parked this log to let a small batch grow: the next look
+    /// commits it whatever its size.
+    lazy_since: Option<Instant>,
+    pub(crate) closed: bool,
     stop_writer: bool,
 }
 
@@ -144,22 +151,6 @@ impl Committer {
     }
 }
 
-/// Work for the housekeeping thread.
-#[derive(Default)]
-struct Chores {
-    prepare: bool,
-    /// Index files to write for active segments, one per segment: (segment, durable
-    /// end, offset there, write bound to reserve or 0).
-    checkpoints: Vec<(Arc<Segment>, u64, u64, u64)>,
-    seal: Vec<(Arc<Segment>, u64, u64)>,
-    /// Without `Durability::Sync`: flush the active segment in the background, then
-    /// checkpoint it: (segment, written end, offset there).
-    background_flush: Option<(Arc<Segment>, u64, u64)>,
-    /// Files of interrupted segment preparations found at open, to remove.
-    leftovers: Vec<PathBuf>,
-    stop: bool,
-}
-
 /// Counters reported by `stats()`.
 #[derive(Default)]
 pub(crate) struct Counters {
@@ -178,21 +169,38 @@ pub(crate) struct Shared {
     pub(crate) backend_kind: BackendKind,
     pub(crate) backend_fallback: Option<String>,
     pub(crate) staging: Mutex<Staging>,
-    /// The writer thread waits here for work.
-    work_cv: Condvar,
     /// Producers wait here for staging room or a spare segment.
-    room_cv: Condvar,
+    pub(crate) room_cv: Condvar,
     pub(crate) commit: Mutex<Committer>,
-    /// The housekeeper's backend for background flushes (see [`Chores`]).
-    flusher: Mutex<Box<dyn Backend>>,
-    pub(crate) marks: Watermarks,
+    /// The housekeeper's backend for background flushes (see [`Chore::BackgroundFlush`]).
+    pub(crate) flusher: Mutex<Box<dyn Backend>>,
+    pub(crate) marks: Arc<Watermarks>,
     /// Activated segments, oldest first: what readers search.
     pub(crate) segments: RwLock<Vec<Arc<Segment>>>,
     pub(crate) first_offset: AtomicU64,
     poison_cause: Mutex<Option<String>>,
-    chores: Mutex<Chores>,
-    chores_cv: Condvar,
+    pub(crate) chores: Mutex<PendingChores>,
+    /// Held by whoever runs this log's chores.
+    pub(crate) housekeeping: Mutex<()>,
     pub(crate) counters: Counters,
+    /// The threads that write, flush and wake for this log (`None` when read-only).
+    pub(crate) engine: Option<Arc<Engine>>,
+    /// This log, for putting it on the engine's queues.
+    pub(crate) self_ref: Weak<Shared>,
+    /// On the engine writer's ready list.
+    pub(crate) writer_queued: AtomicBool,
+    /// On the engine housekeeper's list.
+    pub(crate) chores_queued: AtomicBool,
+}
+
+/// What the engine's writer does with a log after looking at it.
+pub(crate) enum Service {
+    /// Look again now (it committed; more may be staged).
+    Again,
+    /// Nothing to do: look again when scheduled, or at this moment.
+    Park(Option<Instant>),
+    /// Shut down or poisoned: never again.
+    Stopped,
 }
 
 /// What `Shared::new` needs from recovery.
@@ -203,7 +211,7 @@ pub(crate) struct Start {
     /// What is known durable in the active segment: (position, offset there).
     pub(crate) durable: (u64, u64),
     pub(crate) spare: Option<Spare>,
-    /// See [`Chores::leftovers`].
+    /// See [`Chore::RemoveLeftovers`].
     pub(crate) leftovers: Vec<PathBuf>,
     pub(crate) backend: Box<dyn Backend>,
     pub(crate) backend_fallback: Option<String>,
@@ -211,7 +219,13 @@ pub(crate) struct Start {
 }
 
 impl Shared {
-    pub(crate) fn new(dir: PathBuf, opts: Options, start: Start) -> Arc<Shared> {
+    /// A log's shared state; a writable one is served by `engine`'s threads.
+    pub(crate) fn new(
+        dir: PathBuf,
+        opts: Options,
+        start: Start,
+        engine: Option<Arc<Engine>>,
+    ) -> Arc<Shared> {
         let active = start
             .segments
             .last()
@@ -229,19 +243,21 @@ impl Shared {
             && !start.read_only
             && (!opts.grows_segments()
                 || start.active_end_position * 2 >= active.header.segment_bytes);
-        let mut first_chores = Chores {
-            prepare,
-            leftovers: start.leftovers,
-            ..Chores::default()
-        };
+        let mut first_chores = Vec::new();
+        if prepare {
+            first_chores.push(Chore::PrepareSpare);
+        }
+        if !start.leftovers.is_empty() {
+            first_chores.push(Chore::RemoveLeftovers(start.leftovers));
+        }
         if !start.read_only && active.write_bound() <= start.active_end_position {
             let step = segment::write_bound_step(active.header.segment_bytes);
-            first_chores.checkpoints.push((
-                active.clone(),
-                start.durable.0,
-                start.durable.1,
-                start.active_end_position + step,
-            ));
+            first_chores.push(Chore::Checkpoint(Checkpoint {
+                segment: active.clone(),
+                data_end: start.durable.0,
+                next_offset: start.durable.1,
+                reserve_bound: start.active_end_position + step,
+            }));
         }
         // The first record appended after open gets an index entry of its own, so reads of
         // new records never walk through older data (damage there must not hide them).
@@ -249,7 +265,12 @@ impl Shared {
         let first_offset = start.segments[0].base_offset();
         let backend_kind = start.backend.kind();
         let flusher = start.backend.companion();
-        Arc::new(Shared {
+        let marks = Arc::new(Watermarks::new(
+            start.next_offset,
+            start.durable.1,
+            engine.clone(),
+        ));
+        let shared = Arc::new_cyclic(|self_ref| Shared {
             dir,
             read_only: start.read_only,
             backend_kind,
@@ -267,12 +288,13 @@ impl Shared {
                 spare_failure: None,
                 spare_requested: prepare,
                 spare_min_bytes: 0,
-                writer_idle: false,
+                // Parked: the engine looks at it once scheduled.
+                writer_idle: true,
                 writer_lazy: false,
+                lazy_since: None,
                 closed: false,
                 stop_writer: false,
             }),
-            work_cv: Condvar::new(),
             room_cv: Condvar::new(),
             commit: Mutex::new(Committer {
                 backend: start.backend,
@@ -287,15 +309,23 @@ impl Shared {
                 background_flush_position: start.durable.0,
             }),
             flusher: Mutex::new(flusher),
-            marks: Watermarks::new(start.next_offset, start.durable.1),
+            marks,
             segments: RwLock::new(start.segments),
             first_offset: AtomicU64::new(first_offset),
             poison_cause: Mutex::new(None),
-            chores: Mutex::new(first_chores),
-            chores_cv: Condvar::new(),
+            chores: Mutex::new(PendingChores::default()),
+            housekeeping: Mutex::new(()),
             counters: Counters::default(),
             opts,
-        })
+            engine,
+            self_ref: self_ref.clone(),
+            writer_queued: AtomicBool::new(false),
+            chores_queued: AtomicBool::new(false),
+        });
+        for chore in first_chores {
+            shared.request_chore(chore);
+        }
+        shared
     }
 
     // -----------------------------------------------------------------------------------
@@ -347,7 +377,8 @@ impl Shared {
             }
             if st.staged_bytes > 0 && st.staged_bytes + frames_bytes > self.opts.max_batch_bytes {
                 if st.writer_idle {
-                    self.work_cv.notify_one();
+                    st.writer_idle = false;
+                    self.schedule_writer();
                 }
                 self.room_cv.wait(&mut st);
                 continue;
@@ -421,7 +452,7 @@ impl Shared {
             && st.position * 2 >= st.segment.header.segment_bytes
         {
             st.spare_requested = true;
-            self.request_chore(|c| c.prepare = true);
+            self.request_chore(Chore::PrepareSpare);
         }
         debug_assert_eq!(
             chunk.start_position + chunk.buf.len() as u64,
@@ -468,7 +499,7 @@ impl Shared {
                 st.spare_requested = false;
                 if !self.opts.grows_segments() {
                     st.spare_requested = true;
-                    self.request_chore(|c| c.prepare = true);
+                    self.request_chore(Chore::PrepareSpare);
                 }
                 Ok(())
             }
@@ -476,10 +507,10 @@ impl Shared {
                 st.spare_min_bytes = st.spare_min_bytes.max(needed_bytes);
                 st.spare_requested = true;
                 if let Some(failure) = st.spare_failure.take() {
-                    self.request_chore(|c| c.prepare = true);
+                    self.request_chore(Chore::PrepareSpare);
                     return Err(failure.to_error());
                 }
-                self.request_chore(|c| c.prepare = true);
+                self.request_chore(Chore::PrepareSpare);
                 self.room_cv.wait(st);
                 Ok(())
             }
@@ -511,7 +542,7 @@ impl Shared {
     /// finds the work itself within [`LAZY_WRITE_DELAY`]): a wake-up per append would
     /// cost more than the append.
     fn wake_writer_if_work(&self) {
-        let st = self.staging.lock();
+        let mut st = self.staging.lock();
         // A writer parked with nothing to do must hear of the first chunk (it then waits
         // at most LAZY_WRITE_DELAY for more); one already waiting for more is woken only
         // when the batch is worth it.
@@ -520,7 +551,15 @@ impl Shared {
             || st.staged_bytes >= LAZY_WRITE_BYTES
             || st.closed;
         if !st.chunks.is_empty() && st.writer_idle && worth_it {
-            self.work_cv.notify_one();
+            st.writer_idle = false;
+            self.schedule_writer();
+        }
+    }
+
+    /// Puts this log on the engine writer's ready list.
+    fn schedule_writer(&self) {
+        if let (Some(engine), Some(me)) = (&self.engine, self.self_ref.upgrade()) {
+            engine.schedule_writer(me);
         }
     }
 
@@ -602,6 +641,15 @@ impl Shared {
     /// Writes `chunks` one call each (rolling over where they move to a new segment),
     /// then flushes if asked or due. Does not wake waiters.
     fn commit_chunks(&self, c: &mut Committer, chunks: Vec<Chunk>, sync: bool) -> Result<()> {
+        self.write_chunks(c, chunks)?;
+        if self.flush_due(c, sync) {
+            self.flush(c)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `chunks` one call each, rolling over where they move to a new segment.
+    fn write_chunks(&self, c: &mut Committer, chunks: Vec<Chunk>) -> Result<()> {
         let mut buffers = Vec::with_capacity(chunks.len());
         for mut chunk in chunks {
             if !Arc::ptr_eq(&chunk.segment, &c.segment) {
@@ -627,15 +675,18 @@ impl Shared {
         }
         self.recycle(buffers);
         self.maybe_flush_in_background(c);
+        Ok(())
+    }
+
+    /// Whether what is written must be flushed now: asked for (`sync`), or due under
+    /// the durability mode.
+    fn flush_due(&self, c: &Committer, sync: bool) -> bool {
         let due = match self.opts.durability {
             Durability::Sync => true,
             Durability::Interval(every) => c.last_sync.elapsed() >= every,
             Durability::None => false,
         };
-        if (sync || due) && c.has_unflushed() {
-            self.flush(c)?;
-        }
-        Ok(())
+        (sync || due) && c.has_unflushed()
     }
 
     /// Waits up to `budget` for as many records to be staged as the last flush carried
@@ -661,11 +712,16 @@ impl Shared {
     /// write-and-flush submission, and while it runs the producers of the batch before
     /// it are woken (waking dozens of threads costs as much CPU as a flush takes). Loops
     /// while work is staged, a bounded number of times so `sync()` callers get a turn.
-    fn commit_pipelined(&self, c: &mut Committer) -> Result<()> {
+    fn commit_pipelined(&self, c: &mut Committer, engine: &Engine) -> Result<()> {
         const ROUNDS_MAX: usize = 64;
         let mut last_records = 0u64;
         let mut last_chain = Duration::ZERO;
-        for _ in 0..ROUNDS_MAX {
+        for round in 0..ROUNDS_MAX {
+            if round > 0 && engine.others_ready() {
+                // Other logs wait for the writer: they share the next cycle with what
+                // is staged here.
+                break;
+            }
             if self.marks.is_poisoned() {
                 self.marks.wake();
                 return Err(self.poisoned());
@@ -674,7 +730,7 @@ impl Shared {
             // again, so they share the next flush instead of splitting into two
             // alternating half-size groups (measured: 2.0 -> 3.1 records per fsync with
             // 4 producers, 8.1 -> 12.3 with 16, 25 -> 59 with 64).
-            self.marks.request_wake();
+            Watermarks::request_wake(&self.marks);
             self.gather(last_records, (last_chain / 2).min(GATHER_MAX));
             let mut chunks = self.take_chunks();
             let single = chunks.len() == 1 && Arc::ptr_eq(&chunks[0].segment, &c.segment);
@@ -696,7 +752,7 @@ impl Shared {
             last_records = end_offset - c.written_offset;
             let chain_start = Instant::now();
             c.backend.start_write_sync(&segment.file, start, chunk.buf);
-            self.marks.request_wake();
+            Watermarks::request_wake(&self.marks);
             let (result, buf) = c.backend.finish_write_sync();
             last_chain = chain_start.elapsed();
             self.recycle([buf]);
@@ -730,6 +786,13 @@ impl Shared {
         if let Err(e) = c.backend.sync_data(&c.segment.file) {
             return Err(self.poison(Error::io("fdatasync", &c.segment.path, e)));
         }
+        self.publish_flush(c, target_offset, target_position)
+    }
+
+    /// After a flush of the committer's segment that covered everything written up to
+    /// `target_position` (records below `target_offset`) returned success: publishes it,
+    /// unless the log was poisoned meanwhile.
+    fn publish_flush(&self, c: &mut Committer, target_offset: u64, target_position: u64) -> Result<()> {
         self.counters.fsyncs.fetch_add(1, Relaxed);
         if !self.marks.publish_durable(target_offset, false) {
             // Another thread's write or flush failed meanwhile: acknowledge nothing.
@@ -752,8 +815,12 @@ impl Shared {
             return;
         }
         c.checkpoint_position = c.durable_position;
-        let checkpoint = (c.segment.clone(), c.durable_position, c.durable_offset, 0);
-        self.request_chore(|chores| merge_checkpoint(chores, checkpoint));
+        self.request_chore(Chore::Checkpoint(Checkpoint {
+            segment: c.segment.clone(),
+            data_end: c.durable_position,
+            next_offset: c.durable_offset,
+            reserve_bound: 0,
+        }));
     }
 
     /// Without `Durability::Sync`, has the housekeeper flush the active segment (and then
@@ -769,41 +836,11 @@ impl Shared {
             return;
         }
         c.background_flush_position = c.written_position;
-        let job = (c.segment.clone(), c.written_position, c.written_offset);
-        self.request_chore(|chores| chores.background_flush = Some(job));
-    }
-
-    /// The housekeeper's background flush (see [`Shared::maybe_flush_in_background`]).
-    /// A failure poisons the log: the unflushed data may be lost.
-    fn flush_in_background(&self, segment: &Arc<Segment>, position: u64, offset: u64) {
-        if segment.end_offset.read().is_some() {
-            return; // Sealed since: the rollover flushed it.
-        }
-        // Held through the publish: `abandon` takes it before poisoning, so a flush is
-        // either wholly before (and counted) or does nothing.
-        let mut flusher = self.flusher.lock();
-        if self.marks.is_poisoned() {
-            return;
-        }
-        // No description opened before the writes: the committer's flushes cover them.
-        match segment.with_flush_handle(|file| flusher.sync_data(file)) {
-            None => return,
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
-                self.poison(Error::io("fdatasync (background)", &segment.path, e));
-                return;
-            }
-        }
-        self.counters.fsyncs.fetch_add(1, Relaxed);
-        // Not if a failure elsewhere poisoned the log meanwhile: nothing is acknowledged
-        // after it, and no checkpoint says it is durable.
-        if !self.marks.publish_durable_unless_poisoned(offset) {
-            return;
-        }
-        drop(flusher);
-        if segment.end_offset.read().is_none() {
-            let _ = segment.persist_index(&self.dir, position, offset, false, 0);
-        }
+        self.request_chore(Chore::BackgroundFlush {
+            segment: c.segment.clone(),
+            written_position: c.written_position,
+            written_offset: c.written_offset,
+        });
     }
 
     /// Before the committer writes up to `end` of its segment: the segment's durable
@@ -820,8 +857,12 @@ impl Shared {
             let wanted = end + step;
             if end + step / 2 > bound && wanted > c.bound_requested {
                 c.bound_requested = wanted;
-                let reservation = (segment, c.durable_position, c.durable_offset, wanted);
-                self.request_chore(|chores| merge_checkpoint(chores, reservation));
+                self.request_chore(Chore::Checkpoint(Checkpoint {
+                    segment,
+                    data_end: c.durable_position,
+                    next_offset: c.durable_offset,
+                    reserve_bound: wanted,
+                }));
             }
             return Ok(());
         }
@@ -860,10 +901,10 @@ impl Shared {
         *sealed.end_offset.write() = Some(next.base_offset());
         self.segments.write().push(next.clone());
         let data_end = c.written_position;
-        self.request_chore(|chores| {
-            chores
-                .seal
-                .push((sealed.clone(), data_end, next.base_offset()))
+        self.request_chore(Chore::Seal {
+            segment: sealed,
+            data_end,
+            next_offset: next.base_offset(),
         });
         c.written_position = SEGMENT_HEADER_BYTES;
         c.durable_position = SEGMENT_HEADER_BYTES;
@@ -877,7 +918,7 @@ impl Shared {
     }
 
     /// Records the first failure, poisons the log, and returns the error to report.
-    fn poison(&self, error: Error) -> Error {
+    pub(crate) fn poison(&self, error: Error) -> Error {
         {
             let mut cause = self.poison_cause.lock();
             if cause.is_none() {
@@ -886,71 +927,128 @@ impl Shared {
         }
         self.marks.poison();
         self.room_cv.notify_all();
-        self.work_cv.notify_all();
         error
     }
 
     // -----------------------------------------------------------------------------------
-    // Threads
+    // The engine's writer (see `engine.rs`)
     // -----------------------------------------------------------------------------------
 
-    /// The writer thread: commits whatever is staged until told to stop.
-    pub(crate) fn writer_loop(self: Arc<Self>) {
-        // A bug that panics the writer must not leave producers waiting forever.
-        struct PoisonOnPanic<'a>(&'a Shared);
-        impl Drop for PoisonOnPanic<'_> {
-            fn drop(&mut self) {
-                if std::thread::panicking() {
-                    self.0.poison(Error::Poisoned {
-                        cause: "the writer thread panicked".into(),
-                    });
+    /// Decides, under the staging lock, whether the writer commits now, or parks this
+    /// log (until scheduled, or until a small unsynced batch has waited long enough, or
+    /// an `Interval` flush comes due).
+    fn writer_check(&self) -> std::result::Result<(), Service> {
+        let mut st = self.staging.lock();
+        st.writer_idle = false;
+        st.writer_lazy = false;
+        let waited_for_more = st.lazy_since.take().is_some();
+        let lazy = self.opts.durability != Durability::Sync
+            && st.staged_bytes < LAZY_WRITE_BYTES
+            && !waited_for_more;
+        if st.stop_writer && st.chunks.is_empty() {
+            return Err(Service::Stopped);
+        }
+        if (!st.chunks.is_empty() && !lazy) || st.stop_writer {
+            return Ok(());
+        }
+        let mut timeout = self.interval_due_in();
+        if timeout == Some(Duration::ZERO) {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if !st.chunks.is_empty() {
+            // A small batch: let it grow for a moment, then write it anyway.
+            timeout = Some(timeout.map_or(LAZY_WRITE_DELAY, |t| t.min(LAZY_WRITE_DELAY)));
+            st.lazy_since = Some(now);
+        }
+        st.writer_idle = true;
+        st.writer_lazy = !st.chunks.is_empty();
+        Err(Service::Park(timeout.map(|t| now + t)))
+    }
+
+    /// The engine writer's turn for this log alone: commits what is staged (pipelined
+    /// under `Durability::Sync`), as a writer thread of its own would.
+    pub(crate) fn service(&self, engine: &Engine) -> Service {
+        if let Err(outcome) = self.writer_check() {
+            return outcome;
+        }
+        if self.marks.is_poisoned() {
+            return Service::Stopped;
+        }
+        let mut committer = self.commit.lock();
+        let _ = match self.opts.durability {
+            Durability::Sync => self.commit_pipelined(&mut committer, engine),
+            _ => self.commit_pending(&mut committer, false),
+        };
+        Service::Again
+    }
+
+    /// The engine writer's turn for several logs at once: every log's staged chunks are
+    /// written, then every file that must be flushed is flushed together, then each log
+    /// publishes what its flush covered. One failure poisons only the log whose write or
+    /// flush failed: the files are separate, so it cannot have lost another log's data.
+    pub(crate) fn service_cycle(topics: &[Arc<Shared>], engine: &Engine) -> Vec<Service> {
+        let mut outcomes: Vec<Service> = Vec::with_capacity(topics.len());
+        let mut committing = Vec::new();
+        for (i, topic) in topics.iter().enumerate() {
+            outcomes.push(match topic.writer_check() {
+                Err(outcome) => outcome,
+                Ok(()) if topic.marks.is_poisoned() => Service::Stopped,
+                Ok(()) => {
+                    // Only the engine's writer ever holds two logs' commit locks (a
+                    // producer committing inline, `sync()` and close hold one), so
+                    // waiting for one here cannot deadlock.
+                    committing.push((i, topic.commit.lock()));
+                    Service::Again
+                }
+            });
+        }
+        let mut flushes = Vec::new();
+        for (i, c) in committing.iter_mut() {
+            let topic = &topics[*i];
+            let chunks = topic.take_chunks();
+            if topic.write_chunks(c, chunks).is_ok() && topic.flush_due(c, false) {
+                flushes.push((*i, c.written_offset, c.written_position));
+            }
+        }
+        if !flushes.is_empty() {
+            let segments: Vec<Arc<Segment>> = flushes
+                .iter()
+                .map(|&(i, _, _)| {
+                    let c = &committing.iter().find(|(j, _)| *j == i).expect("committing").1;
+                    c.segment.clone()
+                })
+                .collect();
+            let files: Vec<&std::fs::File> = segments.iter().map(|s| &s.file).collect();
+            let results = {
+                let (_, first) = committing.first_mut().expect("a log committed");
+                engine.sync_many(&files, first.backend.as_mut())
+            };
+            drop(files);
+            for (((i, offset, position), result), segment) in
+                flushes.into_iter().zip(results).zip(segments)
+            {
+                let topic = &topics[i];
+                let c = &mut committing
+                    .iter_mut()
+                    .find(|(j, _)| *j == i)
+                    .expect("committing")
+                    .1;
+                match result {
+                    Ok(()) => {
+                        let _ = topic.publish_flush(c, offset, position);
+                    }
+                    Err(e) => {
+                        topic.poison(Error::io("fdatasync", &segment.path, e));
+                    }
                 }
             }
         }
-        let _guard = PoisonOnPanic(&self);
-        loop {
-            let stop = {
-                let mut st = self.staging.lock();
-                let mut waited_for_more = false;
-                loop {
-                    let lazy = self.opts.durability != Durability::Sync
-                        && st.staged_bytes < LAZY_WRITE_BYTES
-                        && !waited_for_more;
-                    if (!st.chunks.is_empty() && !lazy) || st.stop_writer {
-                        break;
-                    }
-                    let mut timeout = self.interval_due_in();
-                    if timeout == Some(Duration::ZERO) {
-                        break;
-                    }
-                    if !st.chunks.is_empty() {
-                        // A small batch: let it grow for a moment, then write it anyway.
-                        timeout =
-                            Some(timeout.map_or(LAZY_WRITE_DELAY, |t| t.min(LAZY_WRITE_DELAY)));
-                        waited_for_more = true;
-                    }
-                    st.writer_idle = true;
-                    st.writer_lazy = !st.chunks.is_empty();
-                    match timeout {
-                        Some(t) => {
-                            self.work_cv.wait_for(&mut st, t);
-                        }
-                        None => self.work_cv.wait(&mut st),
-                    }
-                    st.writer_idle = false;
-                    st.writer_lazy = false;
-                }
-                st.stop_writer && st.chunks.is_empty()
-            };
-            if stop || self.marks.is_poisoned() {
-                return;
-            }
-            let mut committer = self.commit.lock();
-            let _ = match self.opts.durability {
-                Durability::Sync => self.commit_pipelined(&mut committer),
-                _ => self.commit_pending(&mut committer, false),
-            };
+        for (i, committer) in committing {
+            drop(committer);
+            Watermarks::request_wake(&topics[i].marks);
         }
+        outcomes
     }
 
     /// Under `Interval`, how long until unsynced data must be flushed (`None`: nothing
@@ -968,125 +1066,9 @@ impl Shared {
         Some(every.saturating_sub(c.last_sync.elapsed()))
     }
 
-    fn request_chore(&self, add: impl FnOnce(&mut Chores)) {
-        add(&mut self.chores.lock());
-        self.chores_cv.notify_one();
-    }
-
-    /// The housekeeping thread: prepares spare segments and persists sealed indexes.
-    pub(crate) fn housekeeper_loop(self: Arc<Self>) {
-        loop {
-            let (prepare, seal, stop, checkpoints, background_flush, leftovers) = {
-                let mut chores = self.chores.lock();
-                while !chores.prepare
-                    && chores.leftovers.is_empty()
-                    && chores.seal.is_empty()
-                    && chores.checkpoints.is_empty()
-                    && chores.background_flush.is_none()
-                    && !chores.stop
-                {
-                    self.chores_cv.wait(&mut chores);
-                }
-                (
-                    std::mem::take(&mut chores.prepare) && !chores.stop,
-                    std::mem::take(&mut chores.seal),
-                    chores.stop,
-                    std::mem::take(&mut chores.checkpoints),
-                    chores.background_flush.take(),
-                    std::mem::take(&mut chores.leftovers),
-                )
-            };
-            for path in leftovers {
-                // Best effort: the next open finds it again otherwise.
-                let _ = std::fs::remove_file(path);
-            }
-            self.do_urgent_chores(background_flush, checkpoints);
-            for (segment, data_end, next_offset) in seal {
-                segment.close_flush_handle();
-                // Best effort: a missing index is rebuilt from the data when needed.
-                let _ = segment.persist_index(&self.dir, data_end, next_offset, false, 0);
-            }
-            if prepare {
-                self.prepare_spare();
-            }
-            if stop {
-                return;
-            }
-        }
-    }
-
-    /// The chores that keep the active segment's recovery short and its writer going
-    /// (background flush, checkpoints, write bounds), taken from the queue.
-    fn urgent_chores(&self) {
-        let (background_flush, checkpoints) = {
-            let mut chores = self.chores.lock();
-            (
-                chores.background_flush.take(),
-                std::mem::take(&mut chores.checkpoints),
-            )
-        };
-        self.do_urgent_chores(background_flush, checkpoints);
-    }
-
-    fn do_urgent_chores(
-        &self,
-        background_flush: Option<(Arc<Segment>, u64, u64)>,
-        checkpoints: Vec<(Arc<Segment>, u64, u64, u64)>,
-    ) {
-        if let Some((segment, position, offset)) = background_flush {
-            self.flush_in_background(&segment, position, offset);
-        }
-        for (segment, data_end, next_offset, reserve) in checkpoints {
-            // Sealed since? Its final index is (or will be) written instead. A failed
-            // reservation is retried by the committer when it needs it.
-            if segment.end_offset.read().is_none() {
-                let _ = segment.persist_index(&self.dir, data_end, next_offset, false, reserve);
-            }
-        }
-    }
-
-    fn prepare_spare(&self) {
-        let (id, segment_bytes) = {
-            let st = self.staging.lock();
-            if st.spare.is_some() || st.closed {
-                return;
-            }
-            let bytes = self
-                .opts
-                .next_segment_bytes(st.segment.header.segment_bytes, st.spare_min_bytes);
-            (st.segment.id() + 1, bytes)
-        };
-        // Checkpoints and background flushes asked for meanwhile do not wait for it.
-        let result = segment::prepare(
-            &self.dir,
-            id,
-            segment_bytes,
-            self.opts.preallocate_effective(),
-            &mut || self.urgent_chores(),
-        );
-        let mut st = self.staging.lock();
-        match result {
-            Ok(spare) if st.segment.id() + 1 == id => {
-                st.spare = Some(spare);
-                st.spare_failure = None;
-            }
-            Ok(_) => st.spare_requested = false,
-            Err(e) => {
-                st.spare_requested = false;
-                let (kind, message) = match &e {
-                    Error::Io { source, .. } => (source.kind(), source.to_string()),
-                    other => (std::io::ErrorKind::Other, other.to_string()),
-                };
-                st.spare_failure = Some(PrepareFailure {
-                    path: segment::segment_path(&self.dir, id),
-                    kind,
-                    message,
-                });
-            }
-        }
-        drop(st);
-        self.room_cv.notify_all();
-    }
+    // -----------------------------------------------------------------------------------
+    // Shutting down
+    // -----------------------------------------------------------------------------------
 
     /// Stops everything without writing: see `Log::abandon`.
     pub(crate) fn abandon(&self) {
@@ -1103,19 +1085,15 @@ impl Shared {
         drop(flusher);
         // Wait out a commit in progress, so nothing is written after this returns.
         drop(self.commit.lock());
-        self.request_chore(|c| c.stop = true);
-        self.marks.stop_waker();
+        self.drop_chores();
+        self.marks.wake();
     }
 
-    /// The waker thread (see [`Watermarks::request_wake`]).
-    pub(crate) fn waker_loop(self: Arc<Self>) {
-        self.marks.waker_loop();
-    }
-
-    /// Stops new appends, commits and flushes what is staged, and stops the threads.
-    /// Returns what the clean-shutdown checkpoint must say (the active segment, its data
-    /// end and next offset): the caller writes it once the housekeeper has stopped, so no
-    /// older checkpoint can be written after it.
+    /// Stops new appends, commits and flushes what is staged, and persists the index
+    /// files the housekeeper had not written yet; after it the engine runs nothing more
+    /// for this log. Returns what the clean-shutdown checkpoint must say (the active
+    /// segment, its data end and next offset): the caller writes it, and no older
+    /// checkpoint can be written after it.
     pub(crate) fn shutdown(&self) -> Result<Option<(Arc<Segment>, u64, u64)>> {
         if self.read_only {
             self.staging.lock().closed = true;
@@ -1126,31 +1104,14 @@ impl Shared {
             st.closed = true;
             st.stop_writer = true;
         }
-        self.work_cv.notify_all();
         self.room_cv.notify_all();
         let result = {
             let mut c = self.commit.lock();
             self.commit_pending(&mut c, true)
                 .map(|()| Some((c.segment.clone(), c.written_position, c.written_offset)))
         };
-        self.request_chore(|c| c.stop = true);
-        self.marks.stop_waker();
+        self.finish_chores();
+        self.marks.wake();
         result
-    }
-}
-
-/// Queues the index file `next` for the housekeeper: it replaces one waiting for the same
-/// segment (keeping the larger write bound asked for).
-fn merge_checkpoint(chores: &mut Chores, next: (Arc<Segment>, u64, u64, u64)) {
-    match chores
-        .checkpoints
-        .iter_mut()
-        .find(|waiting| Arc::ptr_eq(&waiting.0, &next.0))
-    {
-        Some(waiting) => {
-            let reserve = waiting.3.max(next.3);
-            *waiting = (next.0, next.1, next.2, reserve);
-        }
-        None => chores.checkpoints.push(next),
     }
 }

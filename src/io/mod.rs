@@ -44,6 +44,12 @@ pub trait Backend: Send {
     fn start_write_sync(&mut self, file: &File, position: u64, bytes: Vec<u8>);
     /// Waits for the started write and flush; returns the buffer and the first error.
     fn finish_write_sync(&mut self) -> (io::Result<()>, Vec<u8>);
+    /// Makes everything written to each of `files` durable, one result per file. The
+    /// flushes may run concurrently (io_uring submits them together); by default they
+    /// run one after the other.
+    fn sync_many(&mut self, files: &[&File]) -> Vec<io::Result<()>> {
+        files.iter().map(|file| self.sync_data(file)).collect()
+    }
     /// Which backend this is.
     fn kind(&self) -> BackendKind;
     /// A backend for another thread to flush the same files with (the housekeeper's

@@ -33,7 +33,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::io::{self, Backend};
 use crate::log::{Log, LogCore};
 use crate::open::Access;
 use crate::options::Options;
@@ -91,6 +93,10 @@ struct StoreInner {
     read_only: bool,
     /// The store's writer lock (`None` when read-only or closed).
     lock: Mutex<Option<File>>,
+    /// The threads (and the io_uring ring) every topic shares (`None` when read-only).
+    engine: Option<Arc<Engine>>,
+    /// Gives each topic its backend for writes and flushes.
+    backends: Option<Mutex<Box<dyn Backend>>>,
     /// Open topics. Held while a topic is opened, created or removed, so that those
     /// never race for one name.
     open: Mutex<HashMap<String, Arc<LogCore>>>,
@@ -140,7 +146,20 @@ impl Store {
             Err(e) => return Err(Error::io("create directory", &topics_dir, e)),
         }
         remove_leftovers(&topics_dir)?;
-        Ok(Store::new(dir, topics_dir, opts, false, Some(lock)))
+        let (backend, _fallback) = io::select(opts.io).map_err(|e| {
+            Error::InvalidOptions(format!(
+                "IoBackend::Uring was requested but io_uring cannot be used: {e}"
+            ))
+        })?;
+        let backends = backend.companion();
+        let engine = Engine::start(Some(backend))?;
+        Ok(Store::new(
+            dir,
+            topics_dir,
+            opts,
+            Some(lock),
+            Some((engine, backends)),
+        ))
     }
 
     /// Opens the store in `dir` for reading only, beside a writer in this or another
@@ -167,23 +186,30 @@ impl Store {
             Err(e) => return Err(Error::io("read store marker", &marker, e)),
         }
         let topics_dir = dir.join(TOPICS_DIR);
-        Ok(Store::new(dir, topics_dir, Options::default(), true, None))
+        Ok(Store::new(dir, topics_dir, Options::default(), None, None))
     }
 
+    /// A writable store has its lock, engine and backends; a read-only one none.
     fn new(
         dir: PathBuf,
         topics_dir: PathBuf,
         opts: Options,
-        read_only: bool,
         lock: Option<File>,
+        engine: Option<(Arc<Engine>, Box<dyn Backend>)>,
     ) -> Store {
+        let (engine, backends) = match engine {
+            Some((engine, backends)) => (Some(engine), Some(Mutex::new(backends))),
+            None => (None, None),
+        };
         Store {
             inner: Arc::new(StoreInner {
                 dir,
                 topics_dir,
                 opts,
-                read_only,
+                read_only: engine.is_none(),
                 lock: Mutex::new(lock),
+                engine,
+                backends,
                 open: Mutex::new(HashMap::new()),
                 closed: AtomicBool::new(false),
             }),
@@ -254,7 +280,11 @@ impl Store {
             if let TopicOptions::Own(wanted) = &wanted {
                 check_same_options(name, &persisted, wanted)?;
             }
-            Log::open_topic(&dir, persisted)?
+            let (Some(engine), Some(backends)) = (&inner.engine, &inner.backends) else {
+                return Err(Error::Closed);
+            };
+            let backend = backends.lock().companion();
+            Log::open_topic(&dir, persisted, backend, engine.clone())?
         };
         open.insert(name.to_string(), log.core().clone());
         Ok(log)
@@ -411,6 +441,33 @@ impl Store {
         Ok(())
     }
 
+    /// What the store's shared threads did since open: how appends to different topics
+    /// shared flushes.
+    pub fn stats(&self) -> StoreStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let open_topics = self
+            .inner
+            .open
+            .lock()
+            .values()
+            .filter(|core| !core.is_closed())
+            .count() as u64;
+        let Some(engine) = &self.inner.engine else {
+            return StoreStats {
+                open_topics,
+                ..StoreStats::default()
+            };
+        };
+        let counters = &engine.counters;
+        StoreStats {
+            open_topics,
+            threads: 3,
+            commits_alone: counters.commits_alone.load(Relaxed),
+            flush_cycles: counters.flush_cycles.load(Relaxed),
+            cycle_fsyncs: counters.cycle_fsyncs.load(Relaxed),
+        }
+    }
+
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
@@ -450,6 +507,9 @@ impl StoreInner {
                 }
             }
         }
+        if let Some(engine) = &self.engine {
+            engine.stop();
+        }
         self.lock.lock().take();
         first_error.map_or(Ok(()), Err)
     }
@@ -459,6 +519,23 @@ impl Drop for StoreInner {
     fn drop(&mut self) {
         let _ = self.close();
     }
+}
+
+/// What [`Store::stats`] returns.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Topics open now (opened since the store was, and not closed or removed).
+    pub open_topics: u64,
+    /// Background threads the store runs for all its topics (0 when read-only).
+    pub threads: u64,
+    /// Turns of the shared writer thread for one topic alone.
+    pub commits_alone: u64,
+    /// Turns of the shared writer over several topics at once that flushed files: each
+    /// wrote every topic's staged records, then flushed them together.
+    pub flush_cycles: u64,
+    /// `fdatasync`s issued in those cycles (per cycle: `cycle_fsyncs / flush_cycles`).
+    pub cycle_fsyncs: u64,
 }
 
 /// `topic_with` on an existing topic must ask for the options it has.
