@@ -105,9 +105,10 @@ impl VerifyReport {
 /// holds no segment files. Damage is reported in the [`VerifyReport`], not as an error.
 pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport> {
     let dir = dir.as_ref();
-    let beside_writer = lock_holder(dir)?.is_some();
+    let lock_dir_path = crate::store::lock_dir_of(dir);
+    let beside_writer = lock_holder(&lock_dir_path)?.is_some();
     let report = check(dir, beside_writer)?;
-    if beside_writer || lock_holder(dir)?.is_none() {
+    if beside_writer || lock_holder(&lock_dir_path)?.is_none() {
         return Ok(report);
     }
     // A writer took the log while it was checked: check again, as beside it.
@@ -454,7 +455,8 @@ pub fn repair(dir: impl AsRef<Path>, dry_run: bool) -> Result<RepairReport> {
             path: dir.to_path_buf(),
         });
     }
-    let _lock = lock_dir(dir)?;
+    // A store's topic is covered by the store's lock.
+    let _lock = lock_dir(&crate::store::lock_dir_of(dir))?;
     let found = check(dir, false)?;
     if let Some(problem) = found.corruption().next() {
         return Err(Error::corruption(

@@ -620,6 +620,19 @@ pub(crate) fn refuse_store_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The directory whose writer lock covers the log in `dir`: its store's for a topic,
+/// its own otherwise.
+pub(crate) fn lock_dir_of(dir: &Path) -> PathBuf {
+    if dir.join(TOPIC_OPTIONS_FILE).exists() {
+        if let Some(store) = dir.parent().and_then(Path::parent) {
+            if store.join(STORE_MARKER_FILE).exists() {
+                return store.to_path_buf();
+            }
+        }
+    }
+    dir.to_path_buf()
+}
+
 /// Removes what crashes left of topic creations (never acknowledged) and removals
 /// (acknowledged: the rename away was durable).
 fn remove_leftovers(topics_dir: &Path) -> Result<()> {
