@@ -197,7 +197,11 @@ fn store_many(
     let store = Store::open(dir, Options::default().io(io)).expect("open store");
     let topics: Vec<Log> = (0..producers)
         .map(|i| {
-            let name = if own_topics { format!("t{i}") } else { "t".into() };
+            let name = if own_topics {
+                format!("t{i}")
+            } else {
+                "t".into()
+            };
             store.topic(&name).expect("topic")
         })
         .collect();

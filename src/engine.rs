@@ -118,6 +118,14 @@ impl Engine {
         for handle in threads {
             let _ = handle.join();
         }
+        // What the stopped threads left queued (logs parked with a timeout) would keep
+        // those logs, and through them this engine, alive.
+        let mut writer = self.writer.lock();
+        writer.ready.clear();
+        writer.timed.clear();
+        drop(writer);
+        self.chores.lock().topics.clear();
+        self.wakes.queue.lock().clear();
     }
 
     /// Has the writer look at `topic` now.
@@ -196,7 +204,9 @@ impl Engine {
                             // either way (a topic looked at early commits what it has,
                             // as a lazy writer woken early does).
                             if queue.ready.is_empty() {
-                                if let Some(at) = queue.timed.iter().position(|(a, _)| *a == earliest) {
+                                if let Some(at) =
+                                    queue.timed.iter().position(|(a, _)| *a == earliest)
+                                {
                                     let (_, topic) = queue.timed.swap_remove(at);
                                     queue.ready.push(topic);
                                 }

@@ -11,13 +11,13 @@ use std::task::{Context, Poll};
 
 use parking_lot::Mutex;
 
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::io::{self, FaultPlan};
 use crate::open::Access;
 use crate::options::{Durability, Options};
 use crate::reader::{Iter, Record};
 use crate::report::{RecoveryReport, SegmentInfo, Stats};
-use crate::engine::Engine;
 use crate::writer::{Shared, Start};
 
 /// Name of the lock file inside a log directory.
@@ -262,7 +262,10 @@ impl Log {
         let (segments, (active_end_offset, active_end_position)) = if self.core.shared.read_only {
             let staging = self.core.shared.staging.lock();
             let (_, position, next_offset) = staging.cursor();
-            (self.core.shared.segments.read().clone(), (next_offset, position))
+            (
+                self.core.shared.segments.read().clone(),
+                (next_offset, position),
+            )
         } else {
             let c = self.core.shared.commit.lock();
             let end = if self.core.shared.opts.readers_see_written() {

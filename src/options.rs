@@ -246,7 +246,9 @@ impl Options {
         if !self.grows_segments() {
             return target;
         }
-        let mut bytes = previous_bytes.saturating_mul(2).max(format::MIN_SEGMENT_BYTES);
+        let mut bytes = previous_bytes
+            .saturating_mul(2)
+            .max(format::MIN_SEGMENT_BYTES);
         while bytes < needed_bytes && bytes < target {
             bytes = bytes.saturating_mul(2);
         }

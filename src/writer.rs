@@ -792,7 +792,12 @@ impl Shared {
     /// After a flush of the committer's segment that covered everything written up to
     /// `target_position` (records below `target_offset`) returned success: publishes it,
     /// unless the log was poisoned meanwhile.
-    fn publish_flush(&self, c: &mut Committer, target_offset: u64, target_position: u64) -> Result<()> {
+    fn publish_flush(
+        &self,
+        c: &mut Committer,
+        target_offset: u64,
+        target_position: u64,
+    ) -> Result<()> {
         self.counters.fsyncs.fetch_add(1, Relaxed);
         if !self.marks.publish_durable(target_offset, false) {
             // Another thread's write or flush failed meanwhile: acknowledge nothing.
@@ -1015,7 +1020,11 @@ impl Shared {
             let segments: Vec<Arc<Segment>> = flushes
                 .iter()
                 .map(|&(i, _, _)| {
-                    let c = &committing.iter().find(|(j, _)| *j == i).expect("committing").1;
+                    let c = &committing
+                        .iter()
+                        .find(|(j, _)| *j == i)
+                        .expect("committing")
+                        .1;
                     c.segment.clone()
                 })
                 .collect();

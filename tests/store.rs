@@ -59,7 +59,12 @@ fn topics_have_their_own_offsets_and_survive_reopen() {
     let orders = store.topic("orders").unwrap();
     assert_eq!(
         payloads(&orders),
-        [b"o0".to_vec(), b"o1".to_vec(), b"o2".to_vec(), b"o3".to_vec()]
+        [
+            b"o0".to_vec(),
+            b"o1".to_vec(),
+            b"o2".to_vec(),
+            b"o3".to_vec()
+        ]
     );
     assert_eq!(payloads(&store.topic("jobs.42").unwrap()), [b"j0".to_vec()]);
 }
@@ -133,7 +138,17 @@ fn invalid_names_are_refused_before_anything_is_touched() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), store_opts()).unwrap();
     let long = "x".repeat(201);
-    for name in ["", ".", "..", "a/b", "../escape", "a b", "naïve", "a+b", long.as_str()] {
+    for name in [
+        "",
+        ".",
+        "..",
+        "a/b",
+        "../escape",
+        "a b",
+        "naïve",
+        "a+b",
+        long.as_str(),
+    ] {
         match store.topic(name) {
             Err(Error::InvalidTopic { name: got, reason }) => {
                 assert_eq!(got, name);
@@ -213,7 +228,10 @@ fn one_writer_per_store_and_no_mixing_of_layouts() {
     assert_eq!(reader.read(0).unwrap().payload(), b"x");
     // A single log is not a store.
     let single = tempfile::tempdir().unwrap();
-    Log::open(single.path(), store_opts()).unwrap().close().unwrap();
+    Log::open(single.path(), store_opts())
+        .unwrap()
+        .close()
+        .unwrap();
     assert!(matches!(
         Store::open(single.path(), store_opts()),
         Err(Error::WrongKind { .. })
@@ -237,7 +255,10 @@ fn foreign_files_are_left_alone_and_never_taken_for_topics() {
     std::fs::create_dir(topics_dir.join("a-dir")).unwrap();
     let store = Store::open(dir.path(), store_opts()).unwrap();
     assert_eq!(store.topics().unwrap(), ["orders"]);
-    assert_eq!(store.topic("orders").unwrap().read(0).unwrap().payload(), b"x");
+    assert_eq!(
+        store.topic("orders").unwrap().read(0).unwrap().payload(),
+        b"x"
+    );
     for name in ["a-file", "a-dir"] {
         match store.topic(name) {
             Err(Error::InvalidTopic { reason, .. }) => {
@@ -250,7 +271,10 @@ fn foreign_files_are_left_alone_and_never_taken_for_topics() {
         std::fs::read(topics_dir.join("orders").join("notes.txt")).unwrap(),
         b"mine"
     );
-    assert_eq!(std::fs::read(topics_dir.join("a-file")).unwrap(), b"not a topic");
+    assert_eq!(
+        std::fs::read(topics_dir.join("a-file")).unwrap(),
+        b"not a topic"
+    );
 }
 
 #[test]
@@ -267,7 +291,9 @@ fn damaged_topic_options_are_reported_not_guessed() {
     std::fs::write(&path, text.replace("262144", "262145")).unwrap();
     let store = Store::open(dir.path(), store_opts()).unwrap();
     match store.topic("audit") {
-        Err(Error::Corruption { segment, reason, .. }) => {
+        Err(Error::Corruption {
+            segment, reason, ..
+        }) => {
             assert_eq!(segment, path);
             assert!(reason.contains("audit"), "{reason}");
         }
@@ -303,11 +329,17 @@ fn a_read_only_store_reads_beside_the_writer() {
         reader.topic("missing"),
         Err(Error::UnknownTopic { .. })
     ));
-    assert!(matches!(reader.remove_topic("orders"), Err(Error::ReadOnly)));
+    assert!(matches!(
+        reader.remove_topic("orders"),
+        Err(Error::ReadOnly)
+    ));
     // New topics show up at the next listing.
     store.topic("later").unwrap().append(b"l").unwrap();
     assert_eq!(reader.topics().unwrap(), ["later", "orders"]);
-    assert_eq!(reader.topic("later").unwrap().read(0).unwrap().payload(), b"l");
+    assert_eq!(
+        reader.topic("later").unwrap().read(0).unwrap().payload(),
+        b"l"
+    );
 }
 
 #[test]
@@ -323,7 +355,7 @@ fn small_topics_are_small_and_segments_grow() {
     // One 64 KiB segment each (no spare), an index file, the options file.
     let used = disk_bytes(dir.path());
     assert!(
-        used <= topics * 96 << 10,
+        used <= (topics * 96) << 10,
         "{topics} one-record topics take {used} bytes"
     );
 

@@ -117,7 +117,11 @@ impl UringBackend {
     /// Submits a flush of each of `files` and waits for all of them; `results` gets
     /// each one's outcome. An error of the ring itself (not of a flush) leaves the
     /// rest `None`.
-    fn sync_batch(&mut self, files: &[&File], results: &mut [Option<io::Result<()>>]) -> io::Result<()> {
+    fn sync_batch(
+        &mut self,
+        files: &[&File],
+        results: &mut [Option<io::Result<()>>],
+    ) -> io::Result<()> {
         let entries: Vec<squeue::Entry> = files
             .iter()
             .enumerate()
@@ -259,7 +263,7 @@ impl Backend for UringBackend {
 
     fn sync_many(&mut self, files: &[&File]) -> Vec<io::Result<()>> {
         if self.broken || self.in_flight.is_some() || files.len() < 2 {
-            return files.iter().map(|file| sync_data(file)).collect();
+            return files.iter().map(sync_data).collect();
         }
         let mut results: Vec<Option<io::Result<()>>> = files.iter().map(|_| None).collect();
         for (batch, slots) in files

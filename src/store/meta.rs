@@ -97,10 +97,7 @@ pub(crate) fn encode_topic_options(options: &TopicOptions) -> String {
 
 /// Decodes a topic options file. `base` supplies what the file does not say (the I/O
 /// backend, which is the store's). The error says what is wrong, for a `Corruption`.
-pub(crate) fn decode_topic_options(
-    bytes: &[u8],
-    base: &Options,
-) -> Result<TopicOptions, String> {
+pub(crate) fn decode_topic_options(bytes: &[u8], base: &Options) -> Result<TopicOptions, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
     let without_newline = text
         .strip_suffix('\n')
@@ -224,8 +221,8 @@ mod tests {
             .max_batch_bytes(1 << 20)
             .segment_growth(false);
         let text = encode_topic_options(&TopicOptions::Own(o.clone()));
-        let TopicOptions::Own(back) = decode_topic_options(text.as_bytes(), &Options::default())
-            .expect("decodes")
+        let TopicOptions::Own(back) =
+            decode_topic_options(text.as_bytes(), &Options::default()).expect("decodes")
         else {
             panic!("not own options");
         };

@@ -41,8 +41,8 @@ use crate::open::Access;
 use crate::options::Options;
 use crate::segment::sync_dir;
 
-pub(crate) use meta::{STORE_MARKER_FILE, TOPICS_DIR, TOPIC_OPTIONS_FILE};
 use meta::{decode_topic_options, encode_topic_options, TopicOptions, STORE_MARKER};
+pub(crate) use meta::{STORE_MARKER_FILE, TOPICS_DIR, TOPIC_OPTIONS_FILE};
 pub(crate) use name::check_topic_name;
 
 /// Prefix of a topic directory being created.
@@ -123,7 +123,23 @@ impl Store {
     ///
     /// [`Error::InvalidOptions`]; [`Error::Locked`] if another writer has the store;
     /// [`Error::WrongKind`] if `dir` holds a single log; [`Error::Io`].
-    pub fn open(dir: impl AsRef<Path>, mut opts: Options) -> Result<Store> {
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Store> {
+        let (backend, _fallback) = io::select(opts.io).map_err(|e| {
+            Error::InvalidOptions(format!(
+                "IoBackend::Uring was requested but io_uring cannot be used: {e}"
+            ))
+        })?;
+        Store::open_with_backend(dir, opts, backend)
+    }
+
+    /// Like [`Store::open`], with every topic's I/O going through `backend` (each topic
+    /// gets a companion of it): a simulated disk for crash tests. Not a stable API.
+    #[doc(hidden)]
+    pub fn open_with_backend(
+        dir: impl AsRef<Path>,
+        mut opts: Options,
+        backend: Box<dyn Backend>,
+    ) -> Result<Store> {
         opts.validate()?;
         opts.segment_growth.get_or_insert(true);
         let dir = dir.as_ref().to_path_buf();
@@ -146,11 +162,6 @@ impl Store {
             Err(e) => return Err(Error::io("create directory", &topics_dir, e)),
         }
         remove_leftovers(&topics_dir)?;
-        let (backend, _fallback) = io::select(opts.io).map_err(|e| {
-            Error::InvalidOptions(format!(
-                "IoBackend::Uring was requested but io_uring cannot be used: {e}"
-            ))
-        })?;
         let backends = backend.companion();
         let engine = Engine::start(Some(backend))?;
         Ok(Store::new(
@@ -468,6 +479,24 @@ impl Store {
         }
     }
 
+    /// Stops every topic as a killed process would (see `Log::abandon`), stops the
+    /// threads and releases the lock. For crash tests. Not a stable API.
+    #[doc(hidden)]
+    pub fn abandon(&self) {
+        let inner = &self.inner;
+        let mut open = inner.open.lock();
+        if inner.closed.swap(true, SeqCst) {
+            return;
+        }
+        for (_, core) in open.drain() {
+            core.abandon();
+        }
+        if let Some(engine) = &inner.engine {
+            engine.stop();
+        }
+        inner.lock.lock().take();
+    }
+
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
@@ -581,11 +610,7 @@ fn refuse_single_log_dir(dir: &Path) -> Result<()> {
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        if name
-            .to_str()
-            .and_then(crate::segment::parse_name)
-            .is_some()
-        {
+        if name.to_str().and_then(crate::segment::parse_name).is_some() {
             return Err(Error::WrongKind {
                 path: dir.to_path_buf(),
                 reason: "holds a single log, not a store; open it with Log::open".into(),

@@ -43,7 +43,15 @@ mod tests {
 
     #[test]
     fn accepts_the_documented_alphabet() {
-        for name in ["orders", "agent.events", "jobs.42", "a", "A-b_c.9", ".hidden", "..."] {
+        for name in [
+            "orders",
+            "agent.events",
+            "jobs.42",
+            "a",
+            "A-b_c.9",
+            ".hidden",
+            "...",
+        ] {
             assert!(check_topic_name(name).is_ok(), "{name}");
         }
         assert!(check_topic_name(&"x".repeat(200)).is_ok());
@@ -51,7 +59,9 @@ mod tests {
 
     #[test]
     fn refuses_everything_else_with_a_reason() {
-        for name in ["", ".", "..", "a/b", "a b", "é", "a+b", "a\0b", "../x", "x\n"] {
+        for name in [
+            "", ".", "..", "a/b", "a b", "é", "a+b", "a\0b", "../x", "x\n",
+        ] {
             match check_topic_name(name) {
                 Err(Error::InvalidTopic { name: got, reason }) => {
                     assert_eq!(got, name);
