@@ -232,6 +232,91 @@ fn store_many(
     (rate, stats)
 }
 
+/// Resident memory of this process, bytes.
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|pages| pages.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
+/// Open file descriptors and memory mappings of this process.
+fn fds_and_maps() -> (usize, usize) {
+    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+    let maps = std::fs::read_to_string("/proc/self/maps").map_or(0, |m| m.lines().count());
+    (fds, maps)
+}
+
+/// Bytes the files under `dir` take on disk (what `du` counts).
+fn disk_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let meta = entry.metadata().expect("metadata");
+        total += meta.blocks() * 512;
+        if meta.is_dir() {
+            total += disk_bytes(&entry.path());
+        }
+    }
+    total
+}
+
+/// A store of `topics` topics holding one 100-byte record each: disk, resident memory,
+/// descriptors and mappings with every topic open, and the time a warm reopen takes
+/// (store, then every topic).
+fn small_topics(dir: &Path, topics: usize) {
+    let (fds_before, maps_before) = fds_and_maps();
+    let rss_before = resident_bytes();
+    let store = Store::open(dir, Options::default()).expect("open store");
+    let handles: Vec<Log> = (0..topics)
+        .map(|i| {
+            let topic = store.topic(&format!("run-{i}")).expect("topic");
+            topic.append(&[0x42u8; 100]).expect("append");
+            topic
+        })
+        .collect();
+    let rss = resident_bytes().saturating_sub(rss_before);
+    let (fds, maps) = fds_and_maps();
+    let threads = store.stats().threads;
+    drop(handles);
+    store.close().expect("close");
+    let disk = disk_bytes(dir);
+    let start = Instant::now();
+    let store = Store::open(dir, Options::default()).expect("reopen");
+    let listed = store.topics().expect("topics").len();
+    let store_open = start.elapsed();
+    for i in 0..topics {
+        store.topic(&format!("run-{i}")).expect("topic");
+    }
+    let all_open = start.elapsed();
+    store.close().expect("close");
+    println!(
+        "| {topics} topics x one 100 B record: disk (du) | {:.1} MiB | 128 MiB | {:.2} | ≤ 1 |",
+        disk as f64 / (1 << 20) as f64,
+        disk as f64 / (128u64 << 20) as f64
+    );
+    println!(
+        "| {topics} topics open: resident memory added | {:.1} MiB | 64 MiB | {:.2} | ≤ 1 |",
+        rss as f64 / (1 << 20) as f64,
+        rss as f64 / (64u64 << 20) as f64
+    );
+    println!(
+        "| {topics} topics open: threads, descriptors, mappings added | {threads} threads, {} fds, {} maps | - | - | bounded |",
+        fds.saturating_sub(fds_before),
+        maps.saturating_sub(maps_before)
+    );
+    println!(
+        "| {topics} topics: warm reopen, store ({listed} topics listed) / store and every topic | {:.2} ms / {:.1} ms | 100 ms | {:.2} | ≤ 1 |",
+        store_open.as_secs_f64() * 1e3,
+        all_open.as_secs_f64() * 1e3,
+        all_open.as_secs_f64() / 0.1
+    );
+}
+
 /// One producer, `Durability::None`, `n` records of `record_bytes`; bytes/s of payload.
 fn ringlog_unsynced(dir: &Path, io: IoBackend, record_bytes: usize, n: usize) -> f64 {
     let log = open(dir, Durability::None, io);
@@ -418,6 +503,9 @@ fn main() {
             own / one,
             "≥ 0.6",
         );
+    }
+    if wanted("small-topics") {
+        small_topics(&fresh("small-topics"), scaled(1000).max(100));
     }
     if wanted("bandwidth") {
         let bw = disk_bandwidth(d, 512 << 20);

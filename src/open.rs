@@ -539,6 +539,7 @@ fn recover_active(
         index.unchecked_offsets = unchecked_offsets;
         index.loaded = true;
     }
+    active.release_resident();
     if access == Access::ReadOnly {
         return Ok((end, next_offset, (end, next_offset)));
     }

@@ -326,6 +326,20 @@ impl Segment {
         Ok(self.map.get_or_init(|| map))
     }
 
+    /// Lets go of the pages of the mapping this process has touched (they stay in the
+    /// page cache; the next read maps them again). Opening a log reads a few bytes of
+    /// its active segment, and the kernel then maps up to 64 KiB around them: a store
+    /// of many small topics would keep all of it resident for nothing.
+    pub(crate) fn release_resident(&self) {
+        if let Some(map) = self.map.get() {
+            // SAFETY: the mapping is shared and read-only: dropping its page table
+            // entries changes no byte a reader sees (the next access maps the same page
+            // cache pages, the file's current contents, as any access does), so slices
+            // into it stay valid.
+            let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
+    }
+
     /// Opens the file description background flushes use: call it before writing to the
     /// segment. A description of its own, because Linux reports a writeback error once
     /// per open file description: with the writer's own, whichever flush came first

@@ -362,12 +362,13 @@ impl Store {
             // The first segment, so that a topic directory is always a complete log
             // (its preparation syncs the file and the directory).
             let mut backend = crate::io::PwriteBackend::default();
-            drop(crate::open::recover(
-                &tmp,
-                engine_opts,
-                Access::Write,
-                &mut backend,
-            )?);
+            let created = crate::open::recover(&tmp, engine_opts, Access::Write, &mut backend)?;
+            // And its clean checkpoint (synced), so that the first open trusts the
+            // empty segment instead of searching all of it for data.
+            if let Some(first) = created.segments.first() {
+                first.persist_index(&tmp, crate::format::SEGMENT_HEADER_BYTES, 0, true, 0)?;
+            }
+            drop(created);
             let dir = topics_dir.join(name);
             std::fs::rename(&tmp, &dir).map_err(|e| Error::io("rename topic directory", &dir, e))
         })();
