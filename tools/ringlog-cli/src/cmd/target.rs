@@ -260,6 +260,7 @@ impl<'a> Target<'a> {
         own_options: Option<Options>,
     ) -> CliResult<Writable> {
         self.check_writable()?;
+        let created = classify(self.dir) == DirKind::Missing;
         let Some(name) = self.topic else {
             let log = Log::open(self.dir, options).map_err(|e| self.fail(e))?;
             return Ok(Writable { log, store: None });
@@ -276,10 +277,23 @@ impl<'a> Target<'a> {
             }),
             Err(e) => {
                 let _ = store.close();
+                if created {
+                    remove_empty_store(self.dir);
+                }
                 Err(self.fail(e))
             }
         }
     }
+}
+
+/// Removes the empty store that a failed first `append` created (an invalid topic name
+/// is known only once the store is open): its marker, lock and empty topics directory,
+/// one by one, so that nothing else that appeared meanwhile is touched.
+fn remove_empty_store(dir: &Path) {
+    let _ = std::fs::remove_dir(dir.join(TOPICS_DIR));
+    let _ = std::fs::remove_file(dir.join(STORE_MARKER_FILE));
+    let _ = std::fs::remove_file(dir.join("ringlog.lock"));
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// The directory of topic `name` of the store in `store_dir`.
