@@ -36,13 +36,18 @@ pub enum Command {
     Repair(RepairArgs),
     /// Measure append throughput and latency with concurrent producers.
     Bench(BenchArgs),
+    /// List the topics of a store: records, offsets and disk used (read-only).
+    Topics(TopicsArgs),
 }
 
 /// `ringlog info`.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// The log's directory.
+    /// The log's directory, or the store's with --topic.
     pub dir: PathBuf,
+    /// Topic NAME of the store in DIR (DIR is then a store of topics, not a single log).
+    #[arg(long, value_name = "NAME")]
+    pub topic: Option<String>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -64,8 +69,11 @@ pub enum PayloadFormat {
 /// `ringlog dump`.
 #[derive(Debug, Args)]
 pub struct DumpArgs {
-    /// The log's directory.
+    /// The log's directory, or the store's with --topic.
     pub dir: PathBuf,
+    /// Topic NAME of the store in DIR (DIR is then a store of topics, not a single log).
+    #[arg(long, value_name = "NAME")]
+    pub topic: Option<String>,
     /// First offset to print [default: the log's first offset].
     #[arg(long, value_name = "OFFSET")]
     pub from: Option<u64>,
@@ -83,8 +91,11 @@ pub struct DumpArgs {
 /// `ringlog tail`.
 #[derive(Debug, Args)]
 pub struct TailArgs {
-    /// The log's directory.
+    /// The log's directory, or the store's with --topic.
     pub dir: PathBuf,
+    /// Topic NAME of the store in DIR (DIR is then a store of topics, not a single log).
+    #[arg(long, value_name = "NAME")]
+    pub topic: Option<String>,
     /// How many of the last records to print first.
     #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 10)]
     pub records: u64,
@@ -106,8 +117,11 @@ pub struct TailArgs {
 /// `ringlog append`.
 #[derive(Debug, Args)]
 pub struct AppendArgs {
-    /// The log's directory (created with an empty log if needed).
+    /// The log's directory, or the store's with --topic (created if needed).
     pub dir: PathBuf,
+    /// Topic NAME of the store in DIR (the store and the topic are created if needed).
+    #[arg(long, value_name = "NAME")]
+    pub topic: Option<String>,
     /// Read lines from this file instead of stdin.
     #[arg(long, value_name = "F")]
     pub file: Option<PathBuf>,
@@ -116,6 +130,8 @@ pub struct AppendArgs {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub batch: u64,
     /// Size of new segment files [default: the log's current segment size, else 64MiB].
+    /// With --topic: a new topic is created with it as its own option, persisted; an
+    /// existing topic must have been created with the same.
     #[arg(long, value_name = "SIZE", value_parser = units::parse_bytes)]
     pub segment_size: Option<u64>,
 }
@@ -123,8 +139,11 @@ pub struct AppendArgs {
 /// `ringlog verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The log's directory.
+    /// The log's directory, or the store's with --topic.
     pub dir: PathBuf,
+    /// Topic NAME of the store in DIR (DIR is then a store of topics, not a single log).
+    #[arg(long, value_name = "NAME")]
+    pub topic: Option<String>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -133,8 +152,11 @@ pub struct VerifyArgs {
 /// `ringlog repair`.
 #[derive(Debug, Args)]
 pub struct RepairArgs {
-    /// The log's directory.
+    /// The log's directory, or the store's with --topic.
     pub dir: PathBuf,
+    /// Topic NAME of the store in DIR (DIR is then a store of topics, not a single log).
+    #[arg(long, value_name = "NAME")]
+    pub topic: Option<String>,
     /// Report what would be cut, change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -143,8 +165,13 @@ pub struct RepairArgs {
 /// `ringlog bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Log directory to append to [default: a temporary directory, removed afterwards].
+    /// Log directory to append to, or store directory with --topics [default: a
+    /// temporary directory, removed afterwards].
     pub dir: Option<PathBuf>,
+    /// Spread the producers over N topics of a store: producer i appends to topic
+    /// bench-{i % N}.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub topics: Option<u64>,
     /// Stop after this many records.
     #[arg(long, value_name = "N", conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
     pub records: Option<u64>,
@@ -167,6 +194,16 @@ pub struct BenchArgs {
     #[arg(long, value_name = "SIZE", value_parser = units::parse_bytes)]
     pub segment_size: Option<u64>,
     /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ringlog topics`.
+#[derive(Debug, Args)]
+pub struct TopicsArgs {
+    /// The store's directory.
+    pub dir: PathBuf,
+    /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
 }

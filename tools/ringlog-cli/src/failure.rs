@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use ringlog::Error;
 
+use crate::cmd::Target;
+
 /// Exit code: the log is damaged (or `verify` found a problem).
 pub const EXIT_DAMAGED: u8 = 1;
 /// Exit code: bad usage, or an I/O or other operational error.
@@ -53,13 +55,27 @@ impl Failure {
     /// A library error met while working on the log in `dir`, explained for the command
     /// line.
     pub fn from_log(error: Error, dir: &Path) -> Failure {
+        Failure::from_target(error, &Target::new(dir, None))
+    }
+
+    /// A library error met while working on `target` (a log, or a store's topic),
+    /// explained for the command line.
+    pub fn from_target(error: Error, target: &Target<'_>) -> Failure {
         let exit_code = match error {
             Error::Corruption { .. } => EXIT_DAMAGED,
             _ => EXIT_USAGE_OR_IO,
         };
         Failure::Message {
-            message: one_line(&explain(&error, dir)),
+            message: one_line(&explain(&error, target)),
             exit_code,
+        }
+    }
+
+    /// The message, if the failure has one.
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            Failure::Message { message, .. } => Some(message),
+            Failure::StdoutClosed => None,
         }
     }
 
@@ -84,9 +100,10 @@ impl Failure {
     }
 }
 
-/// The library's message, with the remedy in command-line terms.
-fn explain(error: &Error, dir: &Path) -> String {
-    let dir = dir.display();
+/// The library's message, with the remedy in command-line terms. `target` is how the
+/// user named the log (`DIR` or `DIR --topic NAME`): remedies that are commands use it.
+fn explain(error: &Error, target: &Target<'_>) -> String {
+    let dir = target.dir.display();
     match error {
         Error::Io { source, .. } => {
             let remedy = match source.kind() {
@@ -109,10 +126,10 @@ fn explain(error: &Error, dir: &Path) -> String {
             ..
         } => {
             let remedy = if error.is_torn_tail() {
-                format!("run `ringlog repair {dir}` to cut the torn tail")
+                format!("run `ringlog repair {target}` to cut the torn tail")
             } else {
                 format!(
-                    "run `ringlog verify {dir}` to list every problem; ringlog never skips damaged durable data, so restore that segment from a copy"
+                    "run `ringlog verify {target}` to list every problem; ringlog never skips damaged durable data, so restore that segment from a copy"
                 )
             };
             format!(
@@ -127,7 +144,10 @@ fn explain(error: &Error, dir: &Path) -> String {
         Error::InvalidOptions(why) if why.contains("io_uring cannot be used") => {
             format!("{why}; use --io auto (falls back to pwritev) or --io pwrite")
         }
-        Error::InvalidOptions(why) => format!("invalid options: {why}; change the flag"),
+        Error::InvalidOptions(why) if why.contains("exists with other options") => {
+            let why = why.split("; open it with").next().unwrap_or(why);
+            format!("{why}; drop --segment-size to append with them")
+        }
         Error::Locked { path } => format!(
             "{} is locked by another writer{}; stop that writer first (read-only commands work beside it)",
             path.display(),
@@ -143,8 +163,15 @@ fn explain(error: &Error, dir: &Path) -> String {
             "record of {record_bytes} bytes exceeds the limit of {max_record_bytes} bytes; use records of at most {max_record_bytes} bytes"
         ),
         Error::OffsetOutOfRange { .. } => {
-            format!("{error}; pick a --from offset in that range (`ringlog info {dir}`)")
+            format!("{error}; pick a --from offset in that range (`ringlog info {target}`)")
         }
+        Error::InvalidOptions(why) => format!("invalid options: {why}; change the flag"),
+        Error::WrongKind { path, .. } if target.topic.is_some() => format!(
+            "{} is not a store of topics (no ringlog.store in it); check the path, or drop --topic to use a single log",
+            path.display()
+        ),
+        // `InvalidTopic` (the library's reason) and `UnknownTopic` (with the command
+        // that lists the topics) say it all.
         other => other.to_string(),
     }
 }

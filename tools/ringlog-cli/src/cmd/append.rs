@@ -1,4 +1,4 @@
-//! `ringlog append DIR [--file F] [--batch N]`: appends each line of stdin (or of F) as a
+//! `ringlog append DIR [--topic NAME] [--file F] [--batch N]`: appends each line of stdin (or of F) as a
 //! record and prints the offset range. Records are durable when it prints. A progress bar
 //! goes to stderr when stderr is a terminal.
 
@@ -19,7 +19,8 @@ const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 
 /// Runs `append`.
 pub fn run(args: &AppendArgs) -> CliResult<()> {
-    super::require_dir_or_missing(&args.dir)?;
+    let target = super::Target::new(&args.dir, args.topic.as_deref());
+    target.check_writable()?;
     let (input, input_bytes): (Box<dyn BufRead>, Option<u64>) = match &args.file {
         Some(path) => {
             let file = File::open(path).map_err(|e| {
@@ -40,20 +41,37 @@ pub fn run(args: &AppendArgs) -> CliResult<()> {
             None,
         ),
     };
-    let segment_bytes = args
-        .segment_size
-        .or_else(|| super::existing_segment_bytes(&args.dir))
-        .unwrap_or(DEFAULT_SEGMENT_BYTES);
-    let options = Options::default().segment_bytes(segment_bytes);
-    let fail = |e| Failure::from_log(e, &args.dir);
-    let record_limit_bytes = options.record_limit_bytes().map_err(fail)?;
+    // A single log keeps its segment size unless told otherwise. A store's topic runs
+    // with the store's options (the defaults), or with its own, persisted when
+    // `--segment-size` creates it.
+    let (options, own_options) = match (&args.topic, args.segment_size) {
+        (None, given) => {
+            let segment_bytes = given
+                .or_else(|| super::existing_segment_bytes(&args.dir))
+                .unwrap_or(DEFAULT_SEGMENT_BYTES);
+            (Options::default().segment_bytes(segment_bytes), None)
+        }
+        (Some(_), None) => (Options::default(), None),
+        (Some(_), Some(segment_bytes)) => (
+            Options::default(),
+            Some(Options::default().segment_bytes(segment_bytes)),
+        ),
+    };
+    let fail = |e| target.fail(e);
+    let record_limit_bytes = own_options
+        .as_ref()
+        .unwrap_or(&options)
+        .record_limit_bytes()
+        .map_err(fail)?;
     signals::install()
         .map_err(|e| Failure::usage(format!("cannot handle SIGINT and SIGTERM: {e}")))?;
-    let log = signals::with_signals_blocked(|| Log::open(&args.dir, options)).map_err(fail)?;
+    let writable = signals::with_signals_blocked(|| target.open_writable(options, own_options))?;
+    let log = &writable.log;
     let progress = progress_bar(input_bytes);
     progress.set_message("0 lines");
     let mut ingest = Ingest {
-        log: &log,
+        log,
+        target,
         start: log.next_offset(),
         end: log.next_offset(),
         last_ticket: None,
@@ -71,7 +89,7 @@ pub fn run(args: &AppendArgs) -> CliResult<()> {
         (Err(cause), _) => return Err(ingest.failed(cause)),
         (Ok(()), Err(e)) => return Err(ingest.failed(fail(e))),
     }
-    log.close().map_err(fail)?;
+    writable.close().map_err(fail)?;
     if let Some(stop) = signals::received() {
         return Err(Failure::interrupted(
             stop,
@@ -98,6 +116,8 @@ pub fn run(args: &AppendArgs) -> CliResult<()> {
 /// `start + n - 1`.
 struct Ingest<'a> {
     log: &'a Log,
+    /// The log, or the store's topic, as the user named it.
+    target: super::Target<'a>,
     /// The log's next offset before the first line.
     start: u64,
     /// The offset after the last record submitted.
@@ -117,7 +137,8 @@ impl Ingest<'_> {
         record_limit_bytes: u64,
         progress: &ProgressBar,
     ) -> CliResult<()> {
-        let fail = |e| Failure::from_log(e, &args.dir);
+        let target = self.target;
+        let fail = |e| target.fail(e);
         let batch_records = usize::try_from(args.batch).unwrap_or(usize::MAX);
         let mut pending: Vec<Vec<u8>> = Vec::new();
         let mut line = Vec::new();
@@ -157,7 +178,7 @@ impl Ingest<'_> {
             } else {
                 pending.push(record.to_vec());
                 if pending.len() == batch_records {
-                    self.append_pending(&mut pending, args)?;
+                    self.append_pending(&mut pending)?;
                 }
             }
             if lines_count % 1024 == 0 {
@@ -165,13 +186,13 @@ impl Ingest<'_> {
             }
         }
         if !pending.is_empty() {
-            self.append_pending(&mut pending, args)?;
+            self.append_pending(&mut pending)?;
         }
         Ok(())
     }
 
     /// Appends `pending` as one atomic batch and empties it.
-    fn append_pending(&mut self, pending: &mut Vec<Vec<u8>>, args: &AppendArgs) -> CliResult<()> {
+    fn append_pending(&mut self, pending: &mut Vec<Vec<u8>>) -> CliResult<()> {
         let lines_count = pending.len() as u64;
         let first_line = self.end - self.start + 1;
         match append_pending(self.log, pending) {
@@ -190,7 +211,7 @@ impl Ingest<'_> {
                     first_line + lines_count - 1
                 )))
             }
-            Err(e) => Err(Failure::from_log(e, &args.dir)),
+            Err(e) => Err(self.target.fail(e)),
         }
     }
 

@@ -1,7 +1,8 @@
-//! `ringlog bench [DIR] [--records N | --duration 10s] [--record-size 1KiB] [--producers 16]
-//! [--durability sync|interval:1ms|none] [--io auto|uring|pwrite] [--json]`: producers
-//! append fixed-size records as fast as they can; a progress line goes to stderr every few
-//! seconds, then a summary in the shape of kafka-producer-perf-test's (or one JSON object).
+//! `ringlog bench [DIR] [--topics N] [--records N | --duration 10s] [--record-size 1KiB]
+//! [--producers 16] [--durability sync|interval:1ms|none] [--io auto|uring|pwrite] [--json]`:
+//! producers append fixed-size records as fast as they can, to one log or spread over the
+//! topics of a store; a progress line goes to stderr every few seconds, then a summary in
+//! the shape of kafka-producer-perf-test's (or one JSON object).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,13 +12,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use ringlog::{BackendKind, Log, Options};
+use ringlog::{BackendKind, Log, Options, Stats, Store};
 use serde::Serialize;
 
 use crate::cli::BenchArgs;
 use crate::failure::{CliResult, Failure};
 use crate::latency::{self, format_latency, LiveCounters, Totals};
 use crate::signals;
+
+use super::target::DirKind;
 use crate::units::format_duration;
 
 /// Default run length when neither `--records` nor `--duration` is given.
@@ -56,6 +59,13 @@ struct Summary {
     segment_bytes: u64,
     /// `null` for the temporary directory.
     dir: Option<String>,
+    /// Topics of the store the producers were spread over; `null` for a single log.
+    topics: Option<u64>,
+    /// The store's flush cycles during the run: turns of its writer that wrote and
+    /// flushed several topics together; `null` for a single log.
+    flush_cycles: Option<u64>,
+    /// `fdatasync`s per flush cycle; `null` when there was no cycle.
+    fsyncs_per_cycle: Option<f64>,
 }
 
 /// What stops the producers.
@@ -86,11 +96,16 @@ const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 /// Runs `bench`.
 pub fn run(args: &BenchArgs) -> CliResult<()> {
     if let Some(dir) = &args.dir {
-        super::require_dir_or_missing(dir)?;
+        check_dir(dir, args.topics)?;
     }
+    // A single log keeps its segment size; a store's topics follow the store's options.
+    let existing_segment_bytes = match args.topics {
+        None => args.dir.as_deref().and_then(super::existing_segment_bytes),
+        Some(_) => None,
+    };
     let segment_bytes = args
         .segment_size
-        .or_else(|| args.dir.as_deref().and_then(super::existing_segment_bytes))
+        .or(existing_segment_bytes)
         .unwrap_or(DEFAULT_SEGMENT_BYTES);
     let options = Options::default()
         .segment_bytes(segment_bytes)
@@ -162,7 +177,73 @@ pub fn run(args: &BenchArgs) -> CliResult<()> {
     }
 }
 
-/// Opens the log in `dir`, runs the producers, and summarizes.
+/// Checks that `dir` suits the run: a single log (or nothing) without `--topics`, a store
+/// (or nothing) with it.
+fn check_dir(dir: &Path, topics: Option<u64>) -> CliResult<()> {
+    super::require_dir_or_missing(dir)?;
+    let shown = dir.display();
+    match (super::target::classify(dir), topics) {
+        (DirKind::Store, None) => Err(Failure::usage(format!(
+            "{shown} is a store of topics; pass --topics N to spread the producers over N of its topics (ringlog topics {shown} lists them)"
+        ))),
+        (DirKind::SingleLog, Some(_)) => Err(Failure::usage(format!(
+            "{shown} is a single log, not a store of topics; drop --topics to bench it, or pass another DIR"
+        ))),
+        (DirKind::Topic { store, name }, _) => Err(Failure::usage(format!(
+            "{shown} is the directory of topic {name} of the store {}; pass another DIR",
+            store.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// What the producers append to: one log, or topics of a store.
+struct Appendees {
+    /// Producer `i` appends to `logs[i % logs.len()]`.
+    logs: Vec<Log>,
+    /// The store, with `--topics`.
+    store: Option<Store>,
+}
+
+impl Appendees {
+    /// Opens the log in `dir`, or the store in `dir` and its topics `bench-0` to
+    /// `bench-{N-1}` (created if needed).
+    fn open(dir: &Path, options: Options, topics: Option<u64>) -> ringlog::Result<Appendees> {
+        let Some(topics_count) = topics else {
+            return Ok(Appendees {
+                logs: vec![Log::open(dir, options)?],
+                store: None,
+            });
+        };
+        let store = Store::open(dir, options)?;
+        let logs = (0..topics_count)
+            .map(|i| store.topic(&format!("bench-{i}")))
+            .collect::<ringlog::Result<Vec<Log>>>();
+        match logs {
+            Ok(logs) => Ok(Appendees {
+                logs,
+                store: Some(store),
+            }),
+            Err(e) => {
+                let _ = store.close();
+                Err(e)
+            }
+        }
+    }
+
+    fn stats(&self) -> Vec<Stats> {
+        self.logs.iter().map(Log::stats).collect()
+    }
+
+    fn close(&self) -> ringlog::Result<()> {
+        match &self.store {
+            Some(store) => store.close(),
+            None => self.logs.iter().try_for_each(Log::close),
+        }
+    }
+}
+
+/// Opens the log (or store) in `dir`, runs the producers, and summarizes.
 fn bench_in(
     args: &BenchArgs,
     options: Options,
@@ -174,14 +255,20 @@ fn bench_in(
         Some(_) => args.duration,
         None => Some(args.duration.unwrap_or(DEFAULT_DURATION)),
     };
-    let log = Arc::new(signals::with_signals_blocked(|| Log::open(dir, options)).map_err(fail)?);
+    let appendees = signals::with_signals_blocked(|| Appendees::open(dir, options, args.topics))
+        .map_err(fail)?;
+    let backend = appendees.logs.first().map(|log| log.stats().backend);
     eprintln!(
-        "bench: {} producers, {}-byte records, durability {}, io {} ({}), {} in {}{}",
+        "bench: {} producers{}, {}-byte records, durability {}, io {} ({}), {} in {}{}",
         args.producers,
+        match args.topics {
+            Some(n) => format!(" over {n} topics"),
+            None => String::new(),
+        },
         args.record_size,
         args.durability,
         args.io,
-        backend_name(log.stats().backend),
+        backend.map_or("none", backend_name),
         match (args.records, duration) {
             (Some(n), _) => format!("{n} records"),
             (None, Some(d)) => format_duration(d),
@@ -200,12 +287,14 @@ fn bench_in(
     });
     let live = Arc::new(LiveCounters::default());
     // The run's own fsyncs: those of opening (and recovering) the log are not its.
-    let stats_before = log.stats();
+    let stats_before = appendees.stats();
+    let store_before = appendees.store.as_ref().map(Store::stats);
     let start = Instant::now();
     let mut producers = Vec::new();
     for producer in 0..args.producers {
         let spawned = signals::with_signals_blocked(|| {
-            spawn_producer(producer, args.record_size, &log, &limits, &live)
+            let log = &appendees.logs[producer as usize % appendees.logs.len()];
+            spawn_producer(producer, args.record_size, log, &limits, &live)
         });
         match spawned {
             Ok(handle) => producers.push(handle),
@@ -229,12 +318,31 @@ fn bench_in(
         start,
     );
     let histogram = collect(producers, dir)?;
-    let stats = log.stats();
-    log.close().map_err(fail)?;
+    let stats = appendees.stats();
+    let store_after = appendees.store.as_ref().map(Store::stats);
+    appendees.close().map_err(fail)?;
     let seconds = elapsed.as_secs_f64().max(1e-9);
     let records = histogram.len();
     let records_per_sec = records as f64 / seconds;
-    let fsyncs = stats.fsyncs_count - stats_before.fsyncs_count;
+    // Summed over the topics: each counts the fdatasyncs of its own files.
+    let delta = |field: fn(&Stats) -> u64| -> u64 {
+        stats
+            .iter()
+            .zip(&stats_before)
+            .map(|(after, before)| field(after) - field(before))
+            .sum()
+    };
+    let fsyncs = delta(|s| s.fsyncs_count);
+    let (flush_cycles, cycle_fsyncs) = match (&store_before, &store_after) {
+        (Some(before), Some(after)) => (
+            Some(after.flush_cycles - before.flush_cycles),
+            after.cycle_fsyncs - before.cycle_fsyncs,
+        ),
+        _ => (None, 0),
+    };
+    let first = stats
+        .first()
+        .ok_or_else(|| Failure::usage("no log to benchmark"))?;
     Ok(Summary {
         records,
         elapsed_sec: seconds,
@@ -244,8 +352,8 @@ fn bench_in(
         producers: args.producers,
         durability: args.durability.to_string(),
         io_requested: args.io.to_string(),
-        backend: backend_name(stats.backend),
-        backend_fallback_reason: stats.backend_fallback_reason,
+        backend: backend_name(first.backend),
+        backend_fallback_reason: first.backend_fallback_reason.clone(),
         latency_ns_avg: histogram.mean(),
         latency_ns_max: histogram.max(),
         latency_ns_p50: histogram.value_at_quantile(0.50),
@@ -254,9 +362,14 @@ fn bench_in(
         latency_ns_p999: histogram.value_at_quantile(0.999),
         fsyncs,
         records_per_fsync: (fsyncs > 0).then(|| records as f64 / fsyncs as f64),
-        bytes_written: stats.bytes_written - stats_before.bytes_written,
+        bytes_written: delta(|s| s.bytes_written),
         segment_bytes,
         dir: args.dir.as_ref().map(|d| d.display().to_string()),
+        topics: args.topics,
+        flush_cycles,
+        fsyncs_per_cycle: flush_cycles
+            .filter(|&cycles| cycles > 0)
+            .map(|cycles| cycle_fsyncs as f64 / cycles as f64),
     })
 }
 
@@ -264,7 +377,7 @@ fn bench_in(
 fn spawn_producer(
     producer: u64,
     record_bytes: u64,
-    log: &Arc<Log>,
+    log: &Log,
     limits: &Arc<Limits>,
     live: &Arc<LiveCounters>,
 ) -> std::io::Result<JoinHandle<ringlog::Result<Histogram<u64>>>> {
@@ -361,8 +474,24 @@ fn backend_name(backend: BackendKind) -> &'static str {
     }
 }
 
-/// kafka-producer-perf-test's final line, then ringlog's flush statistics.
+/// kafka-producer-perf-test's final line, then ringlog's flush statistics (and the store's,
+/// with `--topics`).
 fn render_text(s: &Summary) -> String {
+    let mut text = render_single(s);
+    if let (Some(topics), Some(cycles)) = (s.topics, s.flush_cycles) {
+        text.push_str(&format!(
+            "\n{topics} topics: {cycles} flush cycles over several topics{}.",
+            s.fsyncs_per_cycle
+                .map_or(String::new(), |per_cycle| format!(
+                    ", {per_cycle:.1} fdatasyncs per cycle"
+                ))
+        ));
+    }
+    text
+}
+
+/// The summary of a single log's run (and the first two lines of a store's).
+fn render_single(s: &Summary) -> String {
     let fsyncs = match s.records_per_fsync {
         Some(per_fsync) => format!("{} fsyncs, {per_fsync:.1} records per fsync", s.fsyncs),
         None => format!("{} fsyncs", s.fsyncs),

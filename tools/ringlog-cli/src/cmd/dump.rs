@@ -1,4 +1,4 @@
-//! `ringlog dump DIR [--from OFFSET] [--count N] [--payload utf8|hex|base64|none] [--json]`:
+//! `ringlog dump DIR [--topic NAME] [--from OFFSET] [--count N] [--payload ...] [--json]`:
 //! one record per line (NDJSON with `--json`). Read-only.
 
 use std::io::{BufWriter, Write};
@@ -9,7 +9,9 @@ use crate::render::RecordStyle;
 
 /// Runs `dump`.
 pub fn run(args: &DumpArgs) -> CliResult<()> {
-    let log = super::open_read_only(&args.dir)?;
+    let target = super::Target::new(&args.dir, args.topic.as_deref());
+    let opened = target.open_read_only()?;
+    let log = &opened.log;
     let style = RecordStyle {
         payload: args.payload,
         json: args.json,
@@ -21,7 +23,7 @@ pub fn run(args: &DumpArgs) -> CliResult<()> {
         .iter(from)
         .take(usize::try_from(count).unwrap_or(usize::MAX))
     {
-        let record = record.map_err(|e| Failure::from_log(e, &args.dir))?;
+        let record = record.map_err(|e| target.fail(e))?;
         style.write(&mut out, &record)?;
     }
     out.flush().map_err(Failure::from_stdout)

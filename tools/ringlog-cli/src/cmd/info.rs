@@ -1,5 +1,5 @@
-//! `ringlog info DIR [--json]`: segments, offsets, sizes, format version, lock holder.
-//! Read-only.
+//! `ringlog info DIR [--topic NAME] [--json]`: segments, offsets, sizes, format version,
+//! lock holder. Read-only.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -16,7 +16,12 @@ use crate::units::format_bytes;
 /// Everything `info` prints.
 #[derive(Debug, Serialize)]
 struct LogInfo {
+    /// The log's directory (for a topic, its directory inside the store).
     dir: String,
+    /// The store's directory, for a topic; `null` for a single log.
+    store: Option<String>,
+    /// The topic's name; `null` for a single log.
+    topic: Option<String>,
     format_version: Option<u32>,
     lock_holder_pid: Option<u32>,
     first_offset: u64,
@@ -51,7 +56,7 @@ struct SpareRow {
 #[derive(Debug, Serialize)]
 struct FileRow {
     path: String,
-    /// `segment`, `spare`, `index`, `lock`, `temporary` or `other`.
+    /// `segment`, `spare`, `index`, `lock`, `options`, `temporary` or `other`.
     kind: &'static str,
     length_bytes: u64,
     allocated_bytes: u64,
@@ -76,12 +81,15 @@ struct SegmentRow {
 
 /// Runs `info`.
 pub fn run(args: &InfoArgs) -> CliResult<()> {
-    let log = super::open_read_only(&args.dir)?;
-    let fail = |e| Failure::from_log(e, &args.dir);
+    let target = super::Target::new(&args.dir, args.topic.as_deref());
+    let opened = target.open_read_only()?;
+    let log = &opened.log;
+    let fail = |e| target.fail(e);
     let segments = log.segments().map_err(fail)?;
-    let lock_holder_pid = ringlog::lock_holder(&args.dir).map_err(fail)?;
+    // A topic's writer holds its store's lock.
+    let lock_holder_pid = ringlog::lock_holder(&opened.lock_dir).map_err(fail)?;
     let stats = log.stats();
-    let files = list_files(&args.dir, segments.last().map(|s| s.segment_id))?;
+    let files = list_files(&opened.log_dir, segments.last().map(|s| s.segment_id))?;
     let allocated = |path: &Path| {
         files
             .iter()
@@ -118,7 +126,12 @@ pub fn run(args: &InfoArgs) -> CliResult<()> {
         })
         .collect();
     let info = LogInfo {
-        dir: args.dir.display().to_string(),
+        dir: opened.log_dir.display().to_string(),
+        store: opened
+            .store
+            .as_ref()
+            .map(|store| store.dir().display().to_string()),
+        topic: args.topic.clone(),
         format_version: segments.first().and_then(|s| read_format_version(&s.path)),
         lock_holder_pid,
         first_offset: stats.first_offset,
@@ -146,7 +159,12 @@ pub fn run(args: &InfoArgs) -> CliResult<()> {
 
 /// The human-readable form.
 fn render_text(info: &LogInfo) -> String {
-    let mut lines = vec![
+    let mut lines = Vec::new();
+    if let (Some(store), Some(topic)) = (&info.store, &info.topic) {
+        lines.push(format!("topic           {topic} of the store {store}"));
+    }
+    let holder = if info.store.is_some() { "store" } else { "log" };
+    lines.extend([
         format!("log             {}", info.dir),
         format!(
             "format version  {}",
@@ -156,8 +174,8 @@ fn render_text(info: &LogInfo) -> String {
         format!(
             "lock holder     {}",
             info.lock_holder_pid.map_or(
-                "none (no writer has the log open)".to_string(),
-                |pid| format!("pid {pid} (a writer has the log open)")
+                format!("none (no writer has the {holder} open)"),
+                |pid| format!("pid {pid} (a writer has the {holder} open)")
             )
         ),
         format!(
@@ -189,7 +207,7 @@ fn render_text(info: &LogInfo) -> String {
             "{:>7}  {:>12}  {:>10}  {:>23}  {:<6}  {:>7}  {:<24}",
             "segment", "base_offset", "records", "used / size", "state", "index", "created"
         ),
-    ];
+    ]);
     for s in &info.segments {
         lines.push(format!(
             "{:>7}  {:>12}  {:>10}  {:>23}  {:<6}  {:>7}  {:<24}",
@@ -270,6 +288,8 @@ fn list_files(dir: &Path, last_segment_id: Option<u64>) -> CliResult<Vec<FileRow
             "index"
         } else if name == "ringlog.lock" {
             "lock"
+        } else if super::target::is_topic_options_file(&path) {
+            "options"
         } else {
             "other"
         };

@@ -6,7 +6,11 @@ mod dump;
 mod info;
 mod repair;
 mod tail;
+mod target;
+mod topics;
 mod verify;
+
+pub use target::Target;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -26,16 +30,8 @@ pub fn run(command: Command) -> CliResult<ExitCode> {
         Command::Verify(args) => verify::run(&args),
         Command::Repair(args) => repair::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Topics(args) => topics::run(&args),
     }
-}
-
-/// Opens the log in `dir` read-only: no lock, nothing on disk changes, works beside a
-/// writer in another process.
-pub fn open_read_only(dir: &Path) -> CliResult<Log> {
-    if !dir.is_dir() {
-        return Err(not_a_directory(dir));
-    }
-    Log::open_read_only(dir, Options::default()).map_err(|e| Failure::from_log(e, dir))
 }
 
 /// Checks that `dir` is a directory with segment files (`*.seg`) in it: `verify` and

@@ -1,4 +1,4 @@
-//! `ringlog repair DIR [--dry-run]`: cuts a torn tail (and removes damaged index files,
+//! `ringlog repair DIR [--topic NAME] [--dry-run]`: cuts a torn tail (and removes damaged index files,
 //! which are rebuilt from the data), reporting exactly what it cut; refuses, changing
 //! nothing, when the log has damage anywhere else.
 
@@ -11,9 +11,10 @@ use crate::failure::{CliResult, Failure};
 
 /// Runs `repair`.
 pub fn run(args: &RepairArgs) -> CliResult<()> {
-    super::require_log_dir(&args.dir)?;
-    let report =
-        ringlog::repair(&args.dir, args.dry_run).map_err(|e| Failure::from_log(e, &args.dir))?;
+    let target = super::Target::new(&args.dir, args.topic.as_deref());
+    // For a topic, the library takes the store's writer lock.
+    let log_dir = target.existing_log_dir()?;
+    let report = ringlog::repair(&log_dir, args.dry_run).map_err(|e| target.fail(e))?;
     let text = render_text(&report);
     writeln!(std::io::stdout().lock(), "{text}").map_err(Failure::from_stdout)
 }

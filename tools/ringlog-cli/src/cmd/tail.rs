@@ -1,4 +1,4 @@
-//! `ringlog tail DIR [-n N] [-f|--follow] [--json]`: the last N records; with `-f` it keeps
+//! `ringlog tail DIR [--topic NAME] [-n N] [-f|--follow] [--json]`: the last N records; with `-f` it keeps
 //! printing records as the writer (in this or another process) makes them durable, until
 //! interrupted. Read-only.
 
@@ -15,12 +15,14 @@ const MIN_POLL_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Runs `tail`.
 pub fn run(args: &TailArgs) -> CliResult<()> {
-    let log = super::open_read_only(&args.dir)?;
+    let target = super::Target::new(&args.dir, args.topic.as_deref());
+    let opened = target.open_read_only()?;
+    let log = &opened.log;
     let style = RecordStyle {
         payload: args.payload,
         json: args.json,
     };
-    let fail = |e| Failure::from_log(e, &args.dir);
+    let fail = |e| target.fail(e);
     let mut out = BufWriter::new(std::io::stdout().lock());
     let last = usize::try_from(args.records).unwrap_or(usize::MAX);
     // `tail` reads up to the read watermark, which only `refresh` moves: following

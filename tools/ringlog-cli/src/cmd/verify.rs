@@ -1,4 +1,4 @@
-//! `ringlog verify DIR [--json]`: checks every header, record checksum, offset and index;
+//! `ringlog verify DIR [--topic NAME] [--json]`: checks every header, record checksum, offset and index;
 //! prints `ok` or each problem with its file and byte position, and what `repair` would do
 //! about it. Exit 0 clean, 1 problems found, 2 usage or I/O error. Never changes the log.
 
@@ -16,6 +16,9 @@ use crate::failure::{CliResult, Failure, EXIT_DAMAGED};
 struct ReportJson {
     ok: bool,
     dir: String,
+    /// The command that repairs this log (not printed in JSON).
+    #[serde(skip)]
+    repair_command: String,
     segments_checked: u64,
     records_checked: u64,
     first_offset: u64,
@@ -37,11 +40,13 @@ struct ProblemJson {
 
 /// Runs `verify`.
 pub fn run(args: &VerifyArgs) -> CliResult<ExitCode> {
-    super::require_log_dir(&args.dir)?;
-    let report = ringlog::verify(&args.dir).map_err(|e| Failure::from_log(e, &args.dir))?;
+    let target = super::Target::new(&args.dir, args.topic.as_deref());
+    let log_dir = target.existing_log_dir()?;
+    let report = ringlog::verify(&log_dir).map_err(|e| target.fail(e))?;
     let json = ReportJson {
         ok: report.is_clean(),
-        dir: args.dir.display().to_string(),
+        dir: log_dir.display().to_string(),
+        repair_command: format!("ringlog repair {target}"),
         segments_checked: report.segments_checked,
         records_checked: report.records_checked,
         first_offset: report.first_offset,
@@ -124,9 +129,9 @@ fn render_text(report: &VerifyReport, json: &ReportJson) -> String {
     let refused = report.corruption().count();
     lines.push(if refused == 0 {
         format!(
-            "{} problem(s), all of which `ringlog repair {}` fixes",
+            "{} problem(s), all of which `{}` fixes",
             report.problems.len(),
-            json.dir
+            json.repair_command
         )
     } else {
         format!(
