@@ -112,19 +112,22 @@ impl Log {
         crate::store::refuse_store_dir(dir)?;
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
         let lock = lock_dir(dir)?;
-        Log::start(dir, opts, backend, backend_fallback, Some(lock), None)
+        Log::start(dir, opts, backend, (None, backend_fallback), Some(lock), None)
     }
 
     /// Opens a store's topic: its directory exists, the store holds the lock, and the
     /// store's `engine` serves it, its writes going through `backend`.
+    /// `reported` is the store's backend and why it fell back, if it did.
     pub(crate) fn open_topic(
         dir: &Path,
         opts: Options,
         backend: Box<dyn io::Backend>,
+        reported: (io::BackendKind, Option<String>),
         engine: Arc<Engine>,
     ) -> Result<Log> {
         opts.validate()?;
-        Log::start(dir, opts, backend, None, None, Some(engine))
+        let (kind, fallback) = reported;
+        Log::start(dir, opts, backend, (Some(kind), fallback), None, Some(engine))
     }
 
     /// Recovers the log in `dir` and has `engine` serve it (an engine of its own when
@@ -133,7 +136,7 @@ impl Log {
         dir: &Path,
         opts: Options,
         mut backend: Box<dyn io::Backend>,
-        backend_fallback: Option<String>,
+        (backend_kind, backend_fallback): (Option<io::BackendKind>, Option<String>),
         lock: Option<File>,
         engine: Option<Arc<Engine>>,
     ) -> Result<Log> {
@@ -165,6 +168,7 @@ impl Log {
                 spare: recovered.spare,
                 leftovers: recovered.leftovers,
                 backend,
+                backend_kind,
                 backend_fallback,
                 read_only: false,
             },
@@ -206,6 +210,7 @@ impl Log {
                 spare: None,
                 leftovers: Vec::new(),
                 backend: Box::new(io::PwriteBackend::default()),
+                backend_kind: None,
                 backend_fallback: None,
                 read_only: true,
             },

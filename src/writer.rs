@@ -214,6 +214,9 @@ pub(crate) struct Start {
     /// See [`Chore::RemoveLeftovers`].
     pub(crate) leftovers: Vec<PathBuf>,
     pub(crate) backend: Box<dyn Backend>,
+    /// The backend to report, when not `backend`'s own (a store's topics write through
+    /// companions of the store's backend).
+    pub(crate) backend_kind: Option<BackendKind>,
     pub(crate) backend_fallback: Option<String>,
     pub(crate) read_only: bool,
 }
@@ -263,7 +266,7 @@ impl Shared {
         // new records never walk through older data (damage there must not hide them).
         let last_entry_position = None;
         let first_offset = start.segments[0].base_offset();
-        let backend_kind = start.backend.kind();
+        let backend_kind = start.backend_kind.unwrap_or_else(|| start.backend.kind());
         let flusher = start.backend.companion();
         let marks = Arc::new(Watermarks::new(
             start.next_offset,

@@ -96,7 +96,7 @@ struct StoreInner {
     /// The threads (and the io_uring ring) every topic shares (`None` when read-only).
     engine: Option<Arc<Engine>>,
     /// Gives each topic its backend for writes and flushes.
-    backends: Option<Mutex<Box<dyn Backend>>>,
+    backends: Option<Mutex<Backends>>,
     /// Open topics. Held while a topic is opened, created or removed, so that those
     /// never race for one name.
     open: Mutex<HashMap<String, Arc<LogCore>>>,
@@ -124,12 +124,12 @@ impl Store {
     /// [`Error::InvalidOptions`]; [`Error::Locked`] if another writer has the store;
     /// [`Error::WrongKind`] if `dir` holds a single log; [`Error::Io`].
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Store> {
-        let (backend, _fallback) = io::select(opts.io).map_err(|e| {
+        let (backend, fallback) = io::select(opts.io).map_err(|e| {
             Error::InvalidOptions(format!(
                 "IoBackend::Uring was requested but io_uring cannot be used: {e}"
             ))
         })?;
-        Store::open_with_backend(dir, opts, backend)
+        Store::open_inner(dir.as_ref(), opts, backend, fallback)
     }
 
     /// Like [`Store::open`], with every topic's I/O going through `backend` (each topic
@@ -137,12 +137,21 @@ impl Store {
     #[doc(hidden)]
     pub fn open_with_backend(
         dir: impl AsRef<Path>,
+        opts: Options,
+        backend: Box<dyn Backend>,
+    ) -> Result<Store> {
+        Store::open_inner(dir.as_ref(), opts, backend, None)
+    }
+
+    fn open_inner(
+        dir: &Path,
         mut opts: Options,
         backend: Box<dyn Backend>,
+        fallback: Option<String>,
     ) -> Result<Store> {
         opts.validate()?;
         opts.segment_growth.get_or_insert(true);
-        let dir = dir.as_ref().to_path_buf();
+        let dir = dir.to_path_buf();
         refuse_single_log_dir(&dir)?;
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
         let lock = crate::log::lock_dir(&dir)?;
@@ -162,7 +171,11 @@ impl Store {
             Err(e) => return Err(Error::io("create directory", &topics_dir, e)),
         }
         remove_leftovers(&topics_dir)?;
-        let backends = backend.companion();
+        let backends = Backends {
+            source: backend.companion(),
+            kind: backend.kind(),
+            fallback,
+        };
         let engine = Engine::start(Some(backend))?;
         Ok(Store::new(
             dir,
@@ -206,7 +219,7 @@ impl Store {
         topics_dir: PathBuf,
         opts: Options,
         lock: Option<File>,
-        engine: Option<(Arc<Engine>, Box<dyn Backend>)>,
+        engine: Option<(Arc<Engine>, Backends)>,
     ) -> Store {
         let (engine, backends) = match engine {
             Some((engine, backends)) => (Some(engine), Some(Mutex::new(backends))),
@@ -294,8 +307,14 @@ impl Store {
             let (Some(engine), Some(backends)) = (&inner.engine, &inner.backends) else {
                 return Err(Error::Closed);
             };
-            let backend = backends.lock().companion();
-            Log::open_topic(&dir, persisted, backend, engine.clone())?
+            let (backend, reported) = {
+                let backends = backends.lock();
+                (
+                    backends.source.companion(),
+                    (backends.kind, backends.fallback.clone()),
+                )
+            };
+            Log::open_topic(&dir, persisted, backend, reported, engine.clone())?
         };
         open.insert(name.to_string(), log.core().clone());
         Ok(log)
@@ -471,9 +490,18 @@ impl Store {
             };
         };
         let counters = &engine.counters;
+        let (backend, backend_fallback_reason) = match &self.inner.backends {
+            Some(backends) => {
+                let backends = backends.lock();
+                (Some(backends.kind), backends.fallback.clone())
+            }
+            None => (None, None),
+        };
         StoreStats {
             open_topics,
             threads: 3,
+            backend,
+            backend_fallback_reason,
             commits_alone: counters.commits_alone.load(Relaxed),
             flush_cycles: counters.flush_cycles.load(Relaxed),
             cycle_fsyncs: counters.cycle_fsyncs.load(Relaxed),
@@ -551,6 +579,16 @@ impl Drop for StoreInner {
     }
 }
 
+/// Where a store's topics get their backends.
+struct Backends {
+    /// Each topic writes and flushes through a companion of it.
+    source: Box<dyn Backend>,
+    /// The store's backend (its ring flushes cycles over several topics), and why it
+    /// fell back to `pwritev`, if it did: what every topic reports.
+    kind: io::BackendKind,
+    fallback: Option<String>,
+}
+
 /// What [`Store::stats`] returns.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
@@ -559,6 +597,10 @@ pub struct StoreStats {
     pub open_topics: u64,
     /// Background threads the store runs for all its topics (0 when read-only).
     pub threads: u64,
+    /// The store's I/O backend (`None` when read-only).
+    pub backend: Option<io::BackendKind>,
+    /// Why `IoBackend::Auto` fell back to `pwritev`, if it did.
+    pub backend_fallback_reason: Option<String>,
     /// Turns of the shared writer thread for one topic alone.
     pub commits_alone: u64,
     /// Turns of the shared writer over several topics at once that flushed files: each
