@@ -19,6 +19,8 @@
 
 #[path = "common/reliability.rs"]
 mod reliability;
+#[path = "common/store_reliability.rs"]
+mod store_reliability;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -33,6 +35,14 @@ use reliability::{
 #[ignore = "child process of the power-cut tests (runs only when re-executed by them)"]
 fn powercut_child() {
     reliability::writer_child_main();
+}
+
+/// The store writer child (8 topics, creations, removals): re-executed by
+/// `power_cuts_ext4_store`, never run on its own.
+#[test]
+#[ignore = "child process of the store power-cut test (runs only when re-executed by it)"]
+fn powercut_store_child() {
+    store_reliability::store_child_main();
 }
 
 /// The writers pin `Preallocate::ZeroFill`: with `Preallocate::Fallocate` (which the
@@ -74,6 +84,87 @@ fn power_cuts_ext4_default_preallocation() {
     power_cuts("ext4", "default");
 }
 
+/// A small filesystem of type `fs` on a loop device over a sparse image, mounted; torn
+/// down (unmounted, detached, deleted) on drop, in that order.
+struct Rig {
+    guard: MountGuard,
+    lo: LoopGuard,
+    fs: String,
+    mountpoint: std::path::PathBuf,
+    _work: tempfile::TempDir,
+}
+
+impl Rig {
+    /// `None` (after printing why, as `SKIP`) when this machine cannot run the test.
+    fn set_up(test: &str, fs: &str) -> Option<Rig> {
+        if !is_root() {
+            println!("{test}: SKIP: not root (loop devices and mounts need root)");
+            return None;
+        }
+        for program in ["losetup", "mount", "umount"] {
+            if !have_program(program) {
+                println!("{test}: SKIP: {program} not found");
+                return None;
+            }
+        }
+        let mkfs = format!("mkfs.{fs}");
+        if !have_program(&mkfs) {
+            let package = if fs == "xfs" { "xfsprogs" } else { "e2fsprogs" };
+            println!("{test}: SKIP: {mkfs} not found (install {package})");
+            return None;
+        }
+        let work = tempfile::tempdir().expect("tempdir");
+        let image = work.path().join(format!("{fs}.img"));
+        // xfs refuses filesystems under 300 MiB; the image is sparse either way.
+        let image_bytes: u64 = if fs == "xfs" { 320 << 20 } else { 128 << 20 };
+        std::fs::File::create(&image)
+            .and_then(|f| f.set_len(image_bytes))
+            .expect("create image");
+        let lo = match LoopGuard::attach(&image) {
+            Ok(lo) => lo,
+            Err(e) => {
+                println!("{test}: SKIP: no loop device: {e}");
+                return None;
+            }
+        };
+        let mkfs_args: Vec<&str> = if fs == "xfs" {
+            vec!["-q", "-f", &lo.device]
+        } else {
+            vec!["-q", "-F", &lo.device]
+        };
+        if let Err(e) = run(&mkfs, &mkfs_args) {
+            println!("{test}: SKIP: {mkfs} failed: {e}");
+            return None;
+        }
+        let mountpoint = work.path().join("mnt");
+        std::fs::create_dir(&mountpoint).unwrap();
+        let guard = match MountGuard::mount(&lo.device, &mountpoint, &["-t", fs]) {
+            Ok(g) => g,
+            Err(e) => {
+                println!("{test}: SKIP: cannot mount {fs}: {e}");
+                return None;
+            }
+        };
+        Some(Rig {
+            guard,
+            lo,
+            fs: fs.to_string(),
+            mountpoint,
+            _work: work,
+        })
+    }
+
+    /// Unmounts (after a cut) and mounts again, which replays the journal.
+    fn remount(&mut self) -> Result<(), String> {
+        self.guard
+            .unmount()
+            .map_err(|e| format!("unmount after the cut: {e}"))?;
+        self.guard = MountGuard::mount(&self.lo.device, &self.mountpoint, &["-t", &self.fs])
+            .map_err(|e| format!("remount after the cut: {e}"))?;
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum When {
     Recovery,
@@ -98,59 +189,13 @@ struct Totals {
 
 fn power_cuts(fs: &str, preallocate: &str) {
     let test = format!("powercut {fs} (preallocate {preallocate})");
-    if !is_root() {
-        println!("{test}: SKIP: not root (loop devices and mounts need root)");
+    let Some(mut rig) = Rig::set_up(&test, fs) else {
         return;
-    }
-    for program in ["losetup", "mount", "umount"] {
-        if !have_program(program) {
-            println!("{test}: SKIP: {program} not found");
-            return;
-        }
-    }
-    let mkfs = format!("mkfs.{fs}");
-    if !have_program(&mkfs) {
-        let package = if fs == "xfs" { "xfsprogs" } else { "e2fsprogs" };
-        println!("{test}: SKIP: {mkfs} not found (install {package})");
-        return;
-    }
+    };
     let cuts = env_u64("RINGLOG_POWERCUTS", 20);
     let seed = seed(&test);
     let mut rng = Rng::new(seed ^ fs.len() as u64);
-    let work = tempfile::tempdir().expect("tempdir");
-    let image = work.path().join(format!("{fs}.img"));
-    // xfs refuses filesystems under 300 MiB; the image is sparse either way.
-    let image_bytes: u64 = if fs == "xfs" { 320 << 20 } else { 128 << 20 };
-    std::fs::File::create(&image)
-        .and_then(|f| f.set_len(image_bytes))
-        .expect("create image");
-    let lo = match LoopGuard::attach(&image) {
-        Ok(lo) => lo,
-        Err(e) => {
-            println!("{test}: SKIP: no loop device: {e}");
-            return;
-        }
-    };
-    let mkfs_args: Vec<&str> = if fs == "xfs" {
-        vec!["-q", "-f", &lo.device]
-    } else {
-        vec!["-q", "-F", &lo.device]
-    };
-    if let Err(e) = run(&mkfs, &mkfs_args) {
-        println!("{test}: SKIP: {mkfs} failed: {e}");
-        return;
-    }
-    let mountpoint = work.path().join("mnt");
-    std::fs::create_dir(&mountpoint).unwrap();
-    let mount = |mp: &Path| MountGuard::mount(&lo.device, mp, &["-t", fs]);
-    let mut guard = match mount(&mountpoint) {
-        Ok(g) => g,
-        Err(e) => {
-            println!("{test}: SKIP: cannot mount {fs}: {e}");
-            return;
-        }
-    };
-    let dir = mountpoint.join("log");
+    let dir = rig.mountpoint.join("log");
     let watchdog = Watchdog::start("powercut", Duration::from_secs(120));
     let started = Instant::now();
     let mut model = Model::default();
@@ -208,7 +253,7 @@ fn power_cuts(fs: &str, preallocate: &str) {
             }
         }
         // The power cut.
-        if let Err(e) = shutdown_fs(&mountpoint) {
+        if let Err(e) = shutdown_fs(&rig.mountpoint) {
             failure = Some(format!("cut {cut}: {e}"));
             break;
         }
@@ -239,17 +284,10 @@ fn power_cuts(fs: &str, preallocate: &str) {
             })
             .sum::<u64>();
         drop(child);
-        if let Err(e) = guard.unmount() {
-            failure = Some(format!("cut {cut}: unmount after the cut: {e}"));
+        if let Err(e) = rig.remount() {
+            failure = Some(format!("cut {cut}: {e}"));
             break;
         }
-        guard = match mount(&mountpoint) {
-            Ok(g) => g,
-            Err(e) => {
-                failure = Some(format!("cut {cut}: remount after the cut: {e}"));
-                break;
-            }
-        };
         t.cuts += 1;
         t.acked_before_cut += acked_before_cut;
         if report.opened.is_empty() {
@@ -315,7 +353,7 @@ fn power_cuts(fs: &str, preallocate: &str) {
         assert_eq!(log.next_offset(), model.records.len() as u64);
         log.close().expect("close");
     }
-    guard.unmount().expect("final unmount");
+    rig.guard.unmount().expect("final unmount");
     println!(
         "{test}: {} power cuts in {:.1} s: {} records acknowledged ({} before their cut), 0 lost; {} unacknowledged records survived whole; {} cuts during the child's recovery, {} at a rollover; {} children saw their appends fail after the cut, {} later appends got Poisoned and {} another error (a failed segment preparation, which does not poison), 0 acknowledged after a failure; {} recoveries failed because the cut hit them; {} records in the log",
         t.cuts,
@@ -331,4 +369,237 @@ fn power_cuts(fs: &str, preallocate: &str) {
         t.open_errors,
         model.records.len()
     );
+}
+
+/// A store of 8 topics under power cuts: the child of `tests/common/store_reliability.rs`
+/// appends durably to 8 topics from 4 threads while another creates, appends to and
+/// removes topics; each cut is checked as `tests/store_kill9.rs` checks a kill (every
+/// acknowledged record and topic creation there, removed topics never back, unfinished
+/// creations absent or whole, no half topic), plus the filesystem's journal replay.
+#[test]
+fn power_cuts_ext4_store() {
+    power_cuts_store("ext4");
+}
+
+/// When a store's power is cut: right after the child's `OPENING`, `CREATING`,
+/// `REMOVING`, `ROLLING` (plus a delay), or a random moment after `STORE_OPENED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreWhen {
+    Recovery,
+    Create,
+    Remove,
+    Rollover,
+    Anytime,
+}
+
+#[derive(Default)]
+struct StoreTotals {
+    cuts: u64,
+    acked: u64,
+    acked_before_cut: u64,
+    created: u64,
+    removed: u64,
+    unacked_creations_kept: u64,
+    unacked_creations_gone: u64,
+    unacked_removals_done: u64,
+    unacked_removals_undone: u64,
+    survivors: u64,
+    leftovers: u64,
+    children_with_failures: u64,
+    during_recovery: u64,
+}
+
+fn power_cuts_store(fs: &str) {
+    use store_reliability::{final_check, parse_event, parse_events, Event, StoreModel};
+
+    let test = format!("powercut {fs} store ({PINNED})");
+    let Some(mut rig) = Rig::set_up(&test, fs) else {
+        return;
+    };
+    let cuts = env_u64("RINGLOG_POWERCUTS", 20);
+    let seed = seed(&test);
+    let mut rng = Rng::new(seed ^ 0x5707E);
+    let dir = rig.mountpoint.join("store");
+    let watchdog = Watchdog::start("powercut store", Duration::from_secs(120));
+    let started = Instant::now();
+    let mut model = StoreModel::default();
+    let mut t = StoreTotals::default();
+    let mut failure = None;
+    for cut in 1..=cuts {
+        let generation = cut as u32;
+        let when = match rng.below(100) {
+            0..=11 => StoreWhen::Recovery,
+            12..=26 => StoreWhen::Create,
+            27..=41 => StoreWhen::Remove,
+            42..=56 => StoreWhen::Rollover,
+            _ => StoreWhen::Anytime,
+        };
+        let delay_us = match when {
+            StoreWhen::Recovery => rng.below(8_000),
+            StoreWhen::Create | StoreWhen::Remove => rng.below(3_000),
+            StoreWhen::Rollover => rng.below(2_000),
+            StoreWhen::Anytime => rng.range(5_000, 250_000),
+        };
+        let nth = match when {
+            StoreWhen::Create | StoreWhen::Remove | StoreWhen::Rollover => rng.range(1, 4),
+            _ => 1,
+        };
+        let io = if rng.chance(0.5) { "pwrite" } else { "auto" };
+        watchdog.case(|| format!("{fs} store cut {cut} {when:?} #{nth} {delay_us} us io {io}"));
+        let mut child = WriterChild::spawn_with(
+            "powercut_store_child",
+            &dir,
+            generation,
+            rng.next_u64(),
+            io,
+            &[("RINGLOG_PREALLOCATE", PINNED)],
+        );
+        let give_up = Instant::now() + Duration::from_secs(20);
+        let mut armed: Option<Instant> = None;
+        let mut triggers = 0;
+        loop {
+            if armed.is_some_and(|at| Instant::now() >= at) || Instant::now() >= give_up {
+                break;
+            }
+            let wait = armed
+                .map(|at| at.saturating_duration_since(Instant::now()))
+                .unwrap_or(Duration::from_millis(50))
+                .min(Duration::from_millis(50));
+            let Some(line) = child.next_line(wait) else {
+                if child.child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                continue;
+            };
+            if armed.is_none() {
+                let trigger = matches!(
+                    (when, parse_event(&line.text)),
+                    (StoreWhen::Recovery, Some(Event::Opening))
+                        | (StoreWhen::Create, Some(Event::Creating(_)))
+                        | (StoreWhen::Remove, Some(Event::Removing(_)))
+                        | (StoreWhen::Rollover, Some(Event::Rolling(_)))
+                        | (StoreWhen::Anytime, Some(Event::StoreOpened))
+                );
+                if trigger {
+                    triggers += 1;
+                    if triggers >= nth {
+                        armed = Some(line.at + Duration::from_micros(delay_us));
+                    }
+                }
+            }
+        }
+        // The power cut.
+        if let Err(e) = shutdown_fs(&rig.mountpoint) {
+            failure = Some(format!("cut {cut}: {e}"));
+            break;
+        }
+        let cut_at = Instant::now();
+        while cut_at.elapsed() < Duration::from_millis(60) {
+            if child.next_line(Duration::from_millis(10)).is_none()
+                && child.child.try_wait().ok().flatten().is_some()
+            {
+                break;
+            }
+        }
+        child.kill();
+        if let Err(e) = child.finish(Duration::from_secs(20)) {
+            failure = Some(format!("cut {cut}: {e}"));
+            break;
+        }
+        let events = parse_events(&child.seen);
+        let acked_before_cut: u64 = events
+            .iter()
+            .filter(|(at, _)| *at < cut_at)
+            .map(|(_, e)| match e {
+                Event::Ack { start, end, .. } => end - start,
+                _ => 0,
+            })
+            .sum();
+        let opened = events.iter().any(|(_, e)| matches!(e, Event::StoreOpened));
+        drop(child);
+        if let Err(e) = rig.remount() {
+            failure = Some(format!("cut {cut}: {e}"));
+            break;
+        }
+        watchdog.case(|| format!("{fs} store cut {cut}: checking"));
+        match model.check(&dir, generation, &events, true) {
+            Ok(counts) => {
+                t.cuts += 1;
+                t.acked += counts.acked_records;
+                t.acked_before_cut += acked_before_cut;
+                t.created += counts.created;
+                t.removed += counts.removed;
+                t.unacked_creations_kept += counts.unacked_creations_kept;
+                t.unacked_creations_gone += counts.unacked_creations_gone;
+                t.unacked_removals_done += counts.unacked_removals_done;
+                t.unacked_removals_undone += counts.unacked_removals_undone;
+                t.survivors += counts.unacked_survivors;
+                t.leftovers += counts.leftovers_on_disk;
+                t.children_with_failures += u64::from(counts.failures > 0);
+                t.during_recovery += u64::from(!opened);
+            }
+            Err(e) => {
+                failure = Some(format!(
+                    "cut {cut} ({when:?} #{nth}, {delay_us} us, io {io}; seed {seed}): {e}"
+                ));
+                break;
+            }
+        }
+        if cut % 20 == 0 || cut == cuts {
+            println!(
+                "{test}: {cut}/{cuts} cuts, {} topics, {} records in the store, {} acknowledged, {:.0} s",
+                model.live_topics().len(),
+                model.total_records(),
+                t.acked,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    if failure.is_none() {
+        watchdog.case(|| format!("{fs} store: final writer open"));
+        if let Err(e) = final_check(&dir, &model) {
+            failure = Some(format!("after the last cut (seed {seed}): {e}"));
+        }
+    }
+    if let Some(failure) = failure {
+        let keep = std::env::temp_dir().join(format!("ringlog-powercut-{fs}-store-{seed}"));
+        let _ = std::fs::remove_dir_all(&keep);
+        if copy_tree(&dir, &keep).is_ok() {
+            eprintln!("{test}: the store is kept at {}", keep.display());
+        }
+        panic!("{test}: {failure}");
+    }
+    rig.guard.unmount().expect("final unmount");
+    println!(
+        "{test}: {} power cuts in {:.1} s: {} records acknowledged ({} before their cut), 0 lost; {} topics created and {} removed (acknowledged), 0 lost, 0 came back; unacknowledged: {} creations found whole, {} absent, {} removals found done, {} not done; {} unacknowledged records survived whole; {} +new+/+gone+ directories left by cuts, all removed at the next open; {} cuts before the store opened, {} children saw operations fail after their cut; {} topics and {} records in the store",
+        t.cuts,
+        started.elapsed().as_secs_f64(),
+        t.acked,
+        t.acked_before_cut,
+        t.created,
+        t.removed,
+        t.unacked_creations_kept,
+        t.unacked_creations_gone,
+        t.unacked_removals_done,
+        t.unacked_removals_undone,
+        t.survivors,
+        t.leftovers,
+        t.during_recovery,
+        t.children_with_failures,
+        model.live_topics().len(),
+        model.total_records(),
+    );
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
 }

@@ -257,9 +257,12 @@ pub fn parse_payload(offset: u64, payload: &[u8]) -> Result<Meta, String> {
 /// Environment variable that puts a re-executed test binary in writer-child mode: the
 /// log directory.
 pub const CHILD_DIR_ENV: &str = "RINGLOG_CHILD_DIR";
-const CHILD_GEN_ENV: &str = "RINGLOG_CHILD_GEN";
-const CHILD_SEED_ENV: &str = "RINGLOG_CHILD_SEED";
-const CHILD_IO_ENV: &str = "RINGLOG_CHILD_IO";
+/// The child's writer generation (the cycle that spawned it).
+pub const CHILD_GEN_ENV: &str = "RINGLOG_CHILD_GEN";
+/// The seed of the child's choices.
+pub const CHILD_SEED_ENV: &str = "RINGLOG_CHILD_SEED";
+/// The child's I/O backend: `pwrite`, `uring` or `auto`.
+pub const CHILD_IO_ENV: &str = "RINGLOG_CHILD_IO";
 
 /// Segment size the children write with: small, so rollovers are frequent.
 pub const CHILD_SEGMENT_BYTES: u64 = 64 << 10;
