@@ -112,7 +112,14 @@ impl Log {
         crate::store::refuse_store_dir(dir)?;
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
         let lock = lock_dir(dir)?;
-        Log::start(dir, opts, backend, (None, backend_fallback), Some(lock), None)
+        Log::start(
+            dir,
+            opts,
+            backend,
+            (None, backend_fallback),
+            Some(lock),
+            None,
+        )
     }
 
     /// Opens a store's topic: its directory exists, the store holds the lock, and the
@@ -127,7 +134,14 @@ impl Log {
     ) -> Result<Log> {
         opts.validate()?;
         let (kind, fallback) = reported;
-        Log::start(dir, opts, backend, (Some(kind), fallback), None, Some(engine))
+        Log::start(
+            dir,
+            opts,
+            backend,
+            (Some(kind), fallback),
+            None,
+            Some(engine),
+        )
     }
 
     /// Recovers the log in `dir` and has `engine` serve it (an engine of its own when

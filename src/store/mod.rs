@@ -156,13 +156,19 @@ impl Store {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
         let lock = crate::log::lock_dir(&dir)?;
         let marker = dir.join(STORE_MARKER_FILE);
-        match std::fs::read(&marker) {
-            Ok(bytes) => check_marker(&marker, &bytes)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                write_synced(&marker, STORE_MARKER.as_bytes())?;
-                sync_dir(&dir)?;
-            }
+        let existing = match std::fs::read(&marker) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(Error::io("read store marker", &marker, e)),
+        };
+        match existing {
+            // An empty marker and no topic yet: a first open that a crash cut short
+            // (before the marker was written under another name and renamed, an empty
+            // one could be left behind): finish it.
+            Some(bytes) if !bytes.is_empty() || has_entries(&dir.join(TOPICS_DIR)) => {
+                check_marker(&marker, &bytes)?
+            }
+            _ => write_marker(&dir)?,
         }
         let topics_dir = dir.join(TOPICS_DIR);
         match std::fs::create_dir(&topics_dir) {
@@ -699,6 +705,21 @@ pub(crate) fn lock_dir_of(dir: &Path) -> PathBuf {
         }
     }
     dir.to_path_buf()
+}
+
+/// Writes the store marker whole under another name and renames it into place, so a
+/// crash leaves no marker or a complete one.
+fn write_marker(dir: &Path) -> Result<()> {
+    let marker = dir.join(STORE_MARKER_FILE);
+    let tmp = dir.join(format!("{STORE_MARKER_FILE}.tmp"));
+    write_synced(&tmp, STORE_MARKER.as_bytes())?;
+    std::fs::rename(&tmp, &marker).map_err(|e| Error::io("rename store marker", &marker, e))?;
+    sync_dir(dir)
+}
+
+/// Whether `dir` exists and holds anything.
+fn has_entries(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
 }
 
 /// Removes what crashes left of topic creations (never acknowledged) and removals
