@@ -275,21 +275,15 @@ impl Engine {
         self.wakes.run();
     }
 
-    /// Flushes `files` (one per topic of a cycle) together: through the store's ring
-    /// when the engine has one, else through `fallback`, one after the other.
-    pub(crate) fn sync_many(
-        &self,
-        files: &[&std::fs::File],
-        fallback: &mut dyn Backend,
-    ) -> Vec<std::io::Result<()>> {
+    /// Flushes `files` (one per topic of a cycle) together through the store's ring;
+    /// `None` when the engine has no ring (a log's own engine).
+    pub(crate) fn sync_many(&self, files: &[&std::fs::File]) -> Option<Vec<std::io::Result<()>>> {
+        let ring = self.ring.as_ref()?;
         self.counters.flush_cycles.fetch_add(1, Relaxed);
         self.counters
             .cycle_fsyncs
             .fetch_add(files.len() as u64, Relaxed);
-        match &self.ring {
-            Some(ring) => ring.lock().sync_many(files),
-            None => fallback.sync_many(files),
-        }
+        Some(ring.lock().sync_many(files))
     }
 }
 

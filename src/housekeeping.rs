@@ -274,10 +274,8 @@ impl Shared {
         match segment.with_flush_handle(|file| flusher.sync_data(file)) {
             None => return,
             Some(Ok(())) => {}
-            Some(Err(e)) => {
-                self.poison(Error::io("fdatasync (background)", &segment.path, e));
-                return;
-            }
+            // The checked flusher poisoned the log already.
+            Some(Err(_)) => return,
         }
         self.counters.fsyncs.fetch_add(1, Relaxed);
         // Not if a failure elsewhere poisoned the log meanwhile: nothing is acknowledged

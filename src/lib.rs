@@ -65,9 +65,9 @@ mod writer;
 pub use error::{Error, Result};
 /// The on-disk format version this build reads and writes.
 pub use format::FORMAT_VERSION;
-pub use io::BackendKind;
 #[doc(hidden)]
 pub use io::{write_sync_now, Backend, FaultPlan, PwriteBackend};
+pub use io::{BackendKind, PoisonCause};
 pub use log::{lock_holder, AppendTicket, Log};
 pub use options::{Durability, IoBackend, Options, Preallocate, RecoveryPolicy};
 pub use reader::{Iter, Record};

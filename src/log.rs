@@ -488,6 +488,12 @@ impl Log {
         }
     }
 
+    /// What poisoned the log (the first failed operation, its file and error kind), if
+    /// anything did: see [`Error::Poisoned`].
+    pub fn poison_cause(&self) -> Option<crate::PoisonCause> {
+        self.core.shared.poison_cause()
+    }
+
     /// What open found on disk and did about it.
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.core.report

@@ -23,7 +23,7 @@ use crate::sync::{self, Condvar, Mutex, MutexGuard, RwLock};
 
 use crate::error::{Error, Result};
 use crate::format::{self, IndexEntry, MARKER_BYTES, SEGMENT_HEADER_BYTES};
-use crate::io::{Backend, BackendKind};
+use crate::io::{Backend, BackendKind, CheckedBackend, PoisonCause};
 use crate::options::{Durability, Options};
 use crate::segment::{self, now_ms, Segment, Spare};
 use crate::watermark::Watermarks;
@@ -178,7 +178,8 @@ pub(crate) struct Shared {
     /// Activated segments, oldest first: what readers search.
     pub(crate) segments: RwLock<Vec<Arc<Segment>>>,
     pub(crate) first_offset: AtomicU64,
-    poison_cause: Mutex<Option<String>>,
+    /// What poisoned the log, first.
+    poison_cause: Mutex<Option<PoisonCause>>,
     pub(crate) chores: Mutex<PendingChores>,
     /// Held by whoever runs this log's chores.
     pub(crate) housekeeping: Mutex<()>,
@@ -267,63 +268,76 @@ impl Shared {
         let last_entry_position = None;
         let first_offset = start.segments[0].base_offset();
         let backend_kind = start.backend_kind.unwrap_or_else(|| start.backend.kind());
-        let flusher = start.backend.companion();
         let marks = Arc::new(Watermarks::new(
             start.next_offset,
             start.durable.1,
             engine.clone(),
         ));
-        let shared = Arc::new_cyclic(|self_ref| Shared {
-            dir,
-            read_only: start.read_only,
-            backend_kind,
-            backend_fallback: start.backend_fallback,
-            staging: Mutex::new(Staging {
-                chunks: Vec::new(),
-                free: Vec::new(),
-                staged_bytes: 0,
-                segment: active.clone(),
-                position: start.active_end_position,
-                last_entry_position,
-                next_offset: start.next_offset,
-                last_timestamp_ms: 0,
-                spare: start.spare,
-                spare_failure: None,
-                spare_requested: prepare,
-                spare_min_bytes: 0,
-                // Parked: the engine looks at it once scheduled.
-                writer_idle: true,
-                writer_lazy: false,
-                lazy_since: None,
-                closed: false,
-                stop_writer: false,
-            }),
-            room_cv: Condvar::new(),
-            commit: Mutex::new(Committer {
-                backend: start.backend,
-                segment: active,
-                written_position: start.active_end_position,
-                durable_position: start.durable.0,
-                written_offset: start.next_offset,
-                durable_offset: start.durable.1,
-                last_sync: Instant::now(),
-                checkpoint_position: start.durable.0,
-                bound_requested: 0,
-                background_flush_position: start.durable.0,
-            }),
-            flusher: Mutex::new(flusher),
-            marks,
-            segments: RwLock::new(start.segments),
-            first_offset: AtomicU64::new(first_offset),
-            poison_cause: Mutex::new(None),
-            chores: Mutex::new(PendingChores::default()),
-            housekeeping: Mutex::new(()),
-            counters: Counters::default(),
-            opts,
-            engine,
-            self_ref: self_ref.clone(),
-            writer_queued: AtomicBool::new(false),
-            chores_queued: AtomicBool::new(false),
+        let shared = Arc::new_cyclic(|self_ref: &Weak<Shared>| {
+            // The log's backends poison it at their first failure and refuse everything
+            // after it (`io::checked`).
+            let poisoner = self_ref.clone();
+            let backend = CheckedBackend::new(
+                start.backend,
+                Arc::new(move |cause| {
+                    if let Some(shared) = poisoner.upgrade() {
+                        shared.poison_with_cause(cause);
+                    }
+                }),
+            );
+            let flusher = Box::new(backend.background_flusher());
+            Shared {
+                dir,
+                read_only: start.read_only,
+                backend_kind,
+                backend_fallback: start.backend_fallback,
+                staging: Mutex::new(Staging {
+                    chunks: Vec::new(),
+                    free: Vec::new(),
+                    staged_bytes: 0,
+                    segment: active.clone(),
+                    position: start.active_end_position,
+                    last_entry_position,
+                    next_offset: start.next_offset,
+                    last_timestamp_ms: 0,
+                    spare: start.spare,
+                    spare_failure: None,
+                    spare_requested: prepare,
+                    spare_min_bytes: 0,
+                    // Parked: the engine looks at it once scheduled.
+                    writer_idle: true,
+                    writer_lazy: false,
+                    lazy_since: None,
+                    closed: false,
+                    stop_writer: false,
+                }),
+                room_cv: Condvar::new(),
+                commit: Mutex::new(Committer {
+                    backend: Box::new(backend),
+                    segment: active,
+                    written_position: start.active_end_position,
+                    durable_position: start.durable.0,
+                    written_offset: start.next_offset,
+                    durable_offset: start.durable.1,
+                    last_sync: Instant::now(),
+                    checkpoint_position: start.durable.0,
+                    bound_requested: 0,
+                    background_flush_position: start.durable.0,
+                }),
+                flusher: Mutex::new(flusher as Box<dyn Backend>),
+                marks,
+                segments: RwLock::new(start.segments),
+                first_offset: AtomicU64::new(first_offset),
+                poison_cause: Mutex::new(None),
+                chores: Mutex::new(PendingChores::default()),
+                housekeeping: Mutex::new(()),
+                counters: Counters::default(),
+                opts,
+                engine,
+                self_ref: self_ref.clone(),
+                writer_queued: AtomicBool::new(false),
+                chores_queued: AtomicBool::new(false),
+            }
         });
         for chore in first_chores {
             shared.request_chore(chore);
@@ -579,9 +593,14 @@ impl Shared {
         let cause = self
             .poison_cause
             .lock()
-            .clone()
-            .unwrap_or_else(|| "unknown failure".to_string());
+            .as_ref()
+            .map_or_else(|| "unknown failure".to_string(), ToString::to_string);
         Error::Poisoned { cause }
+    }
+
+    /// What poisoned the log, if anything did.
+    pub(crate) fn poison_cause(&self) -> Option<PoisonCause> {
+        self.poison_cause.lock().clone()
     }
 
     // -----------------------------------------------------------------------------------
@@ -665,7 +684,8 @@ impl Shared {
                 .backend
                 .write_all_at(&segment.file, chunk.start_position, &chunk.buf)
             {
-                return Err(self.poison(Error::io("write", &segment.path, e)));
+                // The checked backend poisoned the log already.
+                return Err(Error::io("write", &segment.path, e));
             }
             self.note_written(
                 c,
@@ -760,7 +780,7 @@ impl Shared {
             last_chain = chain_start.elapsed();
             self.recycle([buf]);
             if let Err(e) = result {
-                return Err(self.poison(Error::io("write and fdatasync", &segment.path, e)));
+                return Err(Error::io("write and fdatasync", &segment.path, e));
             }
             self.note_written(c, start, bytes, end_offset);
             self.counters.fsyncs.fetch_add(1, Relaxed);
@@ -787,7 +807,7 @@ impl Shared {
         let target_offset = c.written_offset;
         let target_position = c.written_position;
         if let Err(e) = c.backend.sync_data(&c.segment.file) {
-            return Err(self.poison(Error::io("fdatasync", &c.segment.path, e)));
+            return Err(Error::io("fdatasync", &c.segment.path, e));
         }
         self.publish_flush(c, target_offset, target_position)
     }
@@ -899,10 +919,10 @@ impl Shared {
         }
         let header = next.header.encode();
         if let Err(e) = c.backend.write_all_at(&next.file, 0, &header) {
-            return Err(self.poison(Error::io("write segment header", &next.path, e)));
+            return Err(Error::io("write segment header", &next.path, e));
         }
         if let Err(e) = c.backend.sync_data(&next.file) {
-            return Err(self.poison(Error::io("fdatasync", &next.path, e)));
+            return Err(Error::io("fdatasync", &next.path, e));
         }
         self.counters.fsyncs.fetch_add(1, Relaxed);
         let sealed = std::mem::replace(&mut c.segment, next.clone());
@@ -927,15 +947,40 @@ impl Shared {
 
     /// Records the first failure, poisons the log, and returns the error to report.
     pub(crate) fn poison(&self, error: Error) -> Error {
-        {
-            let mut cause = self.poison_cause.lock();
-            if cause.is_none() {
-                *cause = Some(error.to_string());
-            }
-        }
+        let cause = match &error {
+            Error::Io {
+                operation,
+                path,
+                source,
+            } => PoisonCause {
+                operation,
+                path: Some(path.clone()),
+                kind: Some(source.kind()),
+                message: source.to_string(),
+            },
+            Error::Closed => PoisonCause {
+                operation: "close",
+                path: None,
+                kind: None,
+                message: "the log was stopped".into(),
+            },
+            other => PoisonCause {
+                operation: "stop",
+                path: None,
+                kind: None,
+                message: other.to_string(),
+            },
+        };
+        self.poison_with_cause(cause);
+        error
+    }
+
+    /// Poisons the log: the first cause is kept, every waiter is woken, and no watermark
+    /// moves again.
+    pub(crate) fn poison_with_cause(&self, cause: PoisonCause) {
+        self.poison_cause.lock().get_or_insert(cause);
         self.marks.poison();
         self.room_cv.notify_all();
-        error
     }
 
     // -----------------------------------------------------------------------------------
@@ -1032,10 +1077,22 @@ impl Shared {
                 })
                 .collect();
             let files: Vec<&std::fs::File> = segments.iter().map(|s| &s.file).collect();
-            let results = {
-                let (_, first) = committing.first_mut().expect("a log committed");
-                engine.sync_many(&files, first.backend.as_mut())
-            };
+            // Through the store's ring; a log's own engine has none (and never runs a
+            // cycle), so then each file is flushed through its own log's backend.
+            let results = engine.sync_many(&files).unwrap_or_else(|| {
+                flushes
+                    .iter()
+                    .zip(&files)
+                    .map(|(&(i, _, _), file)| {
+                        let c = &mut committing
+                            .iter_mut()
+                            .find(|(j, _)| *j == i)
+                            .expect("committing")
+                            .1;
+                        c.backend.sync_data(file)
+                    })
+                    .collect()
+            });
             drop(files);
             for (((i, offset, position), result), segment) in
                 flushes.into_iter().zip(results).zip(segments)

@@ -336,6 +336,23 @@ fn a_failed_flush_poisons_its_topic_only() {
         Err(ringlog::Error::Poisoned { .. })
     ));
     assert_eq!(a.durable_offset(), 1);
+    // The cause is typed: the operation, the file, the kind of error.
+    let cause = a.poison_cause().expect("a is poisoned");
+    assert_eq!(cause.operation, "fdatasync");
+    assert!(
+        cause
+            .path
+            .as_ref()
+            .is_some_and(|p| p.extension().is_some_and(|e| e == "seg")),
+        "{cause:?}"
+    );
+    assert!(cause.kind.is_some(), "{cause:?}");
+    assert!(b.poison_cause().is_none());
+    // Nothing more of a's reaches the disk: its backends refuse every operation.
+    let before = disk.operations_count();
+    assert!(a.sync().is_err());
+    assert!(a.append(b"a3").is_err());
+    assert_eq!(disk.operations_count(), before);
     // b goes on.
     assert_eq!(b.append(b"b1").unwrap(), 1);
     assert_eq!(b.append(b"b2").unwrap(), 2);

@@ -5,12 +5,15 @@
 //! is kept small and file-handle based so a simulated backend can record every write and
 //! flush, drop or tear the unflushed ones, and fail chosen operations.
 
+mod checked;
 mod pwrite;
 mod uring;
 
 use std::fs::File;
 use std::io;
 
+pub(crate) use checked::CheckedBackend;
+pub use checked::PoisonCause;
 pub use pwrite::PwriteBackend;
 pub(crate) use uring::UringBackend;
 
