@@ -176,9 +176,7 @@ impl Log {
             opts,
             Start {
                 segments: recovered.segments,
-                active_end_position: recovered.active_end_position,
-                next_offset: recovered.next_offset,
-                durable: recovered.durable,
+                active: recovered.active,
                 spare: recovered.spare,
                 leftovers: recovered.leftovers,
                 backend,
@@ -218,9 +216,7 @@ impl Log {
             opts.read_unflushed(true),
             Start {
                 segments: recovered.segments,
-                active_end_position: recovered.active_end_position,
-                next_offset: recovered.next_offset,
-                durable: recovered.durable,
+                active: recovered.active,
                 spare: None,
                 leftovers: Vec::new(),
                 backend: Box::new(io::PwriteBackend::default()),

@@ -15,13 +15,28 @@ use crate::recovery::{self, ScanStart, Tail};
 use crate::report::{RecoveryReport, SegmentScan, Truncation};
 use crate::segment::{self, Segment, Spare};
 
+/// A point in a segment: a byte position, and the offset of the record that starts
+/// there (or would: the next one). Keeps positions and offsets apart by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SegmentPoint {
+    pub(crate) position: u64,
+    pub(crate) offset: u64,
+}
+
+/// Where the active segment's data ends, and how much of it is known durable.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ActiveEnd {
+    /// The end of the valid data (the next record goes there).
+    pub(crate) end: SegmentPoint,
+    /// Every byte below it is known durable.
+    pub(crate) durable: SegmentPoint,
+}
+
 /// What recovery hands to the writer.
 pub(crate) struct Recovered {
     pub(crate) segments: Vec<Arc<Segment>>,
-    pub(crate) active_end_position: u64,
-    pub(crate) next_offset: u64,
-    /// How much of the active segment is known durable: (position, offset there).
-    pub(crate) durable: (u64, u64),
+    /// The active segment's end of data and durable point.
+    pub(crate) active: ActiveEnd,
     pub(crate) spare: Option<Spare>,
     /// Files of interrupted segment preparations, for the housekeeper to remove.
     pub(crate) leftovers: Vec<PathBuf>,
@@ -168,7 +183,9 @@ pub(crate) enum Access {
     ReadOnly,
 }
 
-/// Opens (creating if needed) the segments of `dir` and recovers the active one.
+/// Opens (creating if needed) the segments of `dir` and recovers the active one, in
+/// phases: list the files, classify them (the chain of activated segments, a spare,
+/// leftovers), check the chain, recover the active segment's tail, clean up.
 pub(crate) fn recover(
     dir: &Path,
     opts: &Options,
@@ -178,110 +195,172 @@ pub(crate) fn recover(
     let writable = access == Access::Write;
     let mut report = RecoveryReport::default();
     let listing = list_dir(dir)?;
-    // Interrupted segment preparations are removed by the housekeeper, after open:
-    // unlinking a partly zero-filled 64 MiB file took 1.6-3.7 ms (strace, three kills).
-    let mut leftovers = Vec::new();
+    let leftovers = take_temporaries(listing.temporaries, writable, &mut report)?;
+    let classified = classify(dir, listing.segments, &listing.indexes, access, &mut report)?;
+    if classified.chain.is_empty() {
+        if !writable {
+            return Err(Error::NotALog {
+                path: dir.to_path_buf(),
+            });
+        }
+        let segment = create_first(dir, opts, classified.spare)?;
+        let start = SegmentPoint {
+            position: SEGMENT_HEADER_BYTES,
+            offset: 0,
+        };
+        return Ok(Recovered {
+            segments: vec![segment],
+            active: ActiveEnd {
+                end: start,
+                durable: start,
+            },
+            spare: None,
+            leftovers,
+            report,
+        });
+    }
+    let segments = check_chain(dir, classified.chain)?;
+    let active = segments.last().expect("chain is not empty").clone();
+    let active_end = recover_active(dir, opts, &active, access, backend, &mut report)?;
     if writable {
-        for path in listing.temporaries {
-            if path.to_string_lossy().ends_with(".seg.tmp") {
-                let why = "unfinished segment preparation (removed in the background)";
-                report.removed.push((path.clone(), why.to_string()));
-                leftovers.push(path);
-            } else {
-                remove(&path, "unfinished index file", &mut report)?;
-            }
+        remove_orphan_indexes(dir, &segments, listing.indexes, &mut report)?;
+    }
+    Ok(Recovered {
+        segments,
+        active: active_end,
+        spare: classified.spare,
+        leftovers,
+        report,
+    })
+}
+
+/// Phase 1: temporary files. Interrupted index writes are removed now; interrupted
+/// segment preparations are left to the housekeeper, after open (unlinking a partly
+/// zero-filled 64 MiB file took 1.6-3.7 ms, strace, three kills): returned.
+fn take_temporaries(
+    temporaries: Vec<PathBuf>,
+    writable: bool,
+    report: &mut RecoveryReport,
+) -> Result<Vec<PathBuf>> {
+    let mut leftovers = Vec::new();
+    if !writable {
+        return Ok(leftovers);
+    }
+    for path in temporaries {
+        if path.to_string_lossy().ends_with(".seg.tmp") {
+            let why = "unfinished segment preparation (removed in the background)";
+            report.removed.push((path.clone(), why.to_string()));
+            leftovers.push(path);
+        } else {
+            remove(&path, "unfinished index file", report)?;
         }
     }
-    let index_ids = listing.indexes;
+    Ok(leftovers)
+}
+
+/// What the segment files are.
+struct Classified {
+    /// Every file up to the last activated one, by id: the chain to check.
+    chain: Vec<Found>,
+    /// The prepared segment after it, if there is one (intact, holding no data).
+    spare: Option<Spare>,
+}
+
+/// Phase 2: reads every segment's header and sorts the files into the chain (up to the
+/// last activated segment), the spare after it, and what an interrupted preparation or
+/// activation left (removed by a writer). Refuses what shows that activated segments or
+/// acknowledged records are gone.
+fn classify(
+    dir: &Path,
+    segment_files: BTreeMap<u64, PathBuf>,
+    index_ids: &[u64],
+    access: Access,
+    report: &mut RecoveryReport,
+) -> Result<Classified> {
+    let writable = access == Access::Write;
     let mut found: BTreeMap<u64, Found> = BTreeMap::new();
-    for (id, path) in listing.segments {
+    for (id, path) in segment_files {
         found.insert(id, Found::read(id, path, writable)?);
     }
-
     let last_activated = found
         .values()
         .filter(|f| f.activated().is_some())
         .map(|f| f.id)
         .max();
     let ids: Vec<u64> = found.keys().copied().collect();
-    if let Some(lost) = lost_segment(dir, &ids, &index_ids, last_activated) {
+    if let Some(lost) = lost_segment(dir, &ids, index_ids, last_activated) {
         return Err(lost);
     }
-    let mut spare = None;
-    let mut chain = Vec::new();
-    for (id, f) in std::mem::take(&mut found) {
-        match last_activated {
-            Some(last) if id <= last => chain.push(f),
+    let mut classified = Classified {
+        chain: Vec::new(),
+        spare: None,
+    };
+    for (id, f) in found {
+        if last_activated.is_some_and(|last| id <= last) {
+            classified.chain.push(f);
+            continue;
+        }
+        // Past the last activated segment: a spare, or a preparation or activation
+        // that a crash interrupted (nothing was ever appended to it).
+        let data = f
+            .has_data(f.spare().is_none())
+            .map_err(|e| Error::io("read segment", &f.path, e))?;
+        if data && !writable {
+            // A live writer may have activated this spare since its header was read:
+            // read it again. `refresh` picks the segment up if so.
+            let (now, _) =
+                segment::read_header(&f.file).map_err(|e| Error::io("read segment", &f.path, e))?;
+            if now.is_ok_and(|h| h.is_activated() && h.segment_id == id) {
+                continue;
+            }
+        }
+        if let Some(why) = beyond_refusal(dir, &f, data, index_ids) {
+            return Err(Error::corruption(&f.path, 0, why));
+        }
+        let next_id = last_activated.map_or(0, |l| l + 1);
+        match f.spare() {
+            Some(header) if id == next_id && classified.spare.is_none() && !data => {
+                classified.spare = Some(Spare {
+                    path: f.path,
+                    file: f.file,
+                    header,
+                });
+            }
             _ => {
-                // Past the last activated segment: a spare, or a preparation or
-                // activation that a crash interrupted (nothing was ever appended to it).
-                let data = f
-                    .has_data(f.spare().is_none())
-                    .map_err(|e| Error::io("read segment", &f.path, e))?;
-                if data && !writable {
-                    // A live writer may have activated this spare since its header was
-                    // read: read it again. `refresh` picks the segment up if so.
-                    let (now, _) = segment::read_header(&f.file)
-                        .map_err(|e| Error::io("read segment", &f.path, e))?;
-                    if now.is_ok_and(|h| h.is_activated() && h.segment_id == id) {
-                        continue;
-                    }
-                }
-                if let Some(why) = beyond_refusal(dir, &f, data, &index_ids) {
-                    return Err(Error::corruption(&f.path, 0, why));
-                }
-                let next_id = last_activated.map_or(0, |l| l + 1);
-                match f.spare() {
-                    Some(header) if id == next_id && spare.is_none() && !data => {
-                        spare = Some(Spare {
-                            path: f.path,
-                            file: f.file,
-                            header,
-                        });
-                    }
-                    _ => {
-                        let why = match f.spare() {
-                            Some(_) => "spare segment out of sequence".to_string(),
-                            None => format!("half-prepared segment ({})", f.why_broken()),
-                        };
-                        if writable {
-                            remove(&f.path, &why, &mut report)?;
-                        }
-                    }
+                let why = match f.spare() {
+                    Some(_) => "spare segment out of sequence".to_string(),
+                    None => format!("half-prepared segment ({})", f.why_broken()),
+                };
+                if writable {
+                    remove(&f.path, &why, report)?;
                 }
             }
         }
     }
+    Ok(classified)
+}
 
-    if chain.is_empty() {
-        if !writable {
-            return Err(Error::NotALog {
-                path: dir.to_path_buf(),
-            });
-        }
-        let spare = match spare.take() {
-            Some(s) => s,
-            None => segment::prepare(
-                dir,
-                0,
-                opts.first_segment_bytes(),
-                opts.preallocate_effective(),
-                &mut || {},
-            )?,
-        };
-        let segment = activate_in_place(spare, 0)?;
-        segment.index.write().loaded = true;
-        return Ok(Recovered {
-            segments: vec![segment],
-            active_end_position: SEGMENT_HEADER_BYTES,
-            next_offset: 0,
-            durable: (SEGMENT_HEADER_BYTES, 0),
-            spare: None,
-            leftovers,
-            report,
-        });
-    }
+/// A brand-new log: its first segment, from the spare a crash left or prepared now.
+fn create_first(dir: &Path, opts: &Options, spare: Option<Spare>) -> Result<Arc<Segment>> {
+    let spare = match spare {
+        Some(s) => s,
+        None => segment::prepare(
+            dir,
+            0,
+            opts.first_segment_bytes(),
+            opts.preallocate_effective(),
+            &mut || {},
+        )?,
+    };
+    let segment = activate_in_place(spare, 0)?;
+    segment.index.write().loaded = true;
+    Ok(segment)
+}
 
+/// Phase 3: every file of the chain must be an activated segment, the ids consecutive,
+/// the base offsets increasing. Maps them (lazily) and links each to its successor's
+/// base offset.
+fn check_chain(dir: &Path, chain: Vec<Found>) -> Result<Vec<Arc<Segment>>> {
     let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(chain.len());
     for f in chain {
         let Some(header) = f.activated() else {
@@ -320,28 +399,26 @@ pub(crate) fn recover(
         }
         segments.push(Segment::new(f.path, f.file, header, f.len)?);
     }
+    Ok(segments)
+}
 
-    let active = segments.last().expect("chain is not empty").clone();
-    let (end, next_offset, durable) =
-        recover_active(dir, opts, &active, access, backend, &mut report)?;
-    for id in index_ids.into_iter().filter(|_| writable) {
+/// Phase 5: index files of segments that are gone.
+fn remove_orphan_indexes(
+    dir: &Path,
+    segments: &[Arc<Segment>],
+    index_ids: Vec<u64>,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    for id in index_ids {
         if !segments.iter().any(|s| s.id() == id) {
             remove(
                 &segment::index_path(dir, id),
                 "index of a missing segment",
-                &mut report,
+                report,
             )?;
         }
     }
-    Ok(Recovered {
-        segments,
-        active_end_position: end,
-        next_offset,
-        durable,
-        spare,
-        leftovers,
-        report,
-    })
+    Ok(())
 }
 
 /// Why a file past the last activated segment shows damage (open refuses it, verify
@@ -439,11 +516,10 @@ fn has_index_file(dir: &Path, id: u64) -> bool {
         .is_some_and(|file| file.segment_id == id)
 }
 
-/// Finds the end of the active segment's data and applies the recovery policy to a torn
-/// tail. Under `Durability::Sync` it then makes the result durable and writes a
-/// (non-clean) checkpoint; otherwise the recovered tail becomes durable with the log's
-/// next flush, as an unsynced append would. Returns the end, the next offset, and what
-/// is known durable (position, offset).
+/// Phase 4: finds the end of the active segment's data and applies the recovery policy
+/// to a torn tail. Under `Durability::Sync` it then makes the result durable and writes
+/// a (non-clean) checkpoint; otherwise the recovered tail becomes durable with the log's
+/// next flush, as an unsynced append would. Returns the end, and what is known durable.
 fn recover_active(
     dir: &Path,
     opts: &Options,
@@ -451,7 +527,7 @@ fn recover_active(
     access: Access,
     backend: &mut dyn Backend,
     report: &mut RecoveryReport,
-) -> Result<(u64, u64, (u64, u64))> {
+) -> Result<ActiveEnd> {
     let bytes = active.bytes()?;
     let checkpoint = active.load_index_file(dir);
     let mut start = ScanStart::from_data_start(active.base_offset(), None);
@@ -540,8 +616,16 @@ fn recover_active(
         index.loaded = true;
     }
     active.release_resident();
+    let end_point = SegmentPoint {
+        position: end,
+        offset: next_offset,
+    };
+    let whole = ActiveEnd {
+        end: end_point,
+        durable: end_point,
+    };
     if access == Access::ReadOnly {
-        return Ok((end, next_offset, (end, next_offset)));
+        return Ok(whole);
     }
     if report.clean_shutdown {
         // Everything was synced at close; only the clean flag must go before anything
@@ -551,7 +635,7 @@ fn recover_active(
         // Nothing past `end` was written; the loaded file's bound is not relied on (its
         // rename may not be durable): the writer reserves its own.
         active.start_write_bound(end);
-        return Ok((end, next_offset, (end, next_offset)));
+        return Ok(whole);
     }
     if opts.durability != Durability::Sync {
         // An unsynced log: what was read may be only in the page cache (a process
@@ -565,8 +649,18 @@ fn recover_active(
         // loaded file's may be in the page cache only).
         active.start_write_bound(end);
         // Zeroing a torn tail synced the whole file: then all of it is durable.
-        let durable = if zeroed { (end, next_offset) } else { proven };
-        return Ok((end, next_offset, durable));
+        let durable = if zeroed {
+            end_point
+        } else {
+            SegmentPoint {
+                position: proven.0,
+                offset: proven.1,
+            }
+        };
+        return Ok(ActiveEnd {
+            end: end_point,
+            durable,
+        });
     }
     // What was read may have been only in the page cache (a process crash): make it
     // durable before it is reported durable, then move the checkpoint. Everything past
@@ -578,7 +672,7 @@ fn recover_active(
     active.start_write_bound(end);
     let step = segment::write_bound_step(active.header.segment_bytes);
     active.persist_index(dir, end, next_offset, false, end + step)?;
-    Ok((end, next_offset, (end, next_offset)))
+    Ok(whole)
 }
 
 /// Writes zeros over `start..end` of the segment and syncs them, so a torn tail can

@@ -147,7 +147,9 @@ impl SimDisk {
 }
 
 /// Applies a crash to the pending writes, in the directory `dir` (which may be a copy of
-/// the one they were made in, `original_dir`). `seed` drives the random choices.
+/// the one they were made in, `original_dir`): those made under `original_dir` (its
+/// subdirectories included), to the same relative paths under `dir`. `seed` drives the
+/// random choices.
 pub fn apply_crash(
     pending: &[PendingWrite],
     original_dir: &Path,
@@ -162,9 +164,17 @@ pub fn apply_crash(
         rng ^= rng << 17;
         rng
     };
+    // Pending paths are canonical (read from /proc/self/fd).
+    let original_dir = original_dir
+        .canonicalize()
+        .unwrap_or_else(|_| original_dir.to_path_buf());
     // Newest first, so reverting a write restores what the one before it left.
     for write in pending.iter().rev() {
-        let relative = write.path.strip_prefix(original_dir).unwrap_or(&write.path);
+        // Only writes under `original_dir`: another directory's (another topic of a
+        // store) are not this crash's to apply, and never to the live files.
+        let Ok(relative) = write.path.strip_prefix(&original_dir) else {
+            continue;
+        };
         let file = std::fs::OpenOptions::new()
             .write(true)
             .open(dir.join(relative))?;

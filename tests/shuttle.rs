@@ -484,3 +484,141 @@ fn unsynced_failure_poisons_background_flushes_too() {
         );
     }
 }
+
+/// A store: two `Sync` topics, each with its own producer, and an unsynced topic whose
+/// producer calls `sync()`, all served by the store's one writer, housekeeper and waker
+/// (a topic with work is scheduled on the writer's ready list; several ready at once are
+/// written and flushed in one cycle). Every acknowledgement is checked against the
+/// durable image of its own topic at the moment it returns; after close every topic
+/// holds exactly what was appended to it.
+#[test]
+fn store_topics_share_one_engine() {
+    explore("store_topics_share_one_engine", iterations(), || {
+        let dir = tempdir();
+        let disk = SimDisk::new();
+        let store = ringlog::Store::open_with_backend(
+            dir.path(),
+            options(Durability::Sync).segment_growth(false),
+            disk.backend(),
+        )
+        .expect("open store");
+        let topics = [
+            ("a", Durability::Sync),
+            ("b", Durability::Sync),
+            ("c", Durability::None),
+        ];
+        let mut handles = Vec::new();
+        for (producer, (name, durability)) in topics.into_iter().enumerate() {
+            let log = store
+                .topic_with(name, options(durability).segment_growth(false))
+                .expect("topic");
+            let topic_dir = dir.path().join("topics").join(name);
+            let disk = disk.clone();
+            handles.push(shuttle::thread::spawn(move || {
+                let world = World {
+                    dir: tempfile::tempdir().expect("placeholder"),
+                    disk,
+                    log,
+                };
+                let check = |records: &[(u64, Vec<u8>)], what: &str| {
+                    let image = durable_image(&world.disk, &topic_dir);
+                    let log = Log::open_read_only(image.path(), options(Durability::Sync))
+                        .unwrap_or_else(|e| panic!("{what}: the durable image does not open: {e}"));
+                    for (offset, payload) in records {
+                        let record = log.read(*offset).unwrap_or_else(|e| {
+                            panic!("{what}: offset {offset} acknowledged but not durable: {e}")
+                        });
+                        assert!(record.payload() == payload.as_slice(), "{what}: {offset}");
+                        ACKS_CHECKED.fetch_add(1, Relaxed);
+                    }
+                };
+                let mut appended = Vec::new();
+                for i in 0..3u64 {
+                    let p = payload(producer as u64, i);
+                    let offset = world.log.append(&p).expect("append");
+                    appended.push((offset, p));
+                    if durability == Durability::Sync {
+                        check(&appended[appended.len() - 1..], name);
+                    } else {
+                        world.log.sync().expect("sync");
+                        check(&appended, name);
+                    }
+                }
+                (name, appended)
+            }));
+        }
+        let mut expected = BTreeMap::new();
+        for handle in handles {
+            let (name, appended) = handle.join().expect("producer");
+            expected.insert(name, appended.into_iter().collect::<BTreeMap<_, _>>());
+        }
+        store.close().expect("close");
+        for (name, records) in &expected {
+            assert_log_holds(&dir.path().join("topics").join(name), records);
+        }
+    });
+}
+
+/// A store whose `n`-th disk operation fails (EIO) while two `Sync` topics are written:
+/// the topic whose write or flush failed is poisoned and acknowledges nothing after it;
+/// the other topic is never poisoned by it (its files are its own).
+#[test]
+fn store_failure_poisons_only_its_topic() {
+    let per_point = (iterations() / 10).max(10);
+    for n in 1..=8u64 {
+        explore(
+            "store_failure_poisons_only_its_topic",
+            per_point,
+            move || {
+                let dir = tempdir();
+                let disk = SimDisk::new();
+                let store = ringlog::Store::open_with_backend(
+                    dir.path(),
+                    options(Durability::Sync).segment_growth(false),
+                    disk.backend(),
+                )
+                .expect("open store");
+                let logs: Vec<Log> = ["a", "b"]
+                    .iter()
+                    .map(|name| store.topic(name).expect("topic"))
+                    .collect();
+                disk.fail_at(disk.operations_count() + n, 5);
+                let handles: Vec<_> = logs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(producer, log)| {
+                        shuttle::thread::spawn(move || {
+                            let mut failed = false;
+                            for i in 0..3u64 {
+                                match log.append(&payload(producer as u64, i)) {
+                                    Ok(_) => assert!(!failed, "acknowledged after an error"),
+                                    Err(Error::Poisoned { .. }) | Err(Error::Io { .. }) => {
+                                        failed = true
+                                    }
+                                    Err(e) => panic!("unexpected error: {e}"),
+                                }
+                            }
+                            (failed, log.poison_cause().is_some())
+                        })
+                    })
+                    .collect();
+                let outcomes: Vec<(bool, bool)> = handles
+                    .into_iter()
+                    .map(|h| h.join().expect("producer"))
+                    .collect();
+                // Exactly one operation failed: at most one topic is poisoned.
+                assert!(
+                    outcomes.iter().filter(|(_, poisoned)| *poisoned).count() <= 1,
+                    "{outcomes:?}"
+                );
+                for (failed, poisoned) in outcomes {
+                    assert_eq!(
+                        failed, poisoned,
+                        "an error without poison, or poison unseen"
+                    );
+                }
+                let _ = store.close();
+            },
+        );
+    }
+}

@@ -50,29 +50,33 @@ impl fmt::Display for PoisonCause {
 }
 
 /// What a log's checked backends share: whether one failed, and what it was.
-#[derive(Default)]
 pub(crate) struct Failure {
     failed: AtomicBool,
     first: Mutex<Option<PoisonCause>>,
 }
 
 impl Failure {
+    fn new() -> Failure {
+        Failure {
+            failed: AtomicBool::new(false),
+            first: Mutex::new(None),
+        }
+    }
+
     /// Records `cause` unless a failure was recorded before; returns the first one.
     fn record(&self, cause: PoisonCause) -> PoisonCause {
         let mut first = self.first.lock();
+        let first = first.get_or_insert(cause).clone();
         self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
-        first.get_or_insert(cause).clone()
+        first
     }
 
-    fn refusal(&self) -> Option<io::Error> {
+    /// The first failure, once there was one.
+    fn first(&self) -> Option<PoisonCause> {
         if !self.failed.load(std::sync::atomic::Ordering::SeqCst) {
             return None;
         }
-        let cause = self.first.lock().clone();
-        Some(io::Error::other(format!(
-            "refused: an earlier operation failed ({})",
-            cause.map_or_else(|| "unknown".to_string(), |c| c.to_string())
-        )))
+        self.first.lock().clone()
     }
 }
 
@@ -96,7 +100,7 @@ impl CheckedBackend {
     pub(crate) fn new(inner: Box<dyn Backend>, on_failure: OnFailure) -> CheckedBackend {
         CheckedBackend {
             inner,
-            failure: Arc::new(Failure::default()),
+            failure: Arc::new(Failure::new()),
             on_failure,
             refused: None,
             in_flight_fd: -1,
@@ -124,11 +128,16 @@ impl CheckedBackend {
         }
     }
 
+    /// Refuses once any of the log's backends failed. The log is poisoned before the
+    /// refusal returns (again: the failing thread may not have got to it yet), so a
+    /// caller that sees the refusal never sees an unpoisoned log after it.
     fn check(&self) -> io::Result<()> {
-        match self.failure.refusal() {
-            Some(error) => Err(error),
-            None => Ok(()),
-        }
+        let Some(first) = self.failure.first() else {
+            return Ok(());
+        };
+        let refusal = io::Error::other(format!("refused: an earlier operation failed ({first})"));
+        (self.on_failure)(first);
+        Err(refusal)
     }
 
     fn failed(&self, operation: &'static str, file: &File, error: io::Error) -> io::Error {

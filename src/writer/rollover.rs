@@ -1,0 +1,186 @@
+//! Segment management on the write path: moving staging to the next segment, activating
+//! it (sealing the one before), the write bound that keeps recovery's search short, and
+//! asking the housekeeper for checkpoints and background flushes. (Preparing the next
+//! segment is a chore: `housekeeping.rs`.)
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use super::CHECKPOINT_BYTES;
+use super::{Committer, Shared, Staging};
+use crate::error::{Error, Result};
+use crate::format::{self, SEGMENT_HEADER_BYTES};
+use crate::housekeeping::{Checkpoint, Chore};
+use crate::options::Durability;
+use crate::segment::{self, Segment};
+use crate::sync::MutexGuard;
+
+impl Shared {
+    /// Moves staging to the spare segment, or waits for one to be prepared that holds at
+    /// least `needed_bytes`.
+    pub(super) fn roll_staging(
+        &self,
+        st: &mut MutexGuard<'_, Staging>,
+        needed_bytes: u64,
+    ) -> Result<()> {
+        if st
+            .spare
+            .as_ref()
+            .is_some_and(|spare| spare.header.segment_bytes < needed_bytes)
+        {
+            // A growing log's spare too small for this batch: replace it by one large
+            // enough. It was never activated, so removing it is safe at any moment (a
+            // crash before the removal leaves a valid spare, after it none).
+            if let Some(small) = st.spare.take() {
+                let _ = std::fs::remove_file(&small.path);
+            }
+        }
+        match st.spare.take() {
+            Some(spare) => {
+                let header = format::SegmentHeader {
+                    base_offset: st.next_offset,
+                    ..spare.header
+                };
+                let len = header.segment_bytes;
+                let segment = Segment::new(spare.path, spare.file, header, len)?;
+                segment.bytes()?;
+                segment.index.write().loaded = true;
+                if self.opts.durability != Durability::Sync {
+                    // Before any write to it (see `Segment::open_flush_handle`); without it,
+                    // the segment is only flushed by the committer.
+                    let _ = segment.open_flush_handle();
+                }
+                st.segment = segment;
+                st.position = SEGMENT_HEADER_BYTES;
+                st.last_entry_position = None;
+                st.spare_min_bytes = 0;
+                st.spare_requested = false;
+                if !self.opts.grows_segments() {
+                    st.spare_requested = true;
+                    self.request_chore(Chore::PrepareSpare);
+                }
+                Ok(())
+            }
+            None => {
+                st.spare_min_bytes = st.spare_min_bytes.max(needed_bytes);
+                st.spare_requested = true;
+                if let Some(failure) = st.spare_failure.take() {
+                    self.request_chore(Chore::PrepareSpare);
+                    return Err(failure.to_error());
+                }
+                self.request_chore(Chore::PrepareSpare);
+                self.room_cv.wait(st);
+                Ok(())
+            }
+        }
+    }
+
+    /// Every [`CHECKPOINT_BYTES`] of durable data, has the housekeeper checkpoint the
+    /// active segment, so recovery after a crash scans at most that much.
+    pub(super) fn maybe_checkpoint(&self, c: &mut Committer) {
+        if c.durable_position - c.checkpoint_position < CHECKPOINT_BYTES {
+            return;
+        }
+        c.checkpoint_position = c.durable_position;
+        self.request_chore(Chore::Checkpoint(Checkpoint {
+            segment: c.segment.clone(),
+            data_end: c.durable_position,
+            next_offset: c.durable_offset,
+            reserve_bound: 0,
+        }));
+    }
+
+    /// Without `Durability::Sync`, has the housekeeper flush the active segment (and then
+    /// checkpoint it) every half write-bound step of unflushed data (4 MiB with 64 MiB
+    /// segments): off the writer's path, and so a crash leaves recovery only that much
+    /// to scan. Nothing waits for these flushes; `durable_offset()` moves with them.
+    pub(super) fn maybe_flush_in_background(&self, c: &mut Committer) {
+        if self.opts.durability == Durability::Sync {
+            return;
+        }
+        let every = segment::write_bound_step(c.segment.header.segment_bytes) / 2;
+        if c.written_position < c.background_flush_position + every || !c.has_unflushed() {
+            return;
+        }
+        c.background_flush_position = c.written_position;
+        self.request_chore(Chore::BackgroundFlush {
+            segment: c.segment.clone(),
+            written_position: c.written_position,
+            written_offset: c.written_offset,
+        });
+    }
+
+    /// Before the committer writes up to `end` of its segment: the segment's durable
+    /// write bound must cover it, since recovery searches no further past the end of
+    /// data (docs/design.md 4.3). The housekeeper extends the bound ahead of need; when
+    /// it has not, the committer does it here. If the index file cannot be written (a
+    /// full disk), the segment's index file goes and its bound with it: recovery then
+    /// searches all of it.
+    pub(super) fn ensure_write_bound(&self, c: &mut Committer, end: u64) -> Result<()> {
+        let segment = c.segment.clone();
+        let bound = segment.write_bound();
+        let step = segment::write_bound_step(segment.header.segment_bytes);
+        if end <= bound {
+            let wanted = end + step;
+            if end + step / 2 > bound && wanted > c.bound_requested {
+                c.bound_requested = wanted;
+                self.request_chore(Chore::Checkpoint(Checkpoint {
+                    segment,
+                    data_end: c.durable_position,
+                    next_offset: c.durable_offset,
+                    reserve_bound: wanted,
+                }));
+            }
+            return Ok(());
+        }
+        let result = segment.persist_index(
+            &self.dir,
+            c.durable_position,
+            c.durable_offset,
+            false,
+            end + step,
+        );
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => segment
+                .drop_write_bound(&self.dir)
+                .map_err(|_| self.poison(e)),
+        }
+    }
+
+    /// Seals the committer's segment and activates `next`: everything in the old segment
+    /// is made durable first, then the activation header is written and synced before any
+    /// record goes into `next`. So an activated segment implies a complete predecessor,
+    /// and a segment with data implies a durable header.
+    pub(super) fn roll(&self, c: &mut Committer, next: &Arc<Segment>) -> Result<()> {
+        if c.has_unflushed() {
+            self.flush(c)?;
+        }
+        let header = next.header.encode();
+        if let Err(e) = c.backend.write_all_at(&next.file, 0, &header) {
+            return Err(Error::io("write segment header", &next.path, e));
+        }
+        if let Err(e) = c.backend.sync_data(&next.file) {
+            return Err(Error::io("fdatasync", &next.path, e));
+        }
+        self.counters.fsyncs.fetch_add(1, Relaxed);
+        let sealed = std::mem::replace(&mut c.segment, next.clone());
+        *sealed.end_offset.write() = Some(next.base_offset());
+        self.segments.write().push(next.clone());
+        let data_end = c.written_position;
+        self.request_chore(Chore::Seal {
+            segment: sealed,
+            data_end,
+            next_offset: next.base_offset(),
+        });
+        c.written_position = SEGMENT_HEADER_BYTES;
+        c.durable_position = SEGMENT_HEADER_BYTES;
+        c.checkpoint_position = SEGMENT_HEADER_BYTES;
+        c.bound_requested = 0;
+        c.background_flush_position = SEGMENT_HEADER_BYTES;
+        // The new segment has no write bound yet: the first write reserves one, with
+        // an index file written only now that the activation header is durable (an
+        // index file beside a segment that is not activated means damage).
+        Ok(())
+    }
+}
