@@ -384,3 +384,48 @@ fn small_topics_are_small_and_segments_grow() {
     assert_eq!(big.read(40).unwrap().payload().len(), 600 << 10);
     assert_eq!(big.read(41).unwrap().payload(), b"after");
 }
+
+/// File descriptors this process holds on files under `dir`.
+fn fds_under(dir: &Path) -> usize {
+    let dir = dir.canonicalize().unwrap();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.starts_with(&dir))
+        .count()
+}
+
+#[test]
+fn idle_topics_let_their_files_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let held: Vec<Log> = (0..10)
+        .map(|i| store.topic(&format!("held-{i}")).unwrap())
+        .collect();
+    for i in 0..200 {
+        let topic = store.topic(&format!("run-{i}")).unwrap();
+        topic.append(format!("event {i}").as_bytes()).unwrap();
+    }
+    // 200 topics written, their handles dropped: at most 64 idle ones stay open (each
+    // with its active segment's descriptor; the last one written was not idle yet when
+    // it was asked for), plus the 10 held ones and the store's lock.
+    let fds = fds_under(dir.path());
+    assert!(fds <= 64 + 1 + 10 + 1, "{fds} descriptors under the store");
+    assert!(
+        store.stats().open_topics <= 64 + 1 + 10,
+        "{:?}",
+        store.stats()
+    );
+    // Held topics were never closed; closed ones reopen with their records.
+    for topic in &held {
+        topic.append(b"still open").unwrap();
+    }
+    for i in [0, 100, 199] {
+        let topic = store.topic(&format!("run-{i}")).unwrap();
+        assert_eq!(
+            topic.read(0).unwrap().payload(),
+            format!("event {i}").as_bytes()
+        );
+        assert_eq!(topic.next_offset(), 1);
+    }
+}

@@ -45,6 +45,77 @@ use meta::{decode_topic_options, encode_topic_options, TopicOptions, STORE_MARKE
 pub(crate) use meta::{STORE_MARKER_FILE, TOPICS_DIR, TOPIC_OPTIONS_FILE};
 pub(crate) use name::check_topic_name;
 
+/// Most open topics that no handle refers to (idle) a store keeps open: past it, the
+/// least recently asked for are closed, letting go of their file descriptors, mappings
+/// and memory (the next `topic()` opens them again).
+const IDLE_TOPICS_MAX: usize = 64;
+
+/// The topics a store has open, and when each was last asked for.
+#[derive(Default)]
+struct OpenTopics {
+    topics: HashMap<String, OpenTopic>,
+    /// Counts `topic()` calls: the order topics were last asked for.
+    asked: u64,
+}
+
+struct OpenTopic {
+    core: Arc<LogCore>,
+    last_asked: u64,
+}
+
+impl OpenTopics {
+    fn get(&mut self, name: &str) -> Option<&Arc<LogCore>> {
+        self.asked += 1;
+        let asked = self.asked;
+        self.topics.get_mut(name).map(|topic| {
+            topic.last_asked = asked;
+            &topic.core
+        })
+    }
+
+    fn insert(&mut self, name: String, core: Arc<LogCore>) {
+        self.asked += 1;
+        let last_asked = self.asked;
+        self.topics.insert(name, OpenTopic { core, last_asked });
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Arc<LogCore>> {
+        self.topics.remove(name).map(|topic| topic.core)
+    }
+
+    /// Closes the least recently asked for topics that no handle refers to, while more
+    /// than [`IDLE_TOPICS_MAX`] are open. Only the store holds such a topic (handles are
+    /// made under the store's lock, or cloned from one), so nobody can be using it.
+    fn close_idle(&mut self) {
+        let mut idle: Vec<(u64, String)> = self
+            .topics
+            .iter()
+            .filter(|(_, topic)| Arc::strong_count(&topic.core) == 1)
+            .map(|(name, topic)| (topic.last_asked, name.clone()))
+            .collect();
+        if idle.len() <= IDLE_TOPICS_MAX {
+            return;
+        }
+        idle.sort_unstable();
+        let excess = idle.len() - IDLE_TOPICS_MAX;
+        for (_, name) in idle.into_iter().take(excess) {
+            if let Some(core) = self.remove(&name) {
+                // Its data is durable as far as its durability mode promised; a failed
+                // final flush poisoned it already and is reported to nobody here: the
+                // next open recovers it from disk.
+                let _ = core.close();
+            }
+        }
+    }
+
+    fn open_count(&self) -> u64 {
+        self.topics
+            .values()
+            .filter(|topic| !topic.core.is_closed())
+            .count() as u64
+    }
+}
+
 /// Prefix of a topic directory being created.
 const CREATING_PREFIX: &str = "+new+";
 /// Prefix of a topic directory being removed.
@@ -99,7 +170,7 @@ struct StoreInner {
     backends: Option<Mutex<Backends>>,
     /// Open topics. Held while a topic is opened, created or removed, so that those
     /// never race for one name.
-    open: Mutex<HashMap<String, Arc<LogCore>>>,
+    open: Mutex<OpenTopics>,
     closed: AtomicBool,
 }
 
@@ -240,7 +311,7 @@ impl Store {
                 lock: Mutex::new(lock),
                 engine,
                 backends,
-                open: Mutex::new(HashMap::new()),
+                open: Mutex::new(OpenTopics::default()),
                 closed: AtomicBool::new(false),
             }),
         }
@@ -323,6 +394,7 @@ impl Store {
             Log::open_topic(&dir, persisted, backend, reported, engine.clone())?
         };
         open.insert(name.to_string(), log.core().clone());
+        open.close_idle();
         Ok(log)
     }
 
@@ -482,13 +554,7 @@ impl Store {
     /// shared flushes.
     pub fn stats(&self) -> StoreStats {
         use std::sync::atomic::Ordering::Relaxed;
-        let open_topics = self
-            .inner
-            .open
-            .lock()
-            .values()
-            .filter(|core| !core.is_closed())
-            .count() as u64;
+        let open_topics = self.inner.open.lock().open_count();
         let Some(engine) = &self.inner.engine else {
             return StoreStats {
                 open_topics,
@@ -523,8 +589,8 @@ impl Store {
         if inner.closed.swap(true, SeqCst) {
             return;
         }
-        for (_, core) in open.drain() {
-            core.abandon();
+        for (_, topic) in open.topics.drain() {
+            topic.core.abandon();
         }
         if let Some(engine) = &inner.engine {
             engine.stop();
@@ -562,7 +628,7 @@ impl StoreInner {
             return Ok(());
         }
         let mut first_error = None;
-        let mut names: Vec<_> = open.keys().cloned().collect();
+        let mut names: Vec<_> = open.topics.keys().cloned().collect();
         names.sort();
         for name in names {
             if let Some(core) = open.remove(&name) {
