@@ -313,7 +313,7 @@ fn small_topics(dir: &Path, topics: usize) {
         maps.saturating_sub(maps_before)
     );
     println!(
-        "| {topics} topics, handles dropped (idle topics closed past 64): descriptors, mappings added | {} fds, {} maps | - | - | bounded |",
+        "| {topics} topics, handles dropped (idle topics closed past 256): descriptors, mappings added | {} fds, {} maps | - | - | bounded |",
         fds_idle.saturating_sub(fds_before),
         maps_idle.saturating_sub(maps_before)
     );

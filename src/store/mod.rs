@@ -30,6 +30,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -46,9 +47,14 @@ pub(crate) use meta::{STORE_MARKER_FILE, TOPICS_DIR, TOPIC_OPTIONS_FILE};
 pub(crate) use name::check_topic_name;
 
 /// Most open topics that no handle refers to (idle) a store keeps open: past it, the
-/// least recently asked for are closed, letting go of their file descriptors, mappings
-/// and memory (the next `topic()` opens them again).
-const IDLE_TOPICS_MAX: usize = 64;
+/// least recently asked for are closed, letting go of their file descriptor, mapping
+/// and memory (the next `topic()` opens them again). Well under the common 1,024
+/// descriptors a process may open.
+const IDLE_TOPICS_MAX: usize = 256;
+
+/// An idle topic not asked for in this long is closed (looked at, at most once a second,
+/// when a topic is asked for).
+const IDLE_TOPIC_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The topics a store has open, and when each was last asked for.
 #[derive(Default)]
@@ -56,11 +62,14 @@ struct OpenTopics {
     topics: HashMap<String, OpenTopic>,
     /// Counts `topic()` calls: the order topics were last asked for.
     asked: u64,
+    /// When idle topics were last looked at.
+    swept: Option<Instant>,
 }
 
 struct OpenTopic {
     core: Arc<LogCore>,
     last_asked: u64,
+    last_asked_at: Instant,
 }
 
 impl OpenTopics {
@@ -69,6 +78,7 @@ impl OpenTopics {
         let asked = self.asked;
         self.topics.get_mut(name).map(|topic| {
             topic.last_asked = asked;
+            topic.last_asked_at = Instant::now();
             &topic.core
         })
     }
@@ -76,29 +86,48 @@ impl OpenTopics {
     fn insert(&mut self, name: String, core: Arc<LogCore>) {
         self.asked += 1;
         let last_asked = self.asked;
-        self.topics.insert(name, OpenTopic { core, last_asked });
+        self.topics.insert(
+            name,
+            OpenTopic {
+                core,
+                last_asked,
+                last_asked_at: Instant::now(),
+            },
+        );
     }
 
     fn remove(&mut self, name: &str) -> Option<Arc<LogCore>> {
         self.topics.remove(name).map(|topic| topic.core)
     }
 
-    /// Closes the least recently asked for topics that no handle refers to, while more
-    /// than [`IDLE_TOPICS_MAX`] are open. Only the store holds such a topic (handles are
-    /// made under the store's lock, or cloned from one), so nobody can be using it.
+    /// Closes topics that no handle refers to (idle) and that were not asked for in
+    /// [`IDLE_TOPIC_TIMEOUT`], and the least recently asked for idle ones while more than
+    /// [`IDLE_TOPICS_MAX`] are open. Only the store holds an idle topic (handles are made
+    /// under the store's lock, or cloned from one), so nobody can be using it.
     fn close_idle(&mut self) {
-        let mut idle: Vec<(u64, String)> = self
+        let now = Instant::now();
+        let due = self
+            .swept
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1));
+        if !due && self.topics.len() <= IDLE_TOPICS_MAX {
+            return;
+        }
+        self.swept = Some(now);
+        let mut idle: Vec<(u64, Instant, String)> = self
             .topics
             .iter()
             .filter(|(_, topic)| Arc::strong_count(&topic.core) == 1)
-            .map(|(name, topic)| (topic.last_asked, name.clone()))
+            .map(|(name, topic)| (topic.last_asked, topic.last_asked_at, name.clone()))
             .collect();
-        if idle.len() <= IDLE_TOPICS_MAX {
-            return;
-        }
         idle.sort_unstable();
-        let excess = idle.len() - IDLE_TOPICS_MAX;
-        for (_, name) in idle.into_iter().take(excess) {
+        let excess = idle.len().saturating_sub(IDLE_TOPICS_MAX);
+        let to_close: Vec<String> = idle
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (_, at, _))| *i < excess || now.duration_since(*at) >= IDLE_TOPIC_TIMEOUT)
+            .map(|(_, (_, _, name))| name)
+            .collect();
+        for name in to_close {
             if let Some(core) = self.remove(&name) {
                 // Its data is durable as far as its durability mode promised; a failed
                 // final flush poisoned it already and is reported to nobody here: the
@@ -356,13 +385,15 @@ impl Store {
             return Err(Error::Closed);
         }
         let dir = inner.topics_dir.join(name);
-        if let Some(core) = open.get(name) {
+        if let Some(core) = open.get(name).cloned() {
             if !core.is_closed() {
                 if let TopicOptions::Own(wanted) = &wanted {
                     let persisted = self.read_topic_options(name, &dir)?;
                     check_same_options(name, &persisted, wanted)?;
                 }
-                return Ok(Log::from_arc(core.clone()));
+                let log = Log::from_arc(core);
+                open.close_idle();
+                return Ok(log);
             }
         }
         let log = if inner.read_only {
