@@ -396,6 +396,8 @@ fn check_chain(dir: &Path, chain: Vec<Found>) -> Result<Vec<Arc<Segment>>> {
                 ));
             }
             *previous.end_offset.write() = Some(header.base_offset);
+            // Sealed: nothing writes to it again, and it is mapped by name when read.
+            previous.release_file();
         }
         segments.push(Segment::new(f.path, f.file, header, f.len)?);
     }
@@ -667,7 +669,7 @@ fn recover_active(
     // `end` is zero now (searched, and any torn bytes zeroed), so the write bound starts
     // over from there.
     backend
-        .sync_data(&active.file)
+        .sync_data(&*active.file()?)
         .map_err(|e| Error::io("fdatasync", &active.path, e))?;
     active.start_write_bound(end);
     let step = segment::write_bound_step(active.header.segment_bytes);
@@ -680,16 +682,17 @@ fn recover_active(
 fn zero_range(backend: &mut dyn Backend, segment: &Segment, start: u64, end: u64) -> Result<()> {
     let end = end.min(segment.header.segment_bytes);
     let zeros = vec![0u8; (end - start).min(1 << 20) as usize];
+    let file = segment.file()?;
     let mut position = start;
     while position < end {
         let len = zeros.len().min((end - position) as usize);
         backend
-            .write_all_at(&segment.file, position, &zeros[..len])
+            .write_all_at(&file, position, &zeros[..len])
             .map_err(|e| Error::io("zero torn tail", &segment.path, e))?;
         position += len as u64;
     }
     backend
-        .sync_data(&segment.file)
+        .sync_data(&file)
         .map_err(|e| Error::io("fdatasync", &segment.path, e))
 }
 

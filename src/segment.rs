@@ -243,7 +243,11 @@ pub(crate) fn write_bound_step(segment_bytes: u64) -> u64 {
 /// An activated segment, as readers and the writer share it.
 pub(crate) struct Segment {
     pub(crate) path: PathBuf,
-    pub(crate) file: File,
+    /// The open file, while the segment can be written (the active one, and during its
+    /// recovery). A sealed segment lets it go ([`Segment::release_file`]) and opens the
+    /// file again by name only to map it, so a log holds one descriptor however many
+    /// segments it has. (A plain lock: never held across another.)
+    file: parking_lot::Mutex<Option<Arc<File>>>,
     pub(crate) header: SegmentHeader,
     /// Checksum seed derived from the nonce.
     pub(crate) seed: u32,
@@ -294,7 +298,7 @@ impl Segment {
         }
         Ok(Arc::new(Segment {
             path,
-            file,
+            file: parking_lot::Mutex::new(Some(Arc::new(file))),
             seed: format::frame_seed(header.nonce),
             header,
             map: OnceLock::new(),
@@ -306,11 +310,29 @@ impl Segment {
         }))
     }
 
+    /// The segment's file: the one it keeps open, or (a sealed segment) opened again
+    /// read-only, for the caller alone.
+    pub(crate) fn file(&self) -> Result<Arc<File>> {
+        if let Some(file) = self.file.lock().as_ref() {
+            return Ok(file.clone());
+        }
+        File::open(&self.path)
+            .map(Arc::new)
+            .map_err(|e| Error::io("open segment", &self.path, e))
+    }
+
+    /// Closes the descriptor the segment keeps: it is sealed, and nothing writes to it
+    /// again (a mapping keeps the file itself alive).
+    pub(crate) fn release_file(&self) {
+        self.file.lock().take();
+    }
+
     /// The whole file, mapped read-only (mapping it now if this is the first use).
     pub(crate) fn bytes(&self) -> Result<&[u8]> {
         if let Some(map) = self.map.get() {
             return Ok(map);
         }
+        let file = self.file()?;
         // SAFETY: the mapping covers exactly `segment_bytes`, and the file is at least that
         // long (checked in `Segment::new`) and fully allocated (preallocated before
         // activation), so no page of the mapping lies past the end of the file or in a
@@ -319,7 +341,7 @@ impl Segment {
         let map = unsafe {
             MmapOptions::new()
                 .len(self.header.segment_bytes as usize)
-                .map(&self.file)
+                .map(&*file)
                 .map_err(|e| Error::io("mmap segment", &self.path, e))?
         };
         // Two threads may race to map; the loser's mapping is dropped.

@@ -429,3 +429,26 @@ fn idle_topics_let_their_files_go() {
         assert_eq!(topic.next_offset(), 1);
     }
 }
+
+#[test]
+fn a_log_of_many_segments_keeps_one_descriptor() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options::default().segment_bytes(64 << 10);
+    let log = Log::open(dir.path(), opts.clone()).unwrap();
+    let record = vec![7u8; 8 << 10];
+    for _ in 0..200 {
+        log.append(&record).unwrap();
+    }
+    assert!(log.segments().unwrap().len() >= 25);
+    // The active segment's file (and maybe the spare's), the lock; sealed ones none.
+    assert!(fds_under(dir.path()) <= 4, "{}", fds_under(dir.path()));
+    log.close().unwrap();
+    drop(log);
+    let log = Log::open(dir.path(), opts).unwrap();
+    assert!(fds_under(dir.path()) <= 4, "{}", fds_under(dir.path()));
+    // Reads map sealed segments by name.
+    let read: Vec<_> = log.iter(0).map(|r| r.unwrap().payload().len()).collect();
+    assert_eq!(read.len(), 200);
+    assert!(read.iter().all(|&len| len == 8 << 10));
+    assert!(fds_under(dir.path()) <= 4, "{}", fds_under(dir.path()));
+}

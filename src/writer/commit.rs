@@ -101,9 +101,10 @@ impl Shared {
             self.seal_chunk(c, &mut chunk);
             self.ensure_write_bound(c, chunk.start_position + chunk.buf.len() as u64)?;
             let segment = &chunk.segment;
+            let file = segment.file()?;
             if let Err(e) = c
                 .backend
-                .write_all_at(&segment.file, chunk.start_position, &chunk.buf)
+                .write_all_at(&file, chunk.start_position, &chunk.buf)
             {
                 // The checked backend poisoned the log already.
                 return Err(Error::io("write", &segment.path, e));
@@ -195,7 +196,8 @@ impl Shared {
             let segment = chunk.segment;
             last_records = end_offset - c.written_offset;
             let chain_start = Instant::now();
-            c.backend.start_write_sync(&segment.file, start, chunk.buf);
+            let file = segment.file()?;
+            c.backend.start_write_sync(&file, start, chunk.buf);
             Watermarks::request_wake(&self.marks);
             let (result, buf) = c.backend.finish_write_sync();
             last_chain = chain_start.elapsed();
@@ -227,7 +229,7 @@ impl Shared {
     pub(super) fn flush(&self, c: &mut Committer) -> Result<()> {
         let target_offset = c.written_offset;
         let target_position = c.written_position;
-        if let Err(e) = c.backend.sync_data(&c.segment.file) {
+        if let Err(e) = c.backend.sync_data(&*c.segment.file()?) {
             return Err(Error::io("fdatasync", &c.segment.path, e));
         }
         self.publish_flush(c, target_offset, target_position)
@@ -346,7 +348,15 @@ impl Shared {
                     c.segment.clone()
                 })
                 .collect();
-            let files: Vec<&std::fs::File> = segments.iter().map(|s| &s.file).collect();
+            let mut open_files = Vec::with_capacity(segments.len());
+            for segment in &segments {
+                match segment.file() {
+                    Ok(file) => open_files.push(file),
+                    // The active segment keeps its file open: never happens.
+                    Err(_) => return outcomes,
+                }
+            }
+            let files: Vec<&std::fs::File> = open_files.iter().map(|f| &**f).collect();
             // Through the store's ring; a log's own engine has none (and never runs a
             // cycle), so then each file is flushed through its own log's backend.
             let results = engine.sync_many(&files).unwrap_or_else(|| {

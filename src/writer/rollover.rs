@@ -157,15 +157,18 @@ impl Shared {
             self.flush(c)?;
         }
         let header = next.header.encode();
-        if let Err(e) = c.backend.write_all_at(&next.file, 0, &header) {
+        let next_file = next.file()?;
+        if let Err(e) = c.backend.write_all_at(&next_file, 0, &header) {
             return Err(Error::io("write segment header", &next.path, e));
         }
-        if let Err(e) = c.backend.sync_data(&next.file) {
+        if let Err(e) = c.backend.sync_data(&next_file) {
             return Err(Error::io("fdatasync", &next.path, e));
         }
         self.counters.fsyncs.fetch_add(1, Relaxed);
         let sealed = std::mem::replace(&mut c.segment, next.clone());
         *sealed.end_offset.write() = Some(next.base_offset());
+        // Nothing writes to it again: its descriptor goes (readers map it by name).
+        sealed.release_file();
         self.segments.write().push(next.clone());
         let data_end = c.written_position;
         self.request_chore(Chore::Seal {
