@@ -30,8 +30,27 @@
 //! nothing succeeds (G4: appends, batches and syncs all fail, the next append with
 //! `Poisoned`), and reads of durable records still work.
 //!
-//! `RINGLOG_MODEL_CASES` (default 600) sets the number of cases, `RINGLOG_SEED` replays a
-//! run (the failing case is shrunk and printed).
+//! The topic dimension (`model_store_state_machine`, a third as many cases): the same
+//! operations on a `Store` of 2 or 3 topics, each operation naming the topic it acts on,
+//! with one model per topic and every check above made per topic. Topics use the store's
+//! options or their own (`topic_with`: `Sync`, `None`, or `Interval` with
+//! `read_unflushed`); a case may create topics (up to 4 at once) and remove them mid-run
+//! (the removed topic's handle must get `Closed`, its directory must be gone and the
+//! store must not list it, after every later reopen and crash too). A reopen closes (or
+//! drops) the whole store, opens it again and takes every topic again; a crash abandons
+//! the whole store (`Store::abandon`) and a power cut is store-wide (one `apply_crash`
+//! over the store's directory, so every topic's unflushed writes are cut at once; power
+//! may fail again during the topics' recoveries, compared with an undisturbed recovery
+//! of a copy of the store). Faults on the simulated disk are one failing disk operation
+//! (`SimDisk::fail_at`, EIO, or ENOSPC for a planned short write), counted over all
+//! topics: once it has failed, exactly one topic may be poisoned, by a failure in its own
+//! files; the model marks it failed (G4 from then on) and every other topic must still
+//! acknowledge an append and a `sync()`. Half the store cases run on the simulated disk,
+//! the rest on io_uring and `pwritev` (process crashes, no faults).
+//!
+//! `RINGLOG_MODEL_CASES` (default 600) sets the number of cases (of single logs; a third
+//! as many store cases), `RINGLOG_SEED` replays a run of both tests (the failing case is
+//! shrunk and printed).
 
 mod common;
 #[path = "common/reliability.rs"]
