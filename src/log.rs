@@ -336,6 +336,7 @@ impl Log {
     /// As [`Log::append`]; also [`Error::RecordTooLarge`] when the batch does not fit in
     /// one segment.
     pub fn append_batch(&self, payloads: &[&[u8]]) -> Result<Range<u64>> {
+        self.check_not_removed()?;
         let (range, writer_idle) = self.core.shared.stage(payloads)?;
         if range.is_empty() {
             return Ok(range);
@@ -357,6 +358,7 @@ impl Log {
     ///
     /// As [`Log::append`], for what can fail before the write.
     pub fn submit(&self, payload: &[u8]) -> Result<AppendTicket> {
+        self.check_not_removed()?;
         let (range, writer_idle) = self.core.shared.stage(&[payload])?;
         self.core.shared.kick(writer_idle, false)?;
         Ok(AppendTicket {
@@ -371,6 +373,7 @@ impl Log {
     ///
     /// [`Error::Poisoned`] if a write or flush failed (now or earlier), [`Error::Closed`].
     pub fn sync(&self) -> Result<()> {
+        self.check_not_removed()?;
         if self.core.shared.read_only {
             return Err(Error::ReadOnly);
         }

@@ -119,10 +119,13 @@ impl SimDisk {
 
     /// A backend writing through this disk.
     pub fn backend(self: &Arc<Self>) -> Box<dyn Backend> {
+        // Like a file description opened now: Linux reports to it only the writeback
+        // errors that happen after it was opened.
+        let seen_errors = self.state.lock().flush_errors.clone();
         Box::new(SimBackend {
             disk: self.clone(),
             started: Completed::default(),
-            seen_errors: HashMap::new(),
+            seen_errors,
         })
     }
 

@@ -18,7 +18,10 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 mod commit;
+mod handoff;
 mod rollover;
+
+use handoff::{Handoff, Staged};
 
 use crate::engine::Engine;
 use crate::housekeeping::{Checkpoint, Chore, PendingChores};
@@ -34,12 +37,6 @@ use crate::watermark::Watermarks;
 
 /// Durable bytes between checkpoints of the active segment.
 const CHECKPOINT_BYTES: u64 = 4 << 20;
-
-/// Without `Durability::Sync`, staged bytes that make a batch worth waking the writer.
-const LAZY_WRITE_BYTES: u64 = 64 << 10;
-
-/// Without `Durability::Sync`, longest a smaller batch waits before it is written.
-const LAZY_WRITE_DELAY: Duration = Duration::from_millis(1);
 
 /// Longest the writer waits for the last flush's producers to append again.
 const GATHER_MAX: Duration = Duration::from_micros(100);
@@ -95,19 +92,22 @@ pub(crate) struct Staging {
     pub(crate) spare_requested: bool,
     /// Bytes the next spare must hold at least (a batch waits for it).
     pub(crate) spare_min_bytes: u64,
-    /// The engine's writer will not look at this log again unless scheduled
-    /// ([`Engine::schedule_writer`]) or its timed wait ends.
-    writer_idle: bool,
-    /// The writer parked this log with a timeout, waiting for a small batch to grow.
-    writer_lazy: bool,
-    /// When the writer parked this log to let a small batch grow: the next look
-    /// commits it whatever its size.
-    lazy_since: Option<Instant>,
+    /// Who commits next: a producer or the engine's writer (see `handoff.rs`).
+    handoff: Handoff,
     pub(crate) closed: bool,
     stop_writer: bool,
 }
 
 impl Staging {
+    /// What is staged, for the hand-off.
+    fn staged(&self) -> Staged {
+        Staged {
+            pending: !self.chunks.is_empty(),
+            bytes: self.staged_bytes,
+            closing: self.stop_writer,
+        }
+    }
+
     /// The offset the next staged record gets.
     pub(crate) fn next_offset(&self) -> u64 {
         self.next_offset
@@ -306,10 +306,7 @@ impl Shared {
                     spare_failure: None,
                     spare_requested: prepare,
                     spare_min_bytes: 0,
-                    // Parked: the engine looks at it once scheduled.
-                    writer_idle: true,
-                    writer_lazy: false,
-                    lazy_since: None,
+                    handoff: Handoff::new(),
                     closed: false,
                     stop_writer: false,
                 }),
@@ -395,8 +392,7 @@ impl Shared {
                 return Err(Error::Closed);
             }
             if st.staged_bytes > 0 && st.staged_bytes + frames_bytes > self.opts.max_batch_bytes {
-                if st.writer_idle {
-                    st.writer_idle = false;
+                if st.handoff.room_needed() {
                     self.schedule_writer();
                 }
                 self.room_cv.wait(&mut st);
@@ -478,7 +474,7 @@ impl Shared {
             st.position,
             "chunk and staging position disagree"
         );
-        Ok((first..st.next_offset, st.writer_idle))
+        Ok((first..st.next_offset, st.handoff.parked()))
     }
 
     /// After staging: make sure someone will commit. Producers that must wait for
@@ -507,15 +503,11 @@ impl Shared {
     /// cost more than the append.
     fn wake_writer_if_work(&self) {
         let mut st = self.staging.lock();
-        // A writer parked with nothing to do must hear of the first chunk (it then waits
-        // at most LAZY_WRITE_DELAY for more); one already waiting for more is woken only
-        // when the batch is worth it.
-        let worth_it = self.opts.durability == Durability::Sync
-            || !st.writer_lazy
-            || st.staged_bytes >= LAZY_WRITE_BYTES
-            || st.closed;
-        if !st.chunks.is_empty() && st.writer_idle && worth_it {
-            st.writer_idle = false;
+        let staged = st.staged();
+        if st
+            .handoff
+            .wake_writer(staged, self.opts.durability == Durability::Sync)
+        {
             self.schedule_writer();
         }
     }

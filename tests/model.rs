@@ -1292,16 +1292,12 @@ impl Case<'_> {
         if listed != live {
             return Err(format!("the store lists topics {listed:?}, not {live:?}"));
         }
-        for (name, log, failed) in &self.removed {
+        for (name, log, _failed) in &self.removed {
             if self.topic_dir(name).exists() {
                 return Err(format!("removed topic {name}: its directory is back"));
             }
             match log.append(b"after removal") {
                 Err(Error::Closed) => {}
-                // Not as documented (`remove_topic`: "its handles get Closed"): a
-                // topic poisoned before its removal answers `Poisoned` (see
-                // `a_removed_poisoned_topic_answers_closed`, ignored until fixed).
-                Err(Error::Poisoned { .. }) if *failed => {}
                 other => {
                     return Err(format!(
                         "removed topic {name}: an append gave {other:?}, not Closed"
@@ -1933,14 +1929,12 @@ fn model_store_state_machine() {
     }
 }
 
-/// Library bug found by `model_store_state_machine` (RINGLOG_SEED=1796532426751408280,
+/// Regression, found by `model_store_state_machine` (RINGLOG_SEED=1796532426751408280,
 /// shrunk to: a `Sync` store of two topics on the simulated disk, the first write fails,
 /// `remove_topic` of the topic it poisoned, an append through its old handle):
 /// `remove_topic` documents that the removed topic's handles get `Error::Closed`, but
-/// a topic poisoned before its removal keeps answering `Error::Poisoned`. The model
-/// accepts that for now; this test holds the documented behaviour.
+/// a topic poisoned before its removal answered `Error::Poisoned`.
 #[test]
-#[ignore = "library bug: a poisoned topic's handles answer Poisoned, not Closed, after remove_topic"]
 fn a_removed_poisoned_topic_answers_closed() {
     let dir = reliability::fast_tempdir();
     let disk = SimDisk::new();

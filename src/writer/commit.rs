@@ -6,8 +6,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::handoff::Turn;
 use super::{Chunk, Committer, Service, Shared};
-use super::{FREE_BUFFERS_MAX, GATHER_MAX, LAZY_WRITE_BYTES, LAZY_WRITE_DELAY};
+use super::{FREE_BUFFERS_MAX, GATHER_MAX};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::{self, MARKER_BYTES};
@@ -264,31 +265,16 @@ impl Shared {
     /// an `Interval` flush comes due).
     pub(super) fn writer_check(&self) -> std::result::Result<(), Service> {
         let mut st = self.staging.lock();
-        st.writer_idle = false;
-        st.writer_lazy = false;
-        let waited_for_more = st.lazy_since.take().is_some();
-        let lazy = self.opts.durability != Durability::Sync
-            && st.staged_bytes < LAZY_WRITE_BYTES
-            && !waited_for_more;
-        if st.stop_writer && st.chunks.is_empty() {
-            return Err(Service::Stopped);
+        let staged = st.staged();
+        let sync = self.opts.durability == Durability::Sync;
+        match st
+            .handoff
+            .writer_turn(Instant::now(), staged, sync, || self.interval_due_in())
+        {
+            Turn::Commit => Ok(()),
+            Turn::Park(at) => Err(Service::Park(at)),
+            Turn::Stop => Err(Service::Stopped),
         }
-        if (!st.chunks.is_empty() && !lazy) || st.stop_writer {
-            return Ok(());
-        }
-        let mut timeout = self.interval_due_in();
-        if timeout == Some(Duration::ZERO) {
-            return Ok(());
-        }
-        let now = Instant::now();
-        if !st.chunks.is_empty() {
-            // A small batch: let it grow for a moment, then write it anyway.
-            timeout = Some(timeout.map_or(LAZY_WRITE_DELAY, |t| t.min(LAZY_WRITE_DELAY)));
-            st.lazy_since = Some(now);
-        }
-        st.writer_idle = true;
-        st.writer_lazy = !st.chunks.is_empty();
-        Err(Service::Park(timeout.map(|t| now + t)))
     }
 
     /// The engine writer's turn for this log alone: commits what is staged (pipelined
