@@ -426,11 +426,15 @@ pub struct IndexFile {
     pub write_bound: u64,
     /// Written at a clean close: nothing at all was written past `data_end`.
     pub clean: bool,
+    /// Written once the segment was sealed: its successor was activated (so a log whose
+    /// last segment has such a file lost the segments after it).
+    pub sealed: bool,
     /// Sparse entries, strictly increasing in offset and position.
     pub entries: Vec<IndexEntry>,
 }
 
 const INDEX_FLAG_CLEAN: u32 = 1;
+const INDEX_FLAG_SEALED: u32 = 2;
 
 impl IndexFile {
     /// Encodes the index file, checksum included.
@@ -439,7 +443,8 @@ impl IndexFile {
         let mut out = vec![0u8; INDEX_HEADER_BYTES as usize + entries_bytes];
         out[0..8].copy_from_slice(&INDEX_MAGIC);
         out[8..12].copy_from_slice(&INDEX_VERSION.to_le_bytes());
-        let flags = if self.clean { INDEX_FLAG_CLEAN } else { 0 };
+        let flags = if self.clean { INDEX_FLAG_CLEAN } else { 0 }
+            | if self.sealed { INDEX_FLAG_SEALED } else { 0 };
         out[12..16].copy_from_slice(&flags.to_le_bytes());
         out[16..24].copy_from_slice(&self.segment_id.to_le_bytes());
         out[24..32].copy_from_slice(&self.nonce.to_le_bytes());
@@ -488,7 +493,7 @@ impl IndexFile {
             return Err(FormatError::UnknownVersion(version));
         }
         let flags = u32_at(bytes, 12);
-        if flags & !INDEX_FLAG_CLEAN != 0 {
+        if flags & !(INDEX_FLAG_CLEAN | INDEX_FLAG_SEALED) != 0 {
             return Err(FormatError::BadField {
                 field: "index flags",
                 value: flags as u64,
@@ -502,6 +507,7 @@ impl IndexFile {
             next_offset: u64_at(bytes, 48),
             write_bound: u64_at(bytes, 56),
             clean: flags & INDEX_FLAG_CLEAN != 0,
+            sealed: flags & INDEX_FLAG_SEALED != 0,
             entries: Vec::with_capacity(entries_count as usize),
         };
         if index.data_end < SEGMENT_HEADER_BYTES || index.data_end > segment_bytes {
@@ -715,6 +721,7 @@ mod tests {
             next_offset: 1100,
             write_bound: 1 << 20,
             clean: true,
+            sealed: false,
             entries: vec![
                 IndexEntry {
                     offset: 1000,

@@ -143,7 +143,7 @@ impl Shared {
         for (segment, data_end, next_offset) in seals {
             segment.close_flush_handle();
             // Best effort: a missing index is rebuilt from the data when needed.
-            let _ = segment.persist_index(&self.dir, data_end, next_offset, false, 0);
+            let _ = segment.persist_sealed_index(&self.dir, data_end, next_offset);
         }
     }
 

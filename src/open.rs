@@ -461,9 +461,13 @@ pub(crate) fn beyond_refusal(
 /// - an intact index file naming a segment past the last activated one whose file is
 ///   missing means that segment was activated (only activated segments get one).
 ///
+/// - the last activated segment's index file says it was sealed: its successor was
+///   activated, and is gone.
+///
 /// `ids` are the segment files present, ascending. Both the active segment's file and
-/// its index file lost, with no later file, leave nothing to tell the log from one
-/// whose newest segment is the one before: that loss is not detected.
+/// its index file lost, with no later file, are detected when the segment before had its
+/// sealed index written (the housekeeper writes it right after the rollover, unsynced: a
+/// power cut just after a rollover can take it away with the loss undetected).
 pub(crate) fn lost_segment(
     dir: &Path,
     ids: &[u64],
@@ -494,6 +498,23 @@ pub(crate) fn lost_segment(
             ));
         }
         expected = id + 1;
+    }
+    if let Some(last) = last_activated {
+        let sealed = std::fs::read(segment::index_path(dir, last))
+            .ok()
+            .and_then(|bytes| IndexFile::decode(&bytes, format::MAX_SEGMENT_BYTES).ok())
+            .is_some_and(|file| file.segment_id == last && file.sealed);
+        if sealed {
+            let missing = last + 1;
+            return Some(Error::corruption(
+                segment::segment_path(dir, missing),
+                0,
+                format!(
+                    "segment {missing} is missing, yet segment {last}'s index file shows it was sealed (segment {missing} was activated after it): it may hold acknowledged records, which appending would hand out again; {}",
+                    remedy(missing)
+                ),
+            ));
+        }
     }
     let orphan = index_ids
         .iter()

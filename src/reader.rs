@@ -136,7 +136,7 @@ impl Shared {
         // Best effort: the next open loads it instead of scanning again. A read-only
         // handle changes nothing on disk.
         if !self.read_only {
-            let _ = segment.persist_index(&self.dir, outcome.end_position, end_offset, false, 0);
+            let _ = segment.persist_sealed_index(&self.dir, outcome.end_position, end_offset);
         }
         Ok(())
     }

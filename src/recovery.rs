@@ -683,6 +683,7 @@ mod tests {
             next_offset: out.next_offset,
             write_bound: u64::MAX,
             clean: true,
+            sealed: false,
             entries: out.entries,
         }
     }
@@ -733,6 +734,7 @@ mod tests {
             next_offset: 100,
             write_bound: u64::MAX,
             clean: true,
+            sealed: false,
             entries: vec![],
         };
         assert_eq!(check_checkpoint(&b.bytes, 100, &empty), Ok(()));

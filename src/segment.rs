@@ -417,6 +417,29 @@ impl Segment {
         clean: bool,
         reserve: u64,
     ) -> Result<()> {
+        self.persist_index_file(dir, data_end, next_offset, clean, false, reserve)
+    }
+
+    /// Persists the index of a segment just sealed (its successor is activated), saying
+    /// so: a log whose last segment has such an index lost the segments after it.
+    pub(crate) fn persist_sealed_index(
+        &self,
+        dir: &Path,
+        data_end: u64,
+        next_offset: u64,
+    ) -> Result<()> {
+        self.persist_index_file(dir, data_end, next_offset, false, true, 0)
+    }
+
+    fn persist_index_file(
+        &self,
+        dir: &Path,
+        data_end: u64,
+        next_offset: u64,
+        clean: bool,
+        sealed: bool,
+        reserve: u64,
+    ) -> Result<()> {
         let mut promised = self.promised_bound.lock();
         // Synced whenever it is to extend what the writer may rely on, whatever an
         // earlier, failed write promised.
@@ -431,6 +454,7 @@ impl Segment {
             next_offset,
             write_bound,
             clean,
+            sealed,
             entries: entries
                 .into_iter()
                 .filter(|e| e.offset < next_offset && e.position < data_end)

@@ -42,7 +42,7 @@ fn set_len(path: &Path, len: u64) {
 #[test]
 fn verify_reports_every_state_that_open_refuses() {
     type Damage = fn(&Path, &Path) -> PathBuf;
-    let cases: [(&str, Damage); 6] = [
+    let cases: [(&str, Damage); 7] = [
         ("active segment cut to 0 bytes", |_, active| {
             set_len(active, 0);
             active.to_path_buf()
@@ -73,6 +73,15 @@ fn verify_reports_every_state_that_open_refuses() {
             }
             dir.join("00000000000000000000.seg")
         }),
+        (
+            "active segment, its index and the spare deleted (the one before says it was sealed)",
+            |_, active| {
+                std::fs::remove_file(spare_after(active)).unwrap();
+                std::fs::remove_file(active).unwrap();
+                std::fs::remove_file(active.with_extension("idx")).unwrap();
+                active.to_path_buf()
+            },
+        ),
         ("data in the spare", |_, active| {
             let spare = spare_after(active);
             let mut bytes = std::fs::read(&spare).unwrap();
