@@ -408,9 +408,18 @@ fn repair_of_a_topic_is_refused_while_a_writer_holds_the_store() {
     let input = writer.stdin.as_mut().unwrap();
     input.write_all(b"one\ntwo\nthree\n").unwrap();
     input.flush().unwrap();
-    // Let the writer append: the topic is undamaged.
+    // Let the writer create the topic and append: the topic is undamaged. (Until the
+    // writer has created it, `dump` says the store has no such topic.)
     let deadline = Instant::now() + Duration::from_secs(10);
-    while dumped(store, "x").len() < 3 {
+    let appended = || {
+        let run = ringlog(&["dump", arg(store), "--topic", "x", "--json"]);
+        if run.code != 0 {
+            assert!(run.stderr.contains("has no topic"), "{run:?}");
+            return 0;
+        }
+        ndjson(&run.stdout).len()
+    };
+    while appended() < 3 {
         assert!(Instant::now() < deadline, "the writer never appended");
         std::thread::sleep(Duration::from_millis(20));
     }
