@@ -504,8 +504,10 @@ pub(crate) fn lost_segment(
             .ok()
             .and_then(|bytes| IndexFile::decode(&bytes, format::MAX_SEGMENT_BYTES).ok())
             .is_some_and(|file| file.segment_id == last && file.sealed);
-        if sealed {
-            let missing = last + 1;
+        let missing = last + 1;
+        // A successor whose file is there but whose header is not an activated one's is
+        // damage of its own, reported as such when the file is classified.
+        if sealed && !ids.contains(&missing) {
             return Some(Error::corruption(
                 segment::segment_path(dir, missing),
                 0,
