@@ -115,7 +115,9 @@ impl Follower {
         }
     }
 
-    /// The offset of the next record the follower will yield.
+    /// The offset of the next record the follower will yield. (Through a
+    /// `&mut Follower`, `f.position()` names [`Iterator::position`]: write
+    /// `Follower::position(f)` there.)
     pub fn position(&self) -> u64 {
         self.iter.next_offset()
     }

@@ -29,8 +29,9 @@ impl Record {
         self.offset
     }
 
-    /// Milliseconds since the Unix epoch when the record was appended (never decreasing
-    /// within one open log).
+    /// Milliseconds since the Unix epoch when the record was appended, or the time given
+    /// to [`Log::append_at`](crate::Log::append_at); never decreasing along the log, also
+    /// across reopens.
     pub fn timestamp_ms(&self) -> u64 {
         self.timestamp_ms
     }
