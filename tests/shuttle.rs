@@ -361,6 +361,49 @@ fn close_races_producers() {
     });
 }
 
+/// Two followers blocked at the end of the log while a producer appends (each append
+/// must wake them: a lost wake-up leaves them asleep, which shuttle reports as a
+/// deadlock), then `close()`: each follower yields every record, in order, and ends with
+/// `Closed`. Under `Sync` (the read watermark is the durable one, moved by the flush) and
+/// under `None` (the written one, moved by the write).
+#[test]
+fn followers_are_woken_and_ended_by_close() {
+    for durability in [Durability::Sync, Durability::None] {
+        let name = format!("followers_are_woken_and_ended_by_close {durability:?}");
+        explore(&name, iterations(), move || {
+            let world = Arc::new(World::open(durability, SimDisk::new()).expect("open"));
+            let followers: Vec<_> = (0..2)
+                .map(|_| {
+                    let mut follower = world.log.follow(0).expect("follow");
+                    shuttle::thread::spawn(move || {
+                        let mut offsets = Vec::new();
+                        loop {
+                            match follower.next() {
+                                Some(Ok(record)) => offsets.push(record.offset()),
+                                Some(Err(Error::Closed)) => return offsets,
+                                other => panic!("follower: {other:?}"),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let producer = {
+                let world = world.clone();
+                shuttle::thread::spawn(move || {
+                    for i in 0..3u64 {
+                        world.log.append(&payload(0, i)).expect("append");
+                    }
+                })
+            };
+            producer.join().expect("producer");
+            world.log.close().expect("close");
+            for follower in followers {
+                assert_eq!(follower.join().expect("follower"), [0, 1, 2]);
+            }
+        });
+    }
+}
+
 /// The `n`-th disk operation fails (a write or a flush, with EIO) while three `Sync`
 /// producers append: the log is poisoned (later appends and `sync()` fail; nobody
 /// hangs), every acknowledgement that did return was durable without the failed
