@@ -414,6 +414,108 @@ fn open_time(dir: &Path, segments: usize, segment_bytes: u64) -> Duration {
     best
 }
 
+/// End-to-end latency of `followers` in-process followers: from a `Sync` append's return
+/// to each follower yielding that record (negative when the follower, woken by the flush,
+/// got there before the producer returned). Returns (deltas of every follower and record,
+/// sorted, ns; append latencies, sorted, ns).
+fn follow_latency(dir: &Path, io: IoBackend, followers: usize, n: usize) -> (Vec<i64>, Vec<u64>) {
+    let log = Log::open(dir, Options::default().io(io)).expect("open");
+    let record = vec![0x42u8; 100];
+    let epoch = Instant::now();
+    let handles: Vec<_> = (0..followers)
+        .map(|_| {
+            let mut follower = log.follow(0).expect("follow");
+            std::thread::spawn(move || {
+                let mut seen = Vec::with_capacity(n);
+                for _ in 0..n {
+                    follower.next().expect("record").expect("read");
+                    seen.push(epoch.elapsed().as_nanos() as i64);
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut returned = Vec::with_capacity(n);
+    let mut append_ns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        log.append(&record).unwrap();
+        let done = epoch.elapsed().as_nanos() as i64;
+        append_ns.push(t.elapsed().as_nanos() as u64);
+        returned.push(done);
+    }
+    let mut deltas = Vec::with_capacity(n * followers);
+    for handle in handles {
+        let seen = handle.join().unwrap();
+        // The first records are warm-up (threads starting, first mappings).
+        deltas.extend(seen.iter().zip(&returned).skip(50).map(|(s, r)| s - r));
+    }
+    log.close().unwrap();
+    deltas.sort_unstable();
+    append_ns.sort_unstable();
+    (deltas, append_ns)
+}
+
+/// One producer appending `n` records of 100 B under `Durability::None` and one follower
+/// reading them as they are written. Returns (appends/s, records/s the follower yielded,
+/// both from the start).
+fn follow_rate(dir: &Path, io: IoBackend, n: usize) -> (f64, f64) {
+    let log = open(dir, Durability::None, io);
+    let record = vec![0x42u8; 100];
+    let mut follower = log.follow(0).expect("follow");
+    let start = Instant::now();
+    let reader = std::thread::spawn(move || {
+        for _ in 0..n {
+            follower.next().expect("record").expect("read");
+        }
+        start.elapsed()
+    });
+    for _ in 0..n {
+        log.append(&record).unwrap();
+    }
+    let appended = start.elapsed();
+    log.sync().unwrap();
+    let followed = reader.join().unwrap();
+    log.close().unwrap();
+    (
+        n as f64 / appended.as_secs_f64(),
+        n as f64 / followed.as_secs_f64(),
+    )
+}
+
+/// `seek_time` on a log of `n` records of 100 B in 1 MiB segments, one record a
+/// millisecond apart: latencies of `seeks` seeks to pseudo-random times (sorted, ns) and
+/// the number of segments.
+fn seek_time(dir: &Path, io: IoBackend, n: usize, seeks: usize) -> (Vec<u64>, usize) {
+    let opts = Options::default()
+        .io(io)
+        .durability(Durability::None)
+        .segment_bytes(1 << 20);
+    let log = Log::open(dir, opts).expect("open");
+    let record = vec![0x42u8; 100];
+    let base = 1_600_000_000_000u64;
+    for i in 0..n as u64 {
+        log.append_at(base + i, &record).unwrap();
+    }
+    log.sync().unwrap();
+    let segments = log.segments().unwrap().len();
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut lat = Vec::with_capacity(seeks);
+    for _ in 0..seeks {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let target = x % n as u64;
+        let t = Instant::now();
+        let found = log.seek_time(base + target).unwrap();
+        lat.push(t.elapsed().as_nanos() as u64);
+        assert_eq!(found, target);
+    }
+    log.close().unwrap();
+    lat.sort_unstable();
+    (lat, segments)
+}
+
 /// Whether the section named `name` runs (`RINGLOG_BENCH_ONLY=scan,open` picks some).
 fn wanted(name: &str) -> bool {
     std::env::var("RINGLOG_BENCH_ONLY").map_or(true, |only| only.split(',').any(|o| o == name))
@@ -574,6 +676,35 @@ fn main() {
                 percentile(&lat, 0.99) as f64 / 1e3
             );
         }
+    }
+    if wanted("follow") {
+        let us = |v: i64| format!("{:.1} µs", v as f64 / 1000.0);
+        for followers in [1usize, 8] {
+            let (deltas, append_ns) =
+                follow_latency(&fresh("follow-latency"), io, followers, scaled(3000));
+            let p = |q: f64| deltas[((deltas.len() as f64 * q) as usize).min(deltas.len() - 1)];
+            println!(
+                "| {followers} follower(s), Sync, 100 B: append return -> follower yields it, p50 {} p99 {} (append itself p50 {} p99 {}) | | | | p50 ≤ 50 µs above the flush |",
+                us(p(0.5)),
+                us(p(0.99)),
+                us(percentile(&append_ns, 0.5) as i64),
+                us(percentile(&append_ns, 0.99) as i64),
+            );
+        }
+        let (append_rate, follow_rate) = follow_rate(&fresh("follow-rate"), io, scaled(10_000_000));
+        row(
+            "None, 1 producer + 1 follower, 100 B: follower records/s vs append rate",
+            format!("{follow_rate:.0}"),
+            format!("{append_rate:.0}"),
+            follow_rate / append_rate,
+            "≥ 0.9",
+        );
+        let (lat, segments) = seek_time(&fresh("seek-time"), io, scaled(500_000), 10_000);
+        println!(
+            "| seek_time, {segments} segments of 1 MiB, 100 B records: p50 {:.1} µs p99 {:.1} µs | | | | ≤ 20 µs (10 GiB log) |",
+            percentile(&lat, 0.5) as f64 / 1e3,
+            percentile(&lat, 0.99) as f64 / 1e3
+        );
     }
     if wanted("open") {
         let small = open_time(&fresh("open-small"), 3, 1 << 20);

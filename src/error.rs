@@ -97,6 +97,17 @@ pub enum Error {
     #[error("invalid options: {0}")]
     InvalidOptions(String),
 
+    /// A record timestamp given to [`Log::append_at`](crate::Log::append_at) that the log
+    /// refuses: more than a day ahead of the wall clock (one bad value would otherwise
+    /// pin every later record's timestamp, which never decreases).
+    #[error("invalid timestamp {ts_ms} ms: {reason}")]
+    InvalidTimestamp {
+        /// The timestamp given, in milliseconds since the Unix epoch.
+        ts_ms: u64,
+        /// Why it is refused.
+        reason: String,
+    },
+
     /// A topic name a store does not accept (1 to 200 bytes of ASCII letters, digits,
     /// `.`, `_` and `-`, not `.` or `..`), or a name whose place in the store holds
     /// something that is not a topic.

@@ -1,13 +1,268 @@
-//! Following a log that another process writes: a read-only handle finds new records by
-//! scanning past the end it knows, and picks up segments the writer activates.
+//! Following a log: a [`Follower`] yields the history from an offset, then each new
+//! record as it becomes readable, blocking (or pending, as a `Stream`) in between,
+//! never polling a writable log. And how a read-only handle finds what a writer in
+//! another process appended: by scanning past the end it knows, picking up the segments
+//! the writer activates.
+//!
+//! A follower blocked at the end of a writable log sleeps on its own futex word,
+//! registered with the offset it waits for (`Watermarks::wait_readable`); whoever moves
+//! the read watermark wakes exactly the followers whose offset became readable (see
+//! `watermark.rs`). It reads from the segment mappings, like any reader: the writer never
+//! waits for it, and a slow follower misses nothing.
 
 use std::fs::File;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::format::SEGMENT_HEADER_BYTES;
+use crate::log::Log;
+use crate::reader::{Iter, Record};
 use crate::recovery::{self, ScanStart};
 use crate::segment::{self, Segment};
+use crate::watermark::{OPEN, REMOVED};
 use crate::writer::Shared;
+
+/// How often a follower of a read-only handle looks for records a writer in another
+/// process appended ([`Log::refresh`]). A later step wakes it through a futex in a
+/// mapping both processes share, as an in-process follower is woken.
+pub(crate) const READ_ONLY_REFRESH_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Follows a log: yields its records in offset order from a starting offset, then each
+/// new one as it becomes readable (durable under [`Durability::Sync`] and
+/// [`Durability::Interval`], written under [`Durability::None`] or with
+/// [`Options::read_unflushed`]), blocking in between. Made by [`Log::follow`].
+///
+/// As an [`Iterator`], `next()` blocks until the next record is readable and returns
+/// `None` only after an error ended the follower; [`Follower::next_timeout`] waits at
+/// most a given time. As a [`futures_core::Stream`] it is pending at the end and is woken
+/// by the writer, under any executor (no runtime is needed).
+///
+/// A follower waits without polling: the writer (or the engine's waker thread) wakes it
+/// when its next record becomes readable. A follower of a read-only handle
+/// ([`Log::open_read_only`], the writer in another process) looks for new records with
+/// [`Log::refresh`] every 10 ms for now.
+///
+/// A follower reads from the segment mappings like any reader: it never slows the
+/// writer, and a slow one misses nothing. It ends with [`Error::Closed`] once the log is
+/// closed (by [`Log::close`] or [`Store::remove_topic`](crate::Store::remove_topic)) and
+/// it has yielded every record that was readable then (none, for a removed topic), and
+/// with [`Error::Poisoned`] at the end of a poisoned log; after an error it yields
+/// nothing more. A follower is a handle of its log: the log stays open while one exists.
+///
+/// ```
+/// use std::time::Duration;
+/// use ringlog::{Log, Options};
+///
+/// # fn main() -> ringlog::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let log = Log::open(dir.path(), Options::default().segment_bytes(1 << 20))?;
+/// log.append(b"before")?;
+/// let mut follower = log.follow(0)?;
+/// let reader = std::thread::spawn(move || -> ringlog::Result<Vec<u8>> {
+///     let mut seen = Vec::new();
+///     for record in follower.by_ref().take(2) {
+///         seen.extend_from_slice(record?.payload());
+///     }
+///     // Nothing more arrives: `next_timeout` gives up.
+///     assert!(follower.next_timeout(Duration::from_millis(10)).is_none());
+///     Ok(seen)
+/// });
+/// log.append(b"+after")?;
+/// assert_eq!(reader.join().unwrap()?, b"before+after");
+/// # Ok(())
+/// # }
+/// ```
+///
+/// [`Durability::Sync`]: crate::Durability::Sync
+/// [`Durability::Interval`]: crate::Durability::Interval
+/// [`Durability::None`]: crate::Durability::None
+/// [`Options::read_unflushed`]: crate::Options::read_unflushed
+pub struct Follower {
+    /// Keeps the log open while the follower exists.
+    _log: Log,
+    shared: Arc<Shared>,
+    iter: Iter,
+    /// After an error: yields nothing more.
+    ended: bool,
+    /// A read-only handle's stream: a timer is armed to wake the task for a refresh.
+    refresh_timer_armed: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Follower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follower")
+            .field("position", &self.position())
+            .field("lag", &self.lag())
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Follower {
+    /// A follower of `log` (whose shared state is `shared`) from `from`, which the
+    /// caller checked: `first_offset() <= from <= next_offset()`.
+    pub(crate) fn new(log: Log, shared: Arc<Shared>, from: u64) -> Follower {
+        Follower {
+            _log: log,
+            iter: Iter::unchecked(shared.clone(), from),
+            shared,
+            ended: false,
+            refresh_timer_armed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The offset of the next record the follower will yield. (Through a
+    /// `&mut Follower`, `f.position()` names [`Iterator::position`]: write
+    /// `Follower::position(f)` there.)
+    pub fn position(&self) -> u64 {
+        self.iter.next_offset()
+    }
+
+    /// Records readable now that the follower has not yielded yet.
+    pub fn lag(&self) -> u64 {
+        self.shared.visible_offset().saturating_sub(self.position())
+    }
+
+    /// Like `next()`, waiting at most `timeout` for the next record: `None` when none
+    /// became readable in time (or the follower has ended).
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<Record>> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.next_until(deadline)
+    }
+
+    /// The next record, waiting for it until `deadline` (`None`: for ever).
+    fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<Record>> {
+        loop {
+            if self.ended {
+                return None;
+            }
+            if let Some(item) = self.try_next() {
+                return Some(item);
+            }
+            let position = Follower::position(self);
+            if self.shared.read_only {
+                // No writer in this process to wake us: look for new records now and
+                // then (woken sooner if another thread of this process refreshes).
+                let next_look = Instant::now() + READ_ONLY_REFRESH_INTERVAL;
+                let until = deadline.map_or(next_look, |d| d.min(next_look));
+                self.shared.marks.wait_readable(position, Some(until));
+                if let Err(e) = self.shared.refresh() {
+                    return Some(self.end(e));
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return self.try_next();
+                }
+            } else if !self.shared.marks.wait_readable(position, deadline) {
+                return self.try_next();
+            }
+        }
+    }
+
+    /// The next record if one is readable now; the end of the follower if the log was
+    /// closed or poisoned; `None` if it must wait.
+    fn try_next(&mut self) -> Option<Result<Record>> {
+        if self.ended {
+            return None;
+        }
+        let marks = &self.shared.marks;
+        if marks.state() == REMOVED {
+            return Some(self.end(Error::Closed));
+        }
+        match self.iter.next() {
+            Some(Ok(record)) => return Some(Ok(record)),
+            Some(Err(e)) => return Some(self.end(e)),
+            None => {}
+        }
+        let closed = marks.state() != OPEN;
+        let poisoned = marks.is_poisoned();
+        if !closed && !poisoned {
+            return None;
+        }
+        // Closing (or poisoning) comes after the last watermark move: what became
+        // readable before it is still yielded.
+        match self.iter.next() {
+            Some(Ok(record)) => Some(Ok(record)),
+            Some(Err(e)) => Some(self.end(e)),
+            None if closed => Some(self.end(Error::Closed)),
+            None => {
+                let error = self.shared.poisoned();
+                Some(self.end(error))
+            }
+        }
+    }
+
+    fn end(&mut self, error: Error) -> Result<Record> {
+        self.ended = true;
+        Err(error)
+    }
+
+    /// For a read-only handle's stream: wakes the task after a while, to refresh.
+    fn arm_refresh_timer(&self, cx: &Context<'_>) -> Result<()> {
+        if self.refresh_timer_armed.swap(true, SeqCst) {
+            return Ok(());
+        }
+        let armed = self.refresh_timer_armed.clone();
+        let waker = cx.waker().clone();
+        std::thread::Builder::new()
+            .name("ringlog-follow-timer".into())
+            .spawn(move || {
+                std::thread::sleep(READ_ONLY_REFRESH_INTERVAL);
+                armed.store(false, SeqCst);
+                waker.wake();
+            })
+            .map(drop)
+            .map_err(|e| {
+                self.refresh_timer_armed.store(false, SeqCst);
+                Error::io("spawn thread", "ringlog-follow-timer", e)
+            })
+    }
+}
+
+impl Iterator for Follower {
+    type Item = Result<Record>;
+
+    /// The next record, blocking until it is readable. `None` only after the follower
+    /// ended with an error.
+    fn next(&mut self) -> Option<Result<Record>> {
+        self.next_until(None)
+    }
+}
+
+impl futures_core::Stream for Follower {
+    type Item = Result<Record>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Record>>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if this.shared.read_only {
+            if let Err(e) = this.shared.refresh() {
+                return Poll::Ready(Some(this.end(e)));
+            }
+        }
+        if let Some(item) = this.try_next() {
+            return Poll::Ready(Some(item));
+        }
+        this.shared
+            .marks
+            .register_follower(Follower::position(this), cx.waker());
+        // Readable (or closed) before we registered? Then no wake may come.
+        if let Some(item) = this.try_next() {
+            return Poll::Ready(Some(item));
+        }
+        if this.shared.read_only {
+            if let Err(e) = this.arm_refresh_timer(cx) {
+                return Poll::Ready(Some(this.end(e)));
+            }
+        }
+        Poll::Pending
+    }
+}
 
 impl Shared {
     /// Scans for records appended since the last look; returns the new read watermark.

@@ -53,6 +53,7 @@ mod options;
 mod reader;
 mod recovery;
 mod report;
+mod seek;
 mod segment;
 #[doc(hidden)]
 pub mod sim;
@@ -63,6 +64,7 @@ mod watermark;
 mod writer;
 
 pub use error::{Error, Result};
+pub use follow::Follower;
 /// The on-disk format version this build reads and writes.
 pub use format::FORMAT_VERSION;
 #[doc(hidden)]

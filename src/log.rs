@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::follow::Follower;
 use crate::io::{self, FaultPlan};
 use crate::open::Access;
 use crate::options::{Durability, Options};
@@ -22,6 +23,9 @@ use crate::writer::{Shared, Start};
 
 /// Name of the lock file inside a log directory.
 const LOCK_FILE: &str = "ringlog.lock";
+
+/// How far ahead of the wall clock [`Log::append_at`] accepts a timestamp: a day.
+const APPEND_AT_AHEAD_MAX_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// A durable, append-only, segmented log: one directory opened with [`Log::open`], or a
 /// topic of a [`Store`](crate::Store).
@@ -431,6 +435,150 @@ impl Log {
         self.read_range(from, n)
     }
 
+    /// Follows the log from `from`: a [`Follower`] yields the records from there on, in
+    /// offset order, then each new one as it becomes readable (blocking in between, or
+    /// pending as a `Stream`). `from` may be anywhere in `first_offset()..=next_offset()`,
+    /// also past the read watermark (a record staged but not readable yet: the follower
+    /// waits for it). The follower keeps the log open while it exists.
+    ///
+    /// ```
+    /// use ringlog::{Log, Options};
+    ///
+    /// # fn main() -> ringlog::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let log = Log::open(dir.path(), Options::default().segment_bytes(1 << 20))?;
+    /// let mut follower = log.follow(log.next_offset())?;
+    /// let producer = log.clone();
+    /// std::thread::spawn(move || producer.append(b"news"));
+    /// let record = follower.next().unwrap()?; // blocks until it is durable
+    /// assert_eq!(record.payload(), b"news");
+    /// assert_eq!(follower.position(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OffsetOutOfRange`] if `from` is below `first_offset()` or past
+    /// `next_offset()`; [`Error::Closed`] for a removed topic.
+    pub fn follow(&self, from: u64) -> Result<Follower> {
+        self.check_not_removed()?;
+        let first = self.first_offset();
+        let next = self.next_offset();
+        if from < first || from > next {
+            return Err(Error::OffsetOutOfRange {
+                offset: from,
+                first,
+                next,
+            });
+        }
+        Ok(Follower::new(self.clone(), self.core.shared.clone(), from))
+    }
+
+    /// The first offset whose record's timestamp is at or after `ts_ms` (milliseconds
+    /// since the Unix epoch), among the readable records; [`Log::next_offset`] if there
+    /// is none. Timestamps never decrease along a log, so `log.follow(log.seek_time(t)?)`
+    /// follows everything since `t`. (If records are staged but not readable yet, and
+    /// the last of them is at or after `ts_ms`, the answer is the first of them: no
+    /// record at or after `ts_ms` is ever skipped.)
+    ///
+    /// No scan: a binary search over the segments by their first record's timestamp,
+    /// then over the sparse index entries of one segment, then a walk of at most one
+    /// index interval (4 KiB by default).
+    ///
+    /// ```
+    /// use ringlog::{Log, Options};
+    ///
+    /// # fn main() -> ringlog::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let log = Log::open(dir.path(), Options::default().segment_bytes(1 << 20))?;
+    /// log.append_at(1_000, b"a")?;
+    /// log.append_at(2_000, b"b")?;
+    /// assert_eq!(log.seek_time(1_500)?, 1);
+    /// assert_eq!(log.seek_time(2_000)?, 1);
+    /// assert_eq!(log.seek_time(2_001)?, log.next_offset());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corruption`] if a record it reads fails its checks; [`Error::Io`] when a
+    /// segment cannot be mapped; [`Error::Closed`] for a removed topic.
+    pub fn seek_time(&self, ts_ms: u64) -> Result<u64> {
+        self.check_not_removed()?;
+        self.core.shared.seek_time(ts_ms)
+    }
+
+    /// Appends one record with the timestamp `ts_ms` (milliseconds since the Unix epoch)
+    /// instead of the wall clock's, and returns its offset; durable when it returns as
+    /// for [`Log::append`]. Timestamps never decrease along a log: one below the last
+    /// record's is raised to it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTimestamp`] for a timestamp more than a day ahead of the wall
+    /// clock (it would pin every later record's timestamp); otherwise as [`Log::append`].
+    pub fn append_at(&self, ts_ms: u64, payload: &[u8]) -> Result<u64> {
+        self.check_not_removed()?;
+        let limit_ms = crate::segment::now_ms().saturating_add(APPEND_AT_AHEAD_MAX_MS);
+        if ts_ms > limit_ms {
+            return Err(Error::InvalidTimestamp {
+                ts_ms,
+                reason: format!(
+                    "more than a day ahead of the wall clock (at most {limit_ms} now); \
+                     timestamps never decrease, so it would pin every later record's"
+                ),
+            });
+        }
+        let (range, writer_idle) = self.core.shared.stage_at(&[payload], Some(ts_ms))?;
+        if self.core.shared.opts.durability == Durability::Sync {
+            self.core.shared.kick(writer_idle, true)?;
+            self.core.shared.wait_durable(range.start)?;
+        } else {
+            self.core.shared.kick(writer_idle, false)?;
+        }
+        Ok(range.start)
+    }
+
+    /// Up to `max_records` readable records just below `offset`, in offset order (the
+    /// last of them is `offset - 1`): a page backwards from `offset`.
+    ///
+    /// ```
+    /// use ringlog::{Log, Options};
+    ///
+    /// # fn main() -> ringlog::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let log = Log::open(dir.path(), Options::default().segment_bytes(1 << 20))?;
+    /// log.append_batch(&[b"a".as_slice(), b"b", b"c"])?;
+    /// let page: Vec<u64> = log.read_before(3, 2)?.iter().map(|r| r.offset()).collect();
+    /// assert_eq!(page, [1, 2]);
+    /// assert!(log.read_before(0, 10)?.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OffsetOutOfRange`] if `offset` is below `first_offset()` or past the read
+    /// watermark; [`Error::Corruption`].
+    pub fn read_before(&self, offset: u64, max_records: usize) -> Result<Vec<Record>> {
+        self.check_not_removed()?;
+        let first = self.first_offset();
+        let visible = self.core.shared.visible_offset();
+        if offset < first || offset > visible {
+            return Err(Error::OffsetOutOfRange {
+                offset,
+                first,
+                next: visible,
+            });
+        }
+        let from = offset
+            .saturating_sub(u64::try_from(max_records).unwrap_or(u64::MAX))
+            .max(first);
+        self.read_range(from, (offset - from) as usize)
+    }
+
     /// The first offset in the log.
     pub fn first_offset(&self) -> u64 {
         self.core.shared.first_offset.load(SeqCst)
@@ -554,6 +702,7 @@ impl LogCore {
     /// [`Error::Closed`].
     pub(crate) fn close_removed(&self) -> Result<()> {
         self.removed.store(true, SeqCst);
+        self.shared.marks.close(true);
         self.close()
     }
 

@@ -29,8 +29,9 @@ impl Record {
         self.offset
     }
 
-    /// Milliseconds since the Unix epoch when the record was appended (never decreasing
-    /// within one open log).
+    /// Milliseconds since the Unix epoch when the record was appended, or the time given
+    /// to [`Log::append_at`](crate::Log::append_at); never decreasing along the log, also
+    /// across reopens.
     pub fn timestamp_ms(&self) -> u64 {
         self.timestamp_ms
     }
@@ -54,14 +55,10 @@ impl std::fmt::Debug for Record {
 impl Shared {
     /// First offset readers cannot see yet.
     pub(crate) fn visible_offset(&self) -> u64 {
-        if self.opts.readers_see_written() {
-            self.marks.written()
-        } else {
-            self.marks.durable()
-        }
+        self.marks.readable()
     }
 
-    fn out_of_range(&self, offset: u64) -> Error {
+    pub(crate) fn out_of_range(&self, offset: u64) -> Error {
         Error::OffsetOutOfRange {
             offset,
             first: self.first_offset.load(std::sync::atomic::Ordering::SeqCst),
@@ -70,7 +67,7 @@ impl Shared {
     }
 
     /// The segment holding `offset`.
-    fn segment_for(&self, offset: u64) -> Option<Arc<Segment>> {
+    pub(crate) fn segment_for(&self, offset: u64) -> Option<Arc<Segment>> {
         let segments = self.segments.read();
         let after = segments.partition_point(|s| s.base_offset() <= offset);
         after.checked_sub(1).map(|i| segments[i].clone())
@@ -141,6 +138,19 @@ impl Shared {
         Ok(())
     }
 
+    /// The timestamp of the last record below `end_offset` (the end of what recovery
+    /// found, readable or not yet), or 0 for an empty log. Damage that keeps it from
+    /// being read also gives 0: reads of that record report it.
+    pub(crate) fn tail_timestamp_ms(&self, end_offset: u64) -> u64 {
+        let first = self.first_offset.load(std::sync::atomic::Ordering::SeqCst);
+        let Some(last) = end_offset.checked_sub(1).filter(|&last| last >= first) else {
+            return 0;
+        };
+        self.segment_for(last)
+            .and_then(|segment| self.find(&segment, last).ok())
+            .map_or(0, |(record, _)| record.timestamp_ms)
+    }
+
     /// Reads the record at `offset`, checked against its checksum.
     pub(crate) fn read(&self, offset: u64) -> Result<Record> {
         let first = self.first_offset.load(std::sync::atomic::Ordering::SeqCst);
@@ -156,7 +166,7 @@ impl Shared {
 
     /// Finds and reads the record `offset` (known to be visible) in `segment`; returns
     /// it and the position after it.
-    fn find(&self, segment: &Arc<Segment>, offset: u64) -> Result<(Record, u64)> {
+    pub(crate) fn find(&self, segment: &Arc<Segment>, offset: u64) -> Result<(Record, u64)> {
         self.ensure_index(segment, false)?;
         let (floor, unchecked) = {
             let index = segment.index.read();
@@ -335,7 +345,11 @@ fn decode_at(segment: &Segment, bytes: &[u8], position: u64) -> Result<format::F
 
 /// Reads the record `expected` at `position` (skipping commit markers). Returns it and
 /// the position after it.
-fn read_frame(segment: &Arc<Segment>, mut position: u64, expected: u64) -> Result<(Record, u64)> {
+pub(crate) fn read_frame(
+    segment: &Arc<Segment>,
+    mut position: u64,
+    expected: u64,
+) -> Result<(Record, u64)> {
     let bytes = segment.bytes()?;
     loop {
         let frame = decode_at(segment, bytes, position)?;
@@ -398,6 +412,20 @@ impl Iter {
             cursor: None,
             failed: false,
             pending,
+        }
+    }
+
+    /// An iterator from `from` that does not check it against the read watermark: a
+    /// follower may start past it (at a record staged but not yet readable).
+    pub(crate) fn unchecked(shared: Arc<Shared>, from: u64) -> Iter {
+        let visible = shared.visible_offset();
+        Iter {
+            shared,
+            next: from,
+            visible,
+            cursor: None,
+            failed: false,
+            pending: None,
         }
     }
 

@@ -63,6 +63,18 @@ mod real {
             let _ = futex::wait(&self.word, futex::Flags::PRIVATE, expected, None);
         }
 
+        /// Like [`Futex::wait`], for at most `timeout`.
+        pub(crate) fn wait_for(&self, expected: u32, timeout: std::time::Duration) {
+            // A timeout too long to express waits unbounded (the caller looks again).
+            let timeout = futex::Timespec::try_from(timeout).ok();
+            let _ = futex::wait(
+                &self.word,
+                futex::Flags::PRIVATE,
+                expected,
+                timeout.as_ref(),
+            );
+        }
+
         /// Wakes one thread sleeping on the word.
         pub(crate) fn wake_one(&self) {
             let _ = futex::wake(&self.word, futex::Flags::PRIVATE, 1);
@@ -237,6 +249,12 @@ mod model {
             if self.word.load(std::sync::atomic::Ordering::SeqCst) == expected {
                 drop(self.sleepers.wait(held));
             }
+        }
+
+        /// Shuttle does not model time: lets the other threads run, then returns as
+        /// though the time ran out (see `Condvar::wait_for`).
+        pub(crate) fn wait_for(&self, _expected: u32, _timeout: Duration) {
+            yield_now();
         }
 
         pub(crate) fn wake_one(&self) {

@@ -6,10 +6,17 @@
 //! wake those waiting for the next flush, only to sleep again: on a 2-core machine with
 //! 64 producers those context switches were a large part of the cost of an append.
 //! Async tickets register a `Waker` instead.
+//!
+//! Followers (`Log::follow`) wait the same way on the *readable* watermark: the durable
+//! one, or the written one where readers see written records (`Durability::None`,
+//! `Options::read_unflushed`, a read-only handle). Whoever moves a watermark wakes (or
+//! asks the waker thread to wake) the waiters of both kinds whose offsets became ready;
+//! closing the log wakes every follower, to end it with `Error::Closed`.
 
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::task::Waker;
+use std::time::Instant;
 
 use crate::engine::Engine;
 use crate::sync::{thread_parker, AtomicBool, AtomicU32, AtomicU64, Futex, Mutex};
@@ -27,6 +34,16 @@ pub(crate) struct Watermarks {
     sleepers_count: AtomicU32,
     wakers: Mutex<Vec<(u64, Waker)>>,
     wakers_pending: AtomicBool,
+    /// Readers see `written` (else `durable`): what followers wait on.
+    readers_see_written: bool,
+    /// Blocked followers: the offset each waits to become readable, and its futex word.
+    followers: Mutex<Vec<(u64, Arc<Futex>)>>,
+    followers_count: AtomicU32,
+    /// Async followers: the offset each waits to become readable.
+    follower_wakers: Mutex<Vec<(u64, Waker)>>,
+    follower_wakers_pending: AtomicBool,
+    /// [`OPEN`], [`CLOSED`] or [`REMOVED`]: followers end once it is not `OPEN`.
+    state: AtomicU32,
     /// The engine whose waker thread runs [`Watermarks::wake`] when asked (`None` for a
     /// read-only log, whose watermarks nobody waits on).
     engine: Option<Arc<Engine>>,
@@ -36,8 +53,14 @@ pub(crate) struct Watermarks {
 
 impl Watermarks {
     /// The watermarks after recovery: everything below `written` is in the file, and
-    /// everything below `durable` is known durable.
-    pub(crate) fn new(written: u64, durable: u64, engine: Option<Arc<Engine>>) -> Watermarks {
+    /// everything below `durable` is known durable. Readers (and followers) see what is
+    /// written if `readers_see_written`, else what is durable.
+    pub(crate) fn new(
+        written: u64,
+        durable: u64,
+        readers_see_written: bool,
+        engine: Option<Arc<Engine>>,
+    ) -> Watermarks {
         debug_assert!(durable <= written, "durable passed written");
         Watermarks {
             written: AtomicU64::new(written),
@@ -48,6 +71,12 @@ impl Watermarks {
             sleepers_count: AtomicU32::new(0),
             wakers: Mutex::new(Vec::new()),
             wakers_pending: AtomicBool::new(false),
+            readers_see_written,
+            followers: Mutex::new(Vec::new()),
+            followers_count: AtomicU32::new(0),
+            follower_wakers: Mutex::new(Vec::new()),
+            follower_wakers_pending: AtomicBool::new(false),
+            state: AtomicU32::new(OPEN),
             engine,
             wake_queued: AtomicBool::new(false),
         }
@@ -63,6 +92,36 @@ impl Watermarks {
 
     pub(crate) fn is_poisoned(&self) -> bool {
         self.poisoned.load(SeqCst)
+    }
+
+    /// The read watermark: every record below it is readable.
+    pub(crate) fn readable(&self) -> u64 {
+        if self.readers_see_written {
+            self.written()
+        } else {
+            self.durable()
+        }
+    }
+
+    /// [`OPEN`], [`CLOSED`] or [`REMOVED`].
+    pub(crate) fn state(&self) -> u32 {
+        self.state.load(SeqCst)
+    }
+
+    /// The log was closed (or its topic removed, if `removed`): wakes every follower, to
+    /// end. Records already readable stay so.
+    pub(crate) fn close(&self, removed: bool) {
+        self.state
+            .fetch_max(if removed { REMOVED } else { CLOSED }, SeqCst);
+        self.wake();
+    }
+
+    /// Whether nobody waits for anything (the common case: nothing to wake).
+    fn nobody_waits(&self) -> bool {
+        self.sleepers_count.load(SeqCst) == 0
+            && !self.wakers_pending.load(SeqCst)
+            && self.followers_count.load(SeqCst) == 0
+            && !self.follower_wakers_pending.load(SeqCst)
     }
 
     /// Moves the written watermark; wakes waiters now if `wake`, else the caller must
@@ -126,7 +185,7 @@ impl Watermarks {
     /// committer then does not pay for waking dozens of threads (each wake-up can
     /// preempt it) between two flushes.
     pub(crate) fn request_wake(marks: &Arc<Watermarks>) {
-        if marks.sleepers_count.load(SeqCst) == 0 && !marks.wakers_pending.load(SeqCst) {
+        if marks.nobody_waits() {
             return;
         }
         match &marks.engine {
@@ -136,8 +195,10 @@ impl Watermarks {
     }
 
     /// Wakes every blocked producer and async ticket whose offset is durable (all of
-    /// them once the log is poisoned).
+    /// them once the log is poisoned), and every follower whose offset is readable (all
+    /// of them once the log is poisoned or closed).
     pub(crate) fn wake(&self) {
+        self.wake_followers();
         if self.sleepers_count.load(SeqCst) > 0 {
             let poisoned = self.is_poisoned();
             let durable = self.durable();
@@ -171,6 +232,108 @@ impl Watermarks {
             });
             self.wakers_pending.store(!wakers.is_empty(), SeqCst);
         }
+    }
+
+    /// Wakes the followers whose offset is readable (all once poisoned or closed).
+    fn wake_followers(&self) {
+        let all = || self.is_poisoned() || self.state() != OPEN;
+        if self.followers_count.load(SeqCst) > 0 {
+            let all = all();
+            let readable = self.readable();
+            let mut ready = Vec::new();
+            {
+                let mut followers = self.followers.lock();
+                followers.retain(|(target, parker)| {
+                    let done = all || *target < readable;
+                    if done {
+                        ready.push(parker.clone());
+                    }
+                    !done
+                });
+                self.followers_count.store(followers.len() as u32, SeqCst);
+            }
+            for parker in ready {
+                parker.word().store(1, SeqCst);
+                parker.wake_one();
+            }
+        }
+        if self.follower_wakers_pending.load(SeqCst) {
+            let mut wakers = self.follower_wakers.lock();
+            let all = all();
+            let readable = self.readable();
+            wakers.retain(|(target, waker)| {
+                let done = all || *target < readable;
+                if done {
+                    waker.wake_by_ref();
+                }
+                !done
+            });
+            self.follower_wakers_pending
+                .store(!wakers.is_empty(), SeqCst);
+        }
+    }
+
+    /// Whether a follower waiting for `offset` need wait no longer: it is readable, or
+    /// the log is poisoned or closed.
+    fn follower_ready(&self, offset: u64) -> bool {
+        self.readable() > offset || self.is_poisoned() || self.state() != OPEN
+    }
+
+    /// Blocks until `offset` is readable, or the log is poisoned or closed (true), or
+    /// `deadline` passes (false). Sleeps on this thread's futex; whoever moves the read
+    /// watermark wakes it (see [`Watermarks::wake`]).
+    pub(crate) fn wait_readable(&self, offset: u64, deadline: Option<Instant>) -> bool {
+        let parker = thread_parker();
+        loop {
+            if self.follower_ready(offset) {
+                return true;
+            }
+            let timeout = match deadline {
+                None => None,
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return false,
+                },
+            };
+            parker.word().store(0, SeqCst);
+            {
+                let mut followers = self.followers.lock();
+                followers.push((offset, parker.clone()));
+                self.followers_count.store(followers.len() as u32, SeqCst);
+            }
+            // Published before we registered? Then no wake may come: look again.
+            if !self.follower_ready(offset) {
+                match timeout {
+                    None => parker.wait(0),
+                    Some(left) => parker.wait_for(0, left),
+                }
+            }
+            if parker.word().load(SeqCst) == 0 {
+                // Not woken (ready before sleeping, timed out, or spurious): still
+                // registered, unless a wake is taking it out right now.
+                self.unregister_follower(&parker);
+            }
+        }
+    }
+
+    fn unregister_follower(&self, parker: &Arc<Futex>) {
+        let mut followers = self.followers.lock();
+        followers.retain(|(_, p)| !Arc::ptr_eq(p, parker));
+        self.followers_count.store(followers.len() as u32, SeqCst);
+    }
+
+    /// Registers `waker` to be woken once `offset` is readable (or the log is poisoned
+    /// or closed).
+    pub(crate) fn register_follower(&self, offset: u64, waker: &Waker) {
+        let mut wakers = self.follower_wakers.lock();
+        match wakers
+            .iter_mut()
+            .find(|(o, w)| *o == offset && w.will_wake(waker))
+        {
+            Some(_) => {}
+            None => wakers.push((offset, waker.clone())),
+        }
+        self.follower_wakers_pending.store(true, SeqCst);
     }
 
     /// Blocks until `offset` is durable (true) or the log is poisoned (false).
@@ -210,3 +373,10 @@ impl Watermarks {
         self.wakers_pending.store(true, SeqCst);
     }
 }
+
+/// [`Watermarks::state`]: the log is open.
+pub(crate) const OPEN: u32 = 0;
+/// [`Watermarks::state`]: the log was closed.
+pub(crate) const CLOSED: u32 = 1;
+/// [`Watermarks::state`]: the log was closed as its topic was removed from its store.
+pub(crate) const REMOVED: u32 = 2;

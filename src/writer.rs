@@ -273,6 +273,7 @@ impl Shared {
         let marks = Arc::new(Watermarks::new(
             start.active.end.offset,
             start.active.durable.offset,
+            opts.readers_see_written(),
             engine.clone(),
         ));
         let shared = Arc::new_cyclic(|self_ref: &Weak<Shared>| {
@@ -341,6 +342,11 @@ impl Shared {
         for chore in first_chores {
             shared.request_chore(chore);
         }
+        if !shared.read_only {
+            // Timestamps never decrease across a reopen: start from the last record's.
+            let last = shared.tail_timestamp_ms(start.active.end.offset);
+            shared.staging.lock().last_timestamp_ms = last;
+        }
         shared
     }
 
@@ -351,6 +357,16 @@ impl Shared {
     /// Encodes `payloads` as consecutive records into staging. Returns their offsets and
     /// whether the writer thread was parked at that moment.
     pub(crate) fn stage(&self, payloads: &[&[u8]]) -> Result<(Range<u64>, bool)> {
+        self.stage_at(payloads, None)
+    }
+
+    /// Like [`Shared::stage`], with the records' timestamp given (else the wall clock's);
+    /// either way raised to the last record's, so timestamps never decrease.
+    pub(crate) fn stage_at(
+        &self,
+        payloads: &[&[u8]],
+        timestamp_ms: Option<u64>,
+    ) -> Result<(Range<u64>, bool)> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
@@ -427,7 +443,9 @@ impl Shared {
             st.position += MARKER_BYTES;
             st.staged_bytes += MARKER_BYTES;
         }
-        let timestamp_ms = now_ms().max(st.last_timestamp_ms);
+        let timestamp_ms = timestamp_ms
+            .unwrap_or_else(now_ms)
+            .max(st.last_timestamp_ms);
         st.last_timestamp_ms = timestamp_ms;
         let first = st.next_offset;
         let st = &mut *st;
@@ -475,6 +493,13 @@ impl Shared {
             "chunk and staging position disagree"
         );
         Ok((first..st.next_offset, st.handoff.parked()))
+    }
+
+    /// The offset the next record gets, and the timestamp of the last one staged (0 if
+    /// none since open, and the log was empty).
+    pub(crate) fn staged_end(&self) -> (u64, u64) {
+        let st = self.staging.lock();
+        (st.next_offset, st.last_timestamp_ms)
     }
 
     /// After staging: make sure someone will commit. Producers that must wait for
@@ -600,7 +625,7 @@ impl Shared {
         // Wait out a commit in progress, so nothing is written after this returns.
         drop(self.commit.lock());
         self.drop_chores();
-        self.marks.wake();
+        self.marks.close(false);
     }
 
     /// Stops new appends, commits and flushes what is staged, and persists the index
@@ -611,6 +636,7 @@ impl Shared {
     pub(crate) fn shutdown(&self) -> Result<Option<(Arc<Segment>, u64, u64)>> {
         if self.read_only {
             self.staging.lock().closed = true;
+            self.marks.close(false);
             return Ok(None);
         }
         {
@@ -625,7 +651,8 @@ impl Shared {
                 .map(|()| Some((c.segment.clone(), c.written_position, c.written_offset)))
         };
         self.finish_chores();
-        self.marks.wake();
+        // Wakes producers, and ends blocked followers (after what was just committed).
+        self.marks.close(false);
         result
     }
 }

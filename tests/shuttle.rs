@@ -361,6 +361,59 @@ fn close_races_producers() {
     });
 }
 
+/// Two followers blocked at the end of the log while a producer appends: each append
+/// must wake them (a lost wake-up leaves them asleep, which shuttle reports as a
+/// deadlock: nothing else wakes them before they have every record). Then `close()`
+/// must wake them again, to end with `Closed`. Under `Sync` (the read watermark is the
+/// durable one, moved by the flush) and under `None` (the written one, moved by the
+/// write, which `sync()` forces).
+#[test]
+fn followers_are_woken_and_ended_by_close() {
+    for durability in [Durability::Sync, Durability::None] {
+        let name = format!("followers_are_woken_and_ended_by_close {durability:?}");
+        explore(&name, iterations(), move || {
+            let world = Arc::new(World::open(durability, SimDisk::new()).expect("open"));
+            let (got_all, all_got) = shuttle::sync::mpsc::channel();
+            let followers: Vec<_> = (0..2)
+                .map(|_| {
+                    let mut follower = world.log.follow(0).expect("follow");
+                    let got_all = got_all.clone();
+                    shuttle::thread::spawn(move || {
+                        for offset in 0..3 {
+                            let record = follower.next().expect("a record").expect("read");
+                            assert_eq!(record.offset(), offset);
+                        }
+                        got_all.send(()).expect("send");
+                        match follower.next() {
+                            Some(Err(Error::Closed)) => {}
+                            other => panic!("after close: {other:?}"),
+                        }
+                    })
+                })
+                .collect();
+            let producer = {
+                let world = world.clone();
+                shuttle::thread::spawn(move || {
+                    for i in 0..3u64 {
+                        world.log.append(&payload(0, i)).expect("append");
+                    }
+                    if durability != Durability::Sync {
+                        world.log.sync().expect("sync");
+                    }
+                })
+            };
+            producer.join().expect("producer");
+            for _ in 0..2 {
+                all_got.recv().expect("a follower got every record");
+            }
+            world.log.close().expect("close");
+            for follower in followers {
+                follower.join().expect("follower");
+            }
+        });
+    }
+}
+
 /// The `n`-th disk operation fails (a write or a flush, with EIO) while three `Sync`
 /// producers append: the log is poisoned (later appends and `sync()` fail; nobody
 /// hangs), every acknowledgement that did return was durable without the failed
