@@ -221,6 +221,13 @@ impl Registry {
             }
             Err(e) => return Err(Error::io("open consumer position", &path, e)),
         };
+        if let (Some(file), false) = (&file, read_only) {
+            // What a crashed writer left in the page cache may not be durable yet: flush
+            // it before reading, so that the slot the next commit overwrites is never the
+            // only durable one (2.5).
+            rustix::fs::fdatasync(file)
+                .map_err(|e| Error::io("fdatasync consumer position", &path, e.into()))?;
+        }
         let slot = match &file {
             Some(file) => read_slot(file, &path, name)?,
             None => Slot {

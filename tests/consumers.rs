@@ -83,7 +83,11 @@ fn positions_survive_reopen() {
     drop((indexer, mailer, idle, log));
 
     let log = Log::open(dir.path(), opts()).unwrap();
-    assert_eq!(log.next_offset(), 10, "the consumers directory is not part of the log");
+    assert_eq!(
+        log.next_offset(),
+        10,
+        "the consumers directory is not part of the log"
+    );
     assert_eq!(
         log.consumers().unwrap(),
         vec![
@@ -139,7 +143,10 @@ fn handles_of_one_name_share_their_state() {
         t.join().unwrap();
     }
     let last = a.position().unwrap();
-    assert!(last % 20 == 19, "the last commit of some thread, got {last}");
+    assert!(
+        last % 20 == 19,
+        "the last commit of some thread, got {last}"
+    );
     drop((a, b));
     log.close().unwrap();
     drop(log);
@@ -156,7 +163,10 @@ fn removal() {
     log.consumer("kept").unwrap().commit(1).unwrap();
     log.remove_consumer("gone").unwrap();
     assert!(!position_file(dir.path(), "gone").exists());
-    assert_eq!(log.consumers().unwrap(), vec![("kept".to_string(), Some(1))]);
+    assert_eq!(
+        log.consumers().unwrap(),
+        vec![("kept".to_string(), Some(1))]
+    );
     assert!(matches!(
         old.commit(5),
         Err(Error::UnknownConsumer { ref name, .. }) if name == "gone"
@@ -183,7 +193,17 @@ fn removal() {
 fn invalid_names_touch_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let log = with_records(dir.path(), 1);
-    for name in ["", ".", "..", "a/b", "../x", "a b", "é", "a+creating", &"x".repeat(201)] {
+    for name in [
+        "",
+        ".",
+        "..",
+        "a/b",
+        "../x",
+        "a b",
+        "é",
+        "a+creating",
+        &"x".repeat(201),
+    ] {
         assert!(
             matches!(log.consumer(name), Err(Error::InvalidTopic { .. })),
             "{name:?}"
@@ -256,7 +276,12 @@ fn store_topics_have_consumers() {
     jobs.consumer("billing").unwrap().commit(1).unwrap();
     // Another handle of the same topic shares the consumer.
     assert_eq!(
-        store.topic("orders").unwrap().consumer("billing").unwrap().position(),
+        store
+            .topic("orders")
+            .unwrap()
+            .consumer("billing")
+            .unwrap()
+            .position(),
         Some(2)
     );
     assert_eq!(store.topics().unwrap(), vec!["jobs", "orders"]);
@@ -303,7 +328,10 @@ fn every_torn_commit_reads_as_old_or_new() {
         assert_eq!(after.len(), FILE_BYTES);
         let changed: Vec<usize> = (0..FILE_BYTES).filter(|&i| before[i] != after[i]).collect();
         let (first, last) = (changed[0], *changed.last().unwrap());
-        assert!(last - first < SLOT_BYTES, "one slot changed: {first}..{last}");
+        assert!(
+            last - first < SLOT_BYTES,
+            "one slot changed: {first}..{last}"
+        );
         let slot = first - first % SLOT_STRIDE_BYTES;
         for cut in 0..=SLOT_BYTES {
             // The first `cut` bytes reached the disk, or the last ones.
@@ -472,7 +500,9 @@ fn wait_durable_returns_at_once_for_a_durable_offset_and_refuses_the_future() {
     assert!(started.elapsed() < Duration::from_secs(1));
     for beyond in [offset + 1, offset + 1000, u64::MAX] {
         match log.wait_durable(beyond) {
-            Err(Error::OffsetOutOfRange { offset: o, next, .. }) => {
+            Err(Error::OffsetOutOfRange {
+                offset: o, next, ..
+            }) => {
                 assert_eq!((o, next), (beyond, offset + 1));
             }
             other => panic!("{beyond}: {other:?}"),
@@ -495,8 +525,14 @@ fn wait_durable_reports_poison() {
     };
     thread::sleep(Duration::from_millis(100));
     assert!(log.sync().is_err());
-    assert!(matches!(waiter.join().unwrap(), Err(Error::Poisoned { .. })));
-    assert!(matches!(log.wait_durable(offset), Err(Error::Poisoned { .. })));
+    assert!(matches!(
+        waiter.join().unwrap(),
+        Err(Error::Poisoned { .. })
+    ));
+    assert!(matches!(
+        log.wait_durable(offset),
+        Err(Error::Poisoned { .. })
+    ));
 }
 
 #[test]
@@ -629,5 +665,8 @@ fn wait_durable_async_is_woken_by_the_writer() {
     barrier.wait();
     thread::sleep(Duration::from_millis(100));
     assert!(log.sync().is_err());
-    assert!(matches!(waiter.join().unwrap(), Err(Error::Poisoned { .. })));
+    assert!(matches!(
+        waiter.join().unwrap(),
+        Err(Error::Poisoned { .. })
+    ));
 }

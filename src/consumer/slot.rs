@@ -115,11 +115,7 @@ pub(crate) fn encode_slot(name: &str, slot: Slot) -> [u8; SLOT_BYTES] {
 /// A slot with a valid checksum that cannot be taken (an unknown format version, another
 /// consumer's name, a sequence in the wrong slot, unknown flags): the file was not
 /// written by this build for this consumer, and guessing would be worse than refusing.
-pub(crate) fn decode_slot(
-    bytes: &[u8],
-    name: &str,
-    slot_index: u64,
-) -> Result<Decoded, String> {
+pub(crate) fn decode_slot(bytes: &[u8], name: &str, slot_index: u64) -> Result<Decoded, String> {
     let Some(bytes) = bytes.get(..SLOT_BYTES) else {
         return Ok(Decoded::Invalid("the file ends inside the slot"));
     };
@@ -316,7 +312,16 @@ mod tests {
         let at = slot_position_bytes(3) as usize;
         // A write that reached the disk only in part: any prefix of the new slot over
         // the bytes that were there (zeros, or an older slot).
-        for under in [[0u8; SLOT_BYTES], encode_slot("c", Slot { sequence: 1, position: Some(3) })] {
+        for under in [
+            [0u8; SLOT_BYTES],
+            encode_slot(
+                "c",
+                Slot {
+                    sequence: 1,
+                    position: Some(3),
+                },
+            ),
+        ] {
             for cut in 1..SLOT_BYTES {
                 let mut torn = whole.clone();
                 torn[at..at + SLOT_BYTES].copy_from_slice(&under);
@@ -351,6 +356,8 @@ mod tests {
         newer[VERSION_AT..NAME_LEN_AT].copy_from_slice(&2u16.to_le_bytes());
         let crc = crc32c::crc32c(&newer[..CRC_AT]);
         newer[CRC_AT..].copy_from_slice(&crc.to_le_bytes());
-        assert!(decode_slot(&newer, "a", 1).unwrap_err().contains("version 2"));
+        assert!(decode_slot(&newer, "a", 1)
+            .unwrap_err()
+            .contains("version 2"));
     }
 }
