@@ -111,6 +111,10 @@ fn positions_survive_reopen() {
     let report = ringlog::verify(dir.path()).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     assert_eq!(report.next_offset, 10);
+    let repair = ringlog::repair(dir.path(), false).unwrap();
+    assert!(repair.truncated.is_empty(), "{repair:?}");
+    assert!(repair.removed.is_empty(), "{repair:?}");
+    assert!(position_file(dir.path(), "indexer").exists());
 }
 
 #[test]
