@@ -516,6 +516,35 @@ fn seek_time(dir: &Path, io: IoBackend, n: usize, seeks: usize) -> (Vec<u64>, us
     (lat, segments)
 }
 
+/// Consumer `commit` latency against one `pwrite` of 4 KiB + `fdatasync` in place on a
+/// preallocated file, interleaved in one loop so both see the same disk. Sorted ns.
+fn consumer_commits(dir: &Path, n: usize) -> (Vec<u64>, Vec<u64>) {
+    std::fs::create_dir_all(dir).expect("create bench dir");
+    let file = preallocated(&dir.join("consumer-baseline.dat"), 1 << 20);
+    let block = vec![0x42u8; 4096];
+    let log = Log::open(
+        dir.join("consumers-log"),
+        Options::default().segment_bytes(1 << 20),
+    )
+    .expect("open");
+    log.append(b"one").expect("append");
+    let consumer = log.consumer("bench").expect("consumer");
+    let (mut ours, mut base) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n {
+        let t = Instant::now();
+        file.write_all_at(&block, 0).unwrap();
+        rustix::fs::fdatasync(&file).unwrap();
+        base.push(t.elapsed().as_nanos() as u64);
+        let t = Instant::now();
+        consumer.commit((i % 2) as u64).expect("commit");
+        ours.push(t.elapsed().as_nanos() as u64);
+    }
+    log.close().expect("close");
+    ours.sort_unstable();
+    base.sort_unstable();
+    (ours, base)
+}
+
 /// Whether the section named `name` runs (`RINGLOG_BENCH_ONLY=scan,open` picks some).
 fn wanted(name: &str) -> bool {
     std::env::var("RINGLOG_BENCH_ONLY").map_or(true, |only| only.split(',').any(|o| o == name))
@@ -705,6 +734,20 @@ fn main() {
             percentile(&lat, 0.5) as f64 / 1e3,
             percentile(&lat, 0.99) as f64 / 1e3
         );
+    }
+    if wanted("consumers") {
+        let (ours, base) = consumer_commits(&fresh("consumers"), scaled(2000));
+        let us = |v: u64| format!("{:.1} µs", v as f64 / 1000.0);
+        for (label, p) in [("p50", 0.5), ("p99", 0.99)] {
+            let (o, b) = (percentile(&ours, p), percentile(&base, p));
+            row(
+                &format!("consumer commit vs 4 KiB pwrite+fdatasync: {label}"),
+                us(o),
+                us(b),
+                o as f64 / b as f64,
+                if p == 0.5 { "≤ 1.2" } else { "-" },
+            );
+        }
     }
     if wanted("open") {
         let small = open_time(&fresh("open-small"), 3, 1 << 20);

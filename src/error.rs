@@ -128,6 +128,16 @@ pub enum Error {
         store: PathBuf,
     },
 
+    /// A consumer the log does not have (removing it, or committing through a handle
+    /// of a removed consumer).
+    #[error("the log at {} has no consumer {name:?}; Log::consumers lists them", log.display())]
+    UnknownConsumer {
+        /// The consumer asked for.
+        name: String,
+        /// The log's directory.
+        log: PathBuf,
+    },
+
     /// A directory of the other kind: a store where a single log was expected (or one
     /// of its topics), or a single log where a store was expected.
     #[error("{}: {reason}", path.display())]

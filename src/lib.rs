@@ -39,6 +39,8 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("ringlog supports Linux only: it relies on io_uring, fdatasync and flock semantics");
 
+mod consumer;
+mod durable;
 mod engine;
 mod error;
 mod follow;
@@ -63,6 +65,8 @@ mod verify;
 mod watermark;
 mod writer;
 
+pub use consumer::Consumer;
+pub use durable::WaitDurable;
 pub use error::{Error, Result};
 pub use follow::Follower;
 /// The on-disk format version this build reads and writes.

@@ -52,6 +52,8 @@ pub(crate) struct LogCore {
     closed: AtomicBool,
     /// The topic was removed from its store: every later call is [`Error::Closed`].
     removed: AtomicBool,
+    /// The named consumers that have handles (see [`Log::consumer`]).
+    consumers: crate::consumer::Registry,
 }
 
 impl std::fmt::Debug for Log {
@@ -197,6 +199,7 @@ impl Log {
             report: recovered.report,
             closed: AtomicBool::new(false),
             removed: AtomicBool::new(false),
+            consumers: Default::default(),
         }))
     }
 
@@ -237,6 +240,7 @@ impl Log {
             report: recovered.report,
             closed: AtomicBool::new(false),
             removed: AtomicBool::new(false),
+            consumers: Default::default(),
         }))
     }
 
@@ -433,6 +437,168 @@ impl Log {
         let first = self.first_offset();
         let from = end.saturating_sub(n as u64).max(first);
         self.read_range(from, n)
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Waiting for durability, and named consumers (see `consumer.rs`)
+    // -----------------------------------------------------------------------------------
+
+    /// Blocks until the record at `offset` is durable (`durable_offset() > offset`),
+    /// whatever the durability mode: under [`Durability::None`] that is the next
+    /// [`Log::sync`], background flush or close. Returns at once if it already is.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OffsetOutOfRange`] if `offset >= next_offset()` when called (no append
+    /// could make it durable); [`Error::Poisoned`] if a write or flush fails before it is
+    /// durable; [`Error::Closed`] if the log is (or gets) stopped before it is durable.
+    pub fn wait_durable(&self, offset: u64) -> Result<()> {
+        if let Some(early) = self.durable_or_refused(offset) {
+            return early;
+        }
+        if self.core.shared.marks.wait_durable(offset) {
+            Ok(())
+        } else {
+            Err(self.stopped_error())
+        }
+    }
+
+    /// A future for [`Log::wait_durable`], woken by the writer: await it on any executor
+    /// (no runtime needed). The range check happens now, at the call.
+    pub fn wait_durable_async(&self, offset: u64) -> crate::WaitDurable {
+        let early = self.durable_or_refused(offset);
+        crate::durable::WaitDurable::new(self.clone(), offset, early)
+    }
+
+    /// `Some` when waiting for `offset` is over before it starts: durable already, out of
+    /// range, or the log stopped.
+    fn durable_or_refused(&self, offset: u64) -> Option<Result<()>> {
+        if let Err(e) = self.check_not_removed() {
+            return Some(Err(e));
+        }
+        if self.durable_offset() > offset {
+            return Some(Ok(()));
+        }
+        let next = self.next_offset();
+        if offset >= next {
+            return Some(Err(Error::OffsetOutOfRange {
+                offset,
+                first: self.first_offset(),
+                next,
+            }));
+        }
+        if self.core.shared.marks.is_poisoned() {
+            return Some(Err(self.stopped_error()));
+        }
+        if self.core.closed.load(SeqCst) {
+            return Some(Err(Error::Closed));
+        }
+        None
+    }
+
+    /// One poll of [`WaitDurable`](crate::WaitDurable): ready once `offset` is durable or
+    /// the log stopped; else `waker` is registered with the watermarks.
+    pub(crate) fn poll_durable(&self, offset: u64, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let marks = &self.core.shared.marks;
+        for registered in [false, true] {
+            if marks.durable() > offset {
+                return Poll::Ready(Ok(()));
+            }
+            if marks.is_poisoned() {
+                return Poll::Ready(Err(self.stopped_error()));
+            }
+            if !registered {
+                marks.register(offset, cx.waker());
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Why waiting for durability ended without it: the log was stopped (`abandon`, a
+    /// removed topic) or poisoned by a failure.
+    fn stopped_error(&self) -> Error {
+        let closed_by_stop = self
+            .core
+            .shared
+            .poison_cause()
+            .is_some_and(|cause| cause.operation == "close");
+        if closed_by_stop || self.core.removed.load(SeqCst) {
+            Error::Closed
+        } else {
+            self.core.shared.poisoned()
+        }
+    }
+
+    /// The consumer `name` of this log: a durable position (the next offset to read) that
+    /// survives restarts and crashes, created on first use. Handles of one name share
+    /// their state. A consumer that never committed has no position and holds nothing
+    /// back. Positions live in `consumers/<name>` in the log's directory; a read-only log
+    /// reads them (and follows a writer's commits) but cannot commit.
+    ///
+    /// ```
+    /// use ringlog::{Log, Options};
+    ///
+    /// # fn main() -> ringlog::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let log = Log::open(dir.path(), Options::default().segment_bytes(1 << 20))?;
+    /// log.append_batch(&[b"a".as_slice(), b"b", b"c"])?;
+    ///
+    /// let indexer = log.consumer("indexer")?;
+    /// let from = indexer.position().unwrap_or(log.first_offset());
+    /// for record in log.iter(from) {
+    ///     let record = record?;
+    ///     // ... process the record, then say so durably:
+    ///     indexer.commit(record.offset() + 1)?;
+    /// }
+    /// assert_eq!(indexer.position(), Some(3));
+    /// log.close()?;
+    ///
+    /// let log = Log::open(dir.path(), Options::default().segment_bytes(1 << 20))?;
+    /// assert_eq!(log.consumer("indexer")?.position(), Some(3));
+    /// assert_eq!(log.consumers()?, vec![("indexer".to_string(), Some(3))]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTopic`] for a name outside the topic alphabet (1 to 200 bytes of
+    /// ASCII letters, digits, `.`, `_`, `-`; not `.` or `..`), [`Error::Closed`],
+    /// [`Error::Corruption`] if neither slot of its position file is valid,
+    /// [`Error::Io`].
+    pub fn consumer(&self, name: &str) -> Result<crate::Consumer> {
+        self.core.consumers.consumer(self, name)
+    }
+
+    /// Every consumer of this log, by name, with its committed position (`None` if it
+    /// never committed).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`], [`Error::Corruption`] for a position file with no valid slot,
+    /// [`Error::Io`].
+    pub fn consumers(&self) -> Result<Vec<(String, Option<u64>)>> {
+        self.core.consumers.list(self)
+    }
+
+    /// Removes consumer `name` durably; commits through its existing handles fail with
+    /// [`Error::UnknownConsumer`], and [`Log::consumer`] creates it afresh.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTopic`], [`Error::UnknownConsumer`], [`Error::ReadOnly`],
+    /// [`Error::Closed`], [`Error::Io`].
+    pub fn remove_consumer(&self, name: &str) -> Result<()> {
+        self.core.consumers.remove(self, name)
+    }
+
+    /// Fails with [`Error::Closed`] once the log is closed or the topic removed.
+    pub(crate) fn check_open(&self) -> Result<()> {
+        self.check_not_removed()?;
+        if self.core.closed.load(SeqCst) {
+            return Err(Error::Closed);
+        }
+        Ok(())
     }
 
     /// Follows the log from `from`: a [`Follower`] yields the records from there on, in

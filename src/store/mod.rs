@@ -44,7 +44,7 @@ use crate::segment::sync_dir;
 
 use meta::{decode_topic_options, encode_topic_options, TopicOptions, STORE_MARKER};
 pub(crate) use meta::{STORE_MARKER_FILE, TOPICS_DIR, TOPIC_OPTIONS_FILE};
-pub(crate) use name::check_topic_name;
+pub(crate) use name::{check_topic_name, TOPIC_NAME_MAX_BYTES};
 
 /// Most open topics that no handle refers to (idle) a store keeps open: past it, the
 /// least recently asked for are closed, letting go of their file descriptor, mapping
