@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::control::Control;
 use crate::error::{Error, Result};
 use crate::format::SEGMENT_HEADER_BYTES;
 use crate::log::Log;
@@ -27,9 +28,14 @@ use crate::watermark::{OPEN, REMOVED};
 use crate::writer::Shared;
 
 /// How often a follower of a read-only handle looks for records a writer in another
-/// process appended ([`Log::refresh`]). A later step wakes it through a futex in a
-/// mapping both processes share, as an in-process follower is woken.
+/// process appended ([`Log::refresh`]) when the writer has no control file (a writer of
+/// an earlier release, or one that could not make it).
 pub(crate) const READ_ONLY_REFRESH_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Longest a follower of a read-only handle sleeps on the writer's control file before
+/// it looks again on its own (a writer killed between its write and its wake-up, or
+/// replaced by a new one): a bound, not a poll; publishes wake it at once.
+pub(crate) const READ_ONLY_MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// Follows a log: yields its records in offset order from a starting offset, then each
 /// new one as it becomes readable (durable under [`Durability::Sync`] and
@@ -43,8 +49,10 @@ pub(crate) const READ_ONLY_REFRESH_INTERVAL: Duration = Duration::from_millis(10
 ///
 /// A follower waits without polling: the writer (or the engine's waker thread) wakes it
 /// when its next record becomes readable. A follower of a read-only handle
-/// ([`Log::open_read_only`], the writer in another process) looks for new records with
-/// [`Log::refresh`] every 10 ms for now.
+/// ([`Log::open_read_only`], the writer in another process) sleeps on a futex in the
+/// writer's control file (`ringlog.control`, mapped by both processes), which the writer
+/// wakes after every write and flush, and then looks for the new records
+/// ([`Log::refresh`]); it survives the writer's rollovers, its `kill -9` and its restart.
 ///
 /// A follower reads from the segment mappings like any reader: it never slows the
 /// writer, and a slow one misses nothing. It ends with [`Error::Closed`] once the log is
@@ -145,16 +153,36 @@ impl Follower {
             }
             let position = Follower::position(self);
             if self.shared.read_only {
-                // No writer in this process to wake us: look for new records now and
-                // then (woken sooner if another thread of this process refreshes).
-                let next_look = Instant::now() + READ_ONLY_REFRESH_INTERVAL;
-                let until = deadline.map_or(next_look, |d| d.min(next_look));
-                self.shared.marks.wait_readable(position, Some(until));
+                // The writer is in another process: load its control file's wake word,
+                // look for new records, and sleep on the word only if there are none (a
+                // publish in between changes it, so no wake-up is lost).
+                let control = self.shared.reader_control();
+                let seen = control.as_ref().map(|c| c.wake_word());
                 if let Err(e) = self.shared.refresh() {
                     return Some(self.end(e));
                 }
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return self.try_next();
+                if let Some(item) = self.try_next() {
+                    return Some(item);
+                }
+                let now = Instant::now();
+                if deadline.is_some_and(|d| now >= d) {
+                    return None;
+                }
+                let bound = now
+                    + if control.is_some() {
+                        READ_ONLY_MAX_WAIT
+                    } else {
+                        READ_ONLY_REFRESH_INTERVAL
+                    };
+                let until = deadline.map_or(bound, |d| d.min(bound));
+                match (control, seen) {
+                    (Some(control), Some(seen)) => {
+                        control.wait(seen, until.saturating_duration_since(now));
+                    }
+                    // Woken sooner if another thread of this process refreshes.
+                    _ => {
+                        self.shared.marks.wait_readable(position, Some(until));
+                    }
                 }
             } else if !self.shared.marks.wait_readable(position, deadline) {
                 return self.try_next();
@@ -200,8 +228,13 @@ impl Follower {
         Err(error)
     }
 
-    /// For a read-only handle's stream: wakes the task after a while, to refresh.
-    fn arm_refresh_timer(&self, cx: &Context<'_>) -> Result<()> {
+    /// For a read-only handle's stream: wakes the task when the writer publishes (its
+    /// control file's wake word moves from what was seen) or after a while, to refresh.
+    fn arm_refresh_timer(
+        &self,
+        cx: &Context<'_>,
+        control: Option<(u32, Arc<Control>)>,
+    ) -> Result<()> {
         if self.refresh_timer_armed.swap(true, SeqCst) {
             return Ok(());
         }
@@ -210,7 +243,10 @@ impl Follower {
         std::thread::Builder::new()
             .name("ringlog-follow-timer".into())
             .spawn(move || {
-                std::thread::sleep(READ_ONLY_REFRESH_INTERVAL);
+                match control {
+                    Some((seen, control)) => control.wait(seen, READ_ONLY_MAX_WAIT),
+                    None => std::thread::sleep(READ_ONLY_REFRESH_INTERVAL),
+                }
                 armed.store(false, SeqCst);
                 waker.wake();
             })
@@ -240,7 +276,11 @@ impl futures_core::Stream for Follower {
         if this.ended {
             return Poll::Ready(None);
         }
+        // A read-only handle: the control file's wake word, loaded before looking (see
+        // `next_until`).
+        let mut control = None;
         if this.shared.read_only {
+            control = this.shared.reader_control().map(|c| (c.wake_word(), c));
             if let Err(e) = this.shared.refresh() {
                 return Poll::Ready(Some(this.end(e)));
             }
@@ -256,7 +296,7 @@ impl futures_core::Stream for Follower {
             return Poll::Ready(Some(item));
         }
         if this.shared.read_only {
-            if let Err(e) = this.arm_refresh_timer(cx) {
+            if let Err(e) = this.arm_refresh_timer(cx, control) {
                 return Poll::Ready(Some(this.end(e)));
             }
         }
@@ -265,6 +305,16 @@ impl futures_core::Stream for Follower {
 }
 
 impl Shared {
+    /// A read-only handle's view of the writer's control file: attached on first use,
+    /// once a writer has made one.
+    pub(crate) fn reader_control(&self) -> Option<Arc<Control>> {
+        if let Some(control) = self.marks.control() {
+            return Some(control.clone());
+        }
+        let control = Control::open_reader(&self.dir)?;
+        self.marks.attach_control(control).cloned()
+    }
+
     /// Scans for records appended since the last look; returns the new read watermark.
     /// Only whole, checksummed records (and whole batches) are taken; a batch the writer
     /// is still writing is picked up by a later call.

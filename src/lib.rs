@@ -40,6 +40,7 @@
 compile_error!("ringlog supports Linux only: it relies on io_uring, fdatasync and flock semantics");
 
 mod consumer;
+mod control;
 mod durable;
 mod engine;
 mod error;

@@ -177,6 +177,7 @@ impl Log {
                 (engine.clone(), Some(engine))
             }
         };
+        let control_dir = dir.clone();
         let shared = Shared::new(
             dir,
             opts,
@@ -192,6 +193,10 @@ impl Log {
             },
             Some(engine),
         );
+        // Readers in other processes wait on it instead of polling (`control.rs`).
+        if let Some(control) = crate::control::Control::open_writer(&control_dir) {
+            shared.marks.attach_control(control);
+        }
         Ok(Log::from_core(LogCore {
             shared,
             own_engine,

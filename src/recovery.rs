@@ -214,6 +214,7 @@ pub(crate) fn scan(
     } else {
         let judged = Judged {
             position: end_position,
+            offset: end_offset,
             stopped_at,
             problem,
             proven_durable,
@@ -345,6 +346,8 @@ fn walk_headers(
 struct Judged {
     /// End of the last complete batch.
     position: u64,
+    /// The offset of the record after it: every record past it has this offset or more.
+    offset: u64,
     /// Where reading stopped.
     stopped_at: u64,
     /// Why, if not at a clean end.
@@ -361,13 +364,14 @@ struct Judged {
 fn judge_tail(bytes: &[u8], seed: u32, judged: Judged) -> Tail {
     let Judged {
         position,
+        offset,
         stopped_at,
         problem,
         proven_durable,
         stop_offset,
         search_end,
     } = judged;
-    let past = look_past(bytes, seed, stopped_at, search_end);
+    let past = look_past(bytes, seed, stopped_at, offset, search_end);
     if let Some(stop) = stop_offset {
         return Tail::Corrupt {
             position,
@@ -421,8 +425,16 @@ struct LookPast {
 }
 
 /// Searches the bytes after `from` (up to `search_end`) for valid frames and the last
-/// non-zero byte.
-fn look_past(bytes: &[u8], seed: u32, from: u64, search_end: u64) -> LookPast {
+/// non-zero byte. Records there have offsets from `offset_floor` on.
+///
+/// The checksums it computes are bounded (hostile bytes that look like frame headers
+/// everywhere must still open in bounded time), so it spends them only on frames that
+/// could be real: a commit marker is exactly [`format::MARKER_BYTES`] long, and a record
+/// past `from` has an offset at or above `offset_floor` and at most one more per frame
+/// header that fits in the bytes left. Garbage with plausible lengths once used up the
+/// budget before the real markers after it were reached, and damage to durable records
+/// was then cut as a torn tail.
+fn look_past(bytes: &[u8], seed: u32, from: u64, offset_floor: u64, search_end: u64) -> LookPast {
     // Valid data past the bound means the bound is wrong: search everything.
     let len = if search_end >= from {
         search_end.min(bytes.len() as u64)
@@ -446,8 +458,21 @@ fn look_past(bytes: &[u8], seed: u32, from: u64, search_end: u64) -> LookPast {
         }
         found.last_nonzero_end = position + 8;
         let frame_len = ((word >> 32) as u32 & !format::FRAME_CONTINUES) as u64;
+        let claimed_offset = bytes
+            .get(at + 8..at + 16)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes);
+        let could_be_real = match claimed_offset {
+            Some(u64::MAX) => frame_len == format::MARKER_BYTES,
+            Some(claimed) => {
+                claimed >= offset_floor
+                    && claimed - offset_floor <= (len - position) / format::FRAME_HEADER_BYTES
+            }
+            None => false,
+        };
         let plausible = frame_len >= format::FRAME_HEADER_BYTES
             && position + format::padded_frame_bytes(frame_len) <= len
+            && could_be_real
             && crc_budget >= frame_len;
         if plausible {
             crc_budget -= frame_len;

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::Instant;
 
+use crate::control::Control;
 use crate::engine::Engine;
 use crate::sync::{thread_parker, AtomicBool, AtomicU32, AtomicU64, Futex, Mutex};
 
@@ -49,6 +50,9 @@ pub(crate) struct Watermarks {
     engine: Option<Arc<Engine>>,
     /// On the engine waker's queue.
     pub(crate) wake_queued: AtomicBool,
+    /// The control file through which readers in other processes hear of moves (see
+    /// `control.rs`): the writer's, or a read-only handle's once the writer made one.
+    control: std::sync::OnceLock<Arc<Control>>,
 }
 
 impl Watermarks {
@@ -79,6 +83,26 @@ impl Watermarks {
             state: AtomicU32::new(OPEN),
             engine,
             wake_queued: AtomicBool::new(false),
+            control: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Attaches the control file (once): a writer's publishes go to it from now on.
+    pub(crate) fn attach_control(&self, control: Control) -> Option<&Arc<Control>> {
+        let _ = self.control.set(Arc::new(control));
+        self.publish_control();
+        self.control.get()
+    }
+
+    /// The control file, if one is attached.
+    pub(crate) fn control(&self) -> Option<&Arc<Control>> {
+        self.control.get()
+    }
+
+    /// Tells readers in other processes the watermarks moved.
+    fn publish_control(&self) {
+        if let Some(control) = self.control.get() {
+            control.publish(self.written(), self.durable());
         }
     }
 
@@ -129,6 +153,9 @@ impl Watermarks {
     pub(crate) fn publish_written(&self, offset: u64, wake: bool) {
         let previous = self.written.fetch_max(offset, SeqCst);
         debug_assert!(previous <= offset, "written watermark moved backwards");
+        if previous < offset {
+            self.publish_control();
+        }
         if wake {
             self.wake();
         }
@@ -149,6 +176,7 @@ impl Watermarks {
             let previous = self.durable.fetch_max(offset, SeqCst);
             debug_assert!(previous <= offset, "durable watermark moved backwards");
         }
+        self.publish_control();
         if wake {
             self.wake();
         }
@@ -168,6 +196,7 @@ impl Watermarks {
         }
         if self.durable.fetch_max(offset, SeqCst) < offset {
             Watermarks::request_wake(self);
+            self.publish_control();
         }
         true
     }

@@ -27,7 +27,7 @@ pub fn run(args: &TailArgs) -> CliResult<()> {
     let last = usize::try_from(args.records).unwrap_or(usize::MAX);
     // `tail` reads up to the read watermark, which only `refresh` moves: following
     // continues exactly after it, even when -n 0 printed nothing.
-    let mut next_offset = log.refresh().map_err(fail)?;
+    let next_offset = log.refresh().map_err(fail)?;
     for record in log.tail(last).map_err(fail)? {
         style.write(&mut out, &record)?;
     }
@@ -35,18 +35,15 @@ pub fn run(args: &TailArgs) -> CliResult<()> {
     if !args.follow {
         return Ok(());
     }
-    let poll_interval = args.poll_interval.max(MIN_POLL_INTERVAL);
-    loop {
-        std::thread::sleep(poll_interval);
-        let end = log.refresh().map_err(fail)?;
-        if end <= next_offset {
-            continue;
-        }
-        for record in log.iter(next_offset) {
-            let record = record.map_err(fail)?;
-            style.write(&mut out, &record)?;
-            next_offset = record.offset() + 1;
-        }
+    // The follower sleeps on the writer's control file and wakes when the writer (in
+    // another process) writes: no polling. `--poll-interval` stays accepted for scripts;
+    // it only matters for a writer of an earlier release, which has no control file.
+    let _ = args.poll_interval.max(MIN_POLL_INTERVAL);
+    let follower = log.follow(next_offset).map_err(fail)?;
+    for record in follower {
+        let record = record.map_err(fail)?;
+        style.write(&mut out, &record)?;
         out.flush().map_err(Failure::from_stdout)?;
     }
+    Ok(())
 }
