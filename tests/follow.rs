@@ -606,3 +606,40 @@ fn read_before_at_both_ends_and_across_segments() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The same stream under tokio's current-thread runtime: woken by the writer thread, not
+/// by a poll, and `wait_durable_async` beside it.
+#[test]
+fn a_follower_stream_and_wait_durable_async_under_tokio() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small().durability(Durability::None)).unwrap();
+    let mut follower = log.follow(0).unwrap();
+    let producer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for offset in 0..100 {
+                log.append(&payload(offset, 24)).unwrap();
+                if offset % 25 == 0 {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            log.sync().unwrap();
+        })
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let log2 = log.clone();
+    within_watchdog(move || {
+        runtime.block_on(async {
+            for offset in 0..100 {
+                let record = next_item(&mut follower).await.unwrap().unwrap();
+                assert_eq!(record.offset(), offset);
+                assert_eq!(record.payload(), payload(offset, 24));
+            }
+            log2.wait_durable_async(99).await.unwrap();
+            assert!(log2.durable_offset() >= 100);
+        })
+    });
+    producer.join().unwrap();
+}
