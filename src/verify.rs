@@ -90,7 +90,7 @@ impl VerifyReport {
 
 /// Reads every segment of the log in `dir` and checks every header, every record's
 /// checksum and offset, the chain of segments, and each persisted index against the data.
-/// Reports every state in which [`Log::open`] would refuse the log. Changes nothing on
+/// Reports every state in which [`Log::open`](crate::Log::open) would refuse the log. Changes nothing on
 /// disk and takes no lock.
 ///
 /// Beside a writer (one holds the directory's lock when verify starts or ends), it checks
