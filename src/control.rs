@@ -69,6 +69,9 @@ enum Map {
 /// A mapped control file.
 pub(crate) struct Control {
     map: Map,
+    /// The seqlock has one writer at a time (the committer and the housekeeper's
+    /// background flush both publish). A plain lock: never held across another.
+    updating: parking_lot::Mutex<()>,
 }
 
 impl Control {
@@ -101,6 +104,7 @@ impl Control {
         };
         let control = Control {
             map: Map::Writer(map),
+            updating: parking_lot::Mutex::new(()),
         };
         control.claim();
         Some(control)
@@ -122,6 +126,7 @@ impl Control {
         };
         let control = Control {
             map: Map::Reader(map),
+            updating: parking_lot::Mutex::new(()),
         };
         control.has_magic().then_some(control)
     }
@@ -163,6 +168,7 @@ impl Control {
 
     /// Updates the fields under the seqlock and the checksum (the writer only).
     fn update(&self, change: impl FnOnce(&Control)) {
+        let _one_writer = self.updating.lock();
         let sequence = self.atomic_u64(SEQUENCE_AT);
         let before = sequence.load(SeqCst);
         // Odd while updating (an earlier writer killed mid-update left it odd: go on).

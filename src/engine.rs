@@ -20,7 +20,8 @@
 //!
 //! Lock order: a topic's commit lock, then its staging lock, then the engine's queue
 //! locks. The engine never takes a topic lock while it holds a queue lock; the writer
-//! holds several topics' commit locks only in a cycle, taken with `try_lock`.
+//! holds several topics' commit locks only in a cycle (nobody else ever holds two, nor
+//! waits for an engine thread while holding one, so this cannot deadlock).
 
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::Arc;
@@ -267,7 +268,16 @@ impl Engine {
                 }
             };
             topic.chores_queued.store(false, SeqCst);
-            topic.run_chores(self);
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                topic.run_chores(self);
+            }));
+            if ran.is_err() {
+                // A bug: this topic's appenders (waiting for a spare, say) must not wait
+                // forever, and the other topics' chores go on.
+                topic.poison(Error::Poisoned {
+                    cause: "the housekeeper thread panicked".into(),
+                });
+            }
         }
     }
 
@@ -338,7 +348,9 @@ impl WakeHub {
             for marks in batch {
                 // Cleared first: a request that comes meanwhile queues it again.
                 marks.wake_queued.store(false, SeqCst);
-                marks.wake();
+                // A panicking `Waker` (an executor's) must not stop the wake-ups of every
+                // other topic: the waiters it left are woken at the next request.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| marks.wake()));
             }
             if self.stop.load(SeqCst) && self.queue.lock().is_empty() {
                 return;

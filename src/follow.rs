@@ -352,6 +352,8 @@ impl Shared {
                 return Ok(outcome.next_offset);
             };
             *active.end_offset.write() = Some(next.base_offset());
+            // Sealed now: mapped already, or mapped by name when read.
+            active.release_file();
             self.segments.write().push(next.clone());
             st.advance_to(next, SEGMENT_HEADER_BYTES, outcome.next_offset);
         }

@@ -50,6 +50,11 @@ pub(crate) struct LogCore {
     lock: Mutex<Option<File>>,
     report: RecoveryReport,
     closed: AtomicBool,
+    /// Held for the whole of a close or abandon: a second caller (another handle, the
+    /// store reopening or removing the topic, the store closing) waits for the first to
+    /// finish, so nothing opens, removes or unlocks the directory while the old instance
+    /// still writes to it.
+    closing: crate::sync::Mutex<()>,
     /// The topic was removed from its store: every later call is [`Error::Closed`].
     removed: AtomicBool,
     /// The named consumers that have handles (see [`Log::consumer`]).
@@ -203,6 +208,7 @@ impl Log {
             lock: Mutex::new(lock),
             report: recovered.report,
             closed: AtomicBool::new(false),
+            closing: crate::sync::Mutex::new(()),
             removed: AtomicBool::new(false),
             consumers: Default::default(),
         }))
@@ -244,6 +250,7 @@ impl Log {
             lock: Mutex::new(None),
             report: recovered.report,
             closed: AtomicBool::new(false),
+            closing: crate::sync::Mutex::new(()),
             removed: AtomicBool::new(false),
             consumers: Default::default(),
         }))
@@ -865,6 +872,8 @@ impl Log {
 }
 
 impl LogCore {
+    /// Whether a close has begun (it may still be running: [`LogCore::close`] waits for
+    /// it).
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(SeqCst)
     }
@@ -878,6 +887,7 @@ impl LogCore {
     }
 
     pub(crate) fn close(&self) -> Result<()> {
+        let _closing = self.closing.lock();
         if self.closed.swap(true, SeqCst) {
             return Ok(());
         }
@@ -897,6 +907,7 @@ impl LogCore {
     }
 
     pub(crate) fn abandon(&self) {
+        let _closing = self.closing.lock();
         if self.closed.swap(true, SeqCst) {
             return;
         }

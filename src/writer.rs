@@ -515,7 +515,10 @@ impl Shared {
                 self.wake_writer_if_work();
                 return result;
             }
-            // The holder re-checks staging after releasing the lock.
+            // Someone holds the commit lock. Not every holder looks at staging again when
+            // it lets go (`segments()` does not), so hand the work to the writer, which
+            // takes the lock in turn.
+            self.wake_writer_if_work();
             return Ok(());
         }
         self.wake_writer_if_work();

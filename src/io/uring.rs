@@ -148,7 +148,16 @@ impl UringBackend {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    // The flushes may have run, and taken a writeback error that a retry
+                    // on the same file description would not report again: each one not
+                    // reaped counts as failed (its log is poisoned), never retried.
                     self.broken = true;
+                    for slot in results.iter_mut().filter(|slot| slot.is_none()) {
+                        *slot = Some(Err(io::Error::new(
+                            e.kind(),
+                            format!("io_uring failed with a flush submitted: {e}"),
+                        )));
+                    }
                     return Err(e);
                 }
             }
@@ -274,8 +283,8 @@ impl Backend for UringBackend {
                 break;
             }
         }
-        // A flush the ring could not run (it broke) is run with a plain system call: a
-        // second flush of the same data changes nothing.
+        // A flush never submitted (the ring broke on an earlier batch, or its queue was
+        // full) is run with a plain system call.
         results
             .into_iter()
             .zip(files)

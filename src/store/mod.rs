@@ -395,6 +395,10 @@ impl Store {
                 open.close_idle();
                 return Ok(log);
             }
+            // Closed through one of its handles: wait for that close to finish (it may
+            // still be flushing) before the topic is opened again.
+            let _ = core.close();
+            open.remove(name);
         }
         let log = if inner.read_only {
             if !self.topic_exists(name, &dir)? {
