@@ -150,6 +150,18 @@ impl Engine {
         self.writer_cv.notify_one();
     }
 
+    /// Drops `topic` from every queue: it was shut down, and a queued reference would keep
+    /// its files and mappings open (an `Interval` topic's deadline can be a while away).
+    pub(crate) fn forget(&self, topic: &Shared) {
+        let is = |t: &Arc<Shared>| std::ptr::eq(Arc::as_ptr(t), topic);
+        {
+            let mut queue = self.writer.lock();
+            queue.ready.retain(|t| !is(t));
+            queue.timed.retain(|(_, t)| !is(t));
+        }
+        self.chores.lock().topics.retain(|t| !is(t));
+    }
+
     /// Whether other topics wait for the writer (a long pipelined commit of one topic
     /// then yields to them).
     pub(crate) fn others_ready(&self) -> bool {

@@ -902,6 +902,9 @@ impl LogCore {
             Ok(None) => Ok(()),
             Err(e) => Err(e),
         };
+        // Nothing writes again: the descriptors go (reads keep working: a segment is
+        // mapped by name when first read).
+        self.shared.release_files();
         self.lock.lock().take();
         result
     }

@@ -629,6 +629,7 @@ impl Shared {
         drop(self.commit.lock());
         self.drop_chores();
         self.marks.close(false);
+        self.leave_engine();
     }
 
     /// Stops new appends, commits and flushes what is staged, and persists the index
@@ -656,6 +657,24 @@ impl Shared {
         self.finish_chores();
         // Wakes producers, and ends blocked followers (after what was just committed).
         self.marks.close(false);
+        self.leave_engine();
         result
+    }
+
+    /// After close: every segment's descriptors (its own and the background flusher's)
+    /// and the spare's. Mappings stay, for the reads that go on after close.
+    pub(crate) fn release_files(&self) {
+        for segment in self.segments.read().iter() {
+            segment.release_file();
+            segment.close_flush_handle();
+        }
+        self.staging.lock().spare.take();
+    }
+
+    /// Drops this log from its engine's queues once it is shut down.
+    fn leave_engine(&self) {
+        if let Some(engine) = &self.engine {
+            engine.forget(self);
+        }
     }
 }

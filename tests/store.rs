@@ -511,3 +511,33 @@ fn a_topic_closed_while_asked_for_again_loses_nothing() {
         );
     }
 }
+
+/// A closed topic leaves nothing behind in the store's engine: an `Interval` topic parked
+/// until its next flush was kept (with its files open) on the writer's timed list until
+/// then.
+#[test]
+fn a_closed_interval_topic_lets_its_files_go_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), store_opts()).unwrap();
+    let topic = store
+        .topic_with(
+            "slow",
+            store_opts().durability(Durability::Interval(std::time::Duration::from_secs(60))),
+        )
+        .unwrap();
+    topic.append(b"x").unwrap();
+    // Let the writer write it and park the topic until its flush a minute away.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    topic.close().unwrap();
+    drop(topic);
+    let topic_dir = dir.path().join("topics").join("slow");
+    assert_eq!(
+        fds_under(&topic_dir),
+        0,
+        "descriptors still open under {topic_dir:?}"
+    );
+    assert_eq!(
+        store.topic("slow").unwrap().read(0).unwrap().payload(),
+        b"x"
+    );
+}
