@@ -36,6 +36,8 @@ pub(crate) enum Chore {
     },
     /// Remove files of interrupted segment preparations found at open.
     RemoveLeftovers(Vec<PathBuf>),
+    /// A retention pass (after a rollover, and at open), if the options set limits.
+    Retention,
 }
 
 /// An index file for an active segment.
@@ -58,6 +60,7 @@ pub(crate) struct PendingChores {
     seals: Vec<(Arc<Segment>, u64, u64)>,
     background_flush: Option<(Arc<Segment>, u64, u64)>,
     leftovers: Vec<PathBuf>,
+    retention: bool,
     /// The log is shut down: nothing more is run for it.
     stopped: bool,
 }
@@ -95,6 +98,7 @@ impl PendingChores {
                 written_offset,
             } => self.background_flush = Some((segment, written_position, written_offset)),
             Chore::RemoveLeftovers(paths) => self.leftovers.extend(paths),
+            Chore::Retention => self.retention = true,
         }
         true
     }
@@ -135,6 +139,9 @@ impl Shared {
         self.persist_seals(pending.seals);
         if pending.prepare {
             self.prepare_spare(engine);
+        }
+        if pending.retention {
+            self.apply_retention_in_background();
         }
     }
 
