@@ -221,7 +221,7 @@ impl Shared {
     fn prepare_spare(&self, engine: &Engine) {
         let (id, segment_bytes) = {
             let st = self.staging.lock();
-            if st.spare.is_some() || st.closed {
+            if st.spare.is_some() || st.closed || st.spare_taken_by_cut {
                 return;
             }
             let bytes = self
@@ -243,7 +243,7 @@ impl Shared {
         );
         let mut st = self.staging.lock();
         match result {
-            Ok(spare) if st.segment.id() + 1 == id => {
+            Ok(spare) if st.segment.id() + 1 == id && !st.spare_taken_by_cut => {
                 st.spare = Some(spare);
                 st.spare_failure = None;
             }

@@ -229,8 +229,9 @@ pub(crate) fn recover(
         });
     }
     let start = trim::read_start(dir)?;
-    let (chain, trimmed) = split_trimmed(classified.chain, start);
-    let (segments, dead) = check_chain(dir, chain)?;
+    let (chain, dead) = split_truncated(classified.chain);
+    let (chain, trimmed) = split_trimmed(chain, start);
+    let segments = check_chain(dir, chain)?;
     if writable {
         // A trim or truncation that a crash interrupted: finish deleting.
         for f in trimmed {
@@ -240,9 +241,8 @@ pub(crate) fn recover(
                 &mut report,
             )?;
         }
-        for id in dead {
-            let path = segment::segment_path(dir, id);
-            remove(&path, "segment past a truncation", &mut report)?;
+        for f in dead {
+            remove(&f.path, "segment past a truncation", &mut report)?;
         }
     }
     let active = segments.last().expect("chain is not empty").clone();
@@ -261,6 +261,42 @@ pub(crate) fn recover(
         first_offset: start.min(active_end.end.offset),
         restart_at: (start > active_end.end.offset).then_some(start),
     })
+}
+
+/// Splits off the segments a truncation cut away: those whose ids a later segment's
+/// header names (`dropped_before`: the ids right before it). That header is checksummed
+/// and was written only after those segments were complete, so it decides, whatever
+/// state a crash left their files in.
+pub(crate) fn split_truncated<T: HasHeader>(chain: Vec<T>) -> (Vec<T>, Vec<T>) {
+    let cut_ranges: Vec<(u64, u64)> = chain
+        .iter()
+        .filter_map(|f| f.activated_header())
+        .filter(|h| h.dropped_before > 0)
+        .map(|h| {
+            let from = h.segment_id.saturating_sub(u64::from(h.dropped_before));
+            (from, h.segment_id)
+        })
+        .collect();
+    chain.into_iter().partition(|f| {
+        !cut_ranges
+            .iter()
+            .any(|&(from, to)| (from..to).contains(&f.segment_id()))
+    })
+}
+
+/// What [`split_truncated`] needs of a segment file.
+pub(crate) trait HasHeader {
+    fn segment_id(&self) -> u64;
+    fn activated_header(&self) -> Option<SegmentHeader>;
+}
+
+impl HasHeader for Found {
+    fn segment_id(&self) -> u64 {
+        self.id
+    }
+    fn activated_header(&self) -> Option<SegmentHeader> {
+        self.activated()
+    }
 }
 
 /// Splits off the segments wholly below the start a trim recorded (`start`): those
@@ -405,13 +441,12 @@ fn create_first(dir: &Path, opts: &Options, spare: Option<Spare>) -> Result<Arc<
 }
 
 /// Phase 3: every file of the chain must be an activated segment, the ids consecutive,
-/// the base offsets increasing, except where a segment's header says a truncation cut
-/// away the segments before it (`dropped_before`): those are dead (returned by id, for
-/// the writer to delete), and it follows the one before them. Maps the segments
-/// (lazily) and links each to its successor's base offset.
-pub(crate) fn check_chain(dir: &Path, chain: Vec<Found>) -> Result<(Vec<Arc<Segment>>, Vec<u64>)> {
+/// the base offsets increasing, except after a truncation: a segment whose header says
+/// it cut away the segments before it (`dropped_before`, taken out by
+/// [`split_truncated`]) follows the one before them. Maps the segments (lazily) and
+/// links each to its successor's base offset.
+fn check_chain(dir: &Path, chain: Vec<Found>) -> Result<Vec<Arc<Segment>>> {
     let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(chain.len());
-    let mut dead = Vec::new();
     for f in chain {
         let Some(header) = f.activated() else {
             return Err(Error::corruption(
@@ -422,26 +457,6 @@ pub(crate) fn check_chain(dir: &Path, chain: Vec<Found>) -> Result<(Vec<Arc<Segm
         };
         let dropped = u64::from(header.dropped_before);
         let dropped_from = f.id.saturating_sub(dropped);
-        while let Some(last) = segments.last() {
-            if last.id() < dropped_from {
-                break;
-            }
-            if last.base_offset() < header.base_offset {
-                return Err(Error::corruption(
-                    &f.path,
-                    56,
-                    format!(
-                        "says a truncation at offset {} cut away segment {}, which starts \
-                         below it at {}",
-                        header.base_offset,
-                        last.id(),
-                        last.base_offset()
-                    ),
-                ));
-            }
-            dead.push(last.id());
-            segments.pop();
-        }
         if let Some(previous) = segments.last() {
             let expected = dropped_from.saturating_sub(1);
             if previous.id() != expected {
@@ -474,7 +489,7 @@ pub(crate) fn check_chain(dir: &Path, chain: Vec<Found>) -> Result<(Vec<Arc<Segm
         }
         segments.push(Segment::new(f.path, f.file, header, f.len)?);
     }
-    Ok((segments, dead))
+    Ok(segments)
 }
 
 /// Phase 5: index files of segments that are gone.

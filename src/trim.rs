@@ -314,8 +314,10 @@ impl Shared {
                     Ok(dead) => Ok(dead),
                     Err((e, spare)) => {
                         // Not activated: it stays the spare.
+                        let mut st = self.staging.lock();
+                        st.spare_taken_by_cut = false;
                         if let Some(spare) = spare {
-                            self.staging.lock().spare = Some(spare);
+                            st.spare = Some(spare);
                         }
                         Err(e)
                     }
@@ -469,6 +471,7 @@ impl Shared {
         let mut st = self.staging.lock();
         loop {
             if let Some(spare) = st.spare.take() {
+                st.spare_taken_by_cut = true;
                 return Ok(spare);
             }
             if self.marks.is_poisoned() {

@@ -189,6 +189,9 @@ fn check(dir: &Path, beside_writer: bool) -> Result<VerifyReport> {
             message: reason,
         });
     }
+    // Segments a truncation cut away (a crash left them for open to delete) are not
+    // part of the log, whatever their state.
+    let (found, _cut_away) = open::split_truncated(found);
     let mut chain: Vec<(PathBuf, File, SegmentHeader, u64)> = Vec::new();
     for f in found {
         let in_chain = last_activated.is_some_and(|last| f.id <= last);
@@ -249,20 +252,6 @@ fn check(dir: &Path, beside_writer: bool) -> Result<VerifyReport> {
             chain.drain(..keep_from);
         }
     }
-    let mut kept: Vec<(PathBuf, File, SegmentHeader, u64)> = Vec::with_capacity(chain.len());
-    for entry in chain {
-        let dropped_from = entry
-            .2
-            .segment_id
-            .saturating_sub(u64::from(entry.2.dropped_before));
-        while kept.last().is_some_and(|k| {
-            k.2.segment_id >= dropped_from && k.2.base_offset >= entry.2.base_offset
-        }) {
-            kept.pop();
-        }
-        kept.push(entry);
-    }
-    let chain = kept;
     for pair in chain.windows(2) {
         let (a, b) = (&pair[0].2, &pair[1].2);
         let follows = a.segment_id + 1 + u64::from(b.dropped_before) == b.segment_id;

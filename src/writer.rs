@@ -99,6 +99,9 @@ pub(crate) struct Staging {
     stop_writer: bool,
     /// A trim or truncation is moving the log to a new segment: producers wait.
     pub(crate) frozen: bool,
+    /// A cut took the spare to activate it: no other may be prepared until the cut
+    /// moved staging to it (it would get the same id, and replace it).
+    pub(crate) spare_taken_by_cut: bool,
 }
 
 impl Staging {
@@ -131,6 +134,7 @@ impl Staging {
         self.next_offset = offset;
         self.spare_min_bytes = 0;
         self.spare_requested = false;
+        self.spare_taken_by_cut = false;
     }
 
     /// Moves the cursor (read-only logs, after finding new data).
@@ -349,6 +353,7 @@ impl Shared {
                     closed: false,
                     stop_writer: false,
                     frozen: false,
+                    spare_taken_by_cut: false,
                 }),
                 room_cv: Condvar::new(),
                 commit: Mutex::new(Committer {
