@@ -308,21 +308,9 @@ impl Shared {
             CutKind::Truncate if base > next => Err(self.out_of_range(base)),
             // Nothing past it: the call is a flush.
             CutKind::Truncate if base == next => self.flush_everything(),
-            _ => self.spare_for_cut().and_then(|spare| {
-                let result = self.cut_over_frozen(base, kind, spare);
-                match result {
-                    Ok(dead) => Ok(dead),
-                    Err((e, spare)) => {
-                        // Not activated: it stays the spare.
-                        let mut st = self.staging.lock();
-                        st.spare_taken_by_cut = false;
-                        if let Some(spare) = spare {
-                            st.spare = Some(spare);
-                        }
-                        Err(e)
-                    }
-                }
-            }),
+            _ => self
+                .spare_for_cut()
+                .and_then(|spare| self.cut_over_frozen(base, kind, spare)),
         };
         let mut st = self.staging.lock();
         st.frozen = false;
@@ -341,18 +329,20 @@ impl Shared {
         Ok(Vec::new())
     }
 
+    /// A spare a cut took and did not activate: it is the spare again.
+    fn give_back(&self, spare: Spare, error: Error) -> Error {
+        let mut st = self.staging.lock();
+        st.spare_taken_by_cut = false;
+        st.spare = Some(spare);
+        error
+    }
+
     /// [`Shared::cut_over`] with staging frozen and `spare` in hand: returns the
-    /// segments to delete, or the error and the spare if it was not touched.
-    #[allow(clippy::type_complexity)]
-    fn cut_over_frozen(
-        &self,
-        base: u64,
-        kind: CutKind,
-        spare: Spare,
-    ) -> std::result::Result<Vec<Arc<Segment>>, (Error, Option<Spare>)> {
+    /// segments to delete.
+    fn cut_over_frozen(&self, base: u64, kind: CutKind, spare: Spare) -> Result<Vec<Arc<Segment>>> {
         let mut c = self.commit.lock();
         if let Err(e) = self.commit_pending(&mut c, true) {
-            return Err((e, Some(spare)));
+            return Err(self.give_back(spare, e));
         }
         debug_assert_eq!(spare.header.segment_id, c.segment.id() + 1);
         // A background flush publishes nothing while the watermarks move back.
@@ -373,7 +363,7 @@ impl Shared {
         let predecessor_end = match (&predecessor, kind) {
             (Some(p), CutKind::Truncate) => match self.kept_data_end(p, base, &c) {
                 Ok(position) => position,
-                Err(e) => return Err((e, Some(spare))),
+                Err(e) => return Err(self.give_back(spare, e)),
             },
             _ => None,
         };
@@ -391,18 +381,19 @@ impl Shared {
             ..spare.header
         };
         let Spare { path, file, .. } = spare;
+        // A failure poisons the log (the checked backend): the file's header is unknown.
         if let Err(e) = c.backend.write_all_at(&file, 0, &header.encode()) {
-            return Err((Error::io("write segment header", &path, e), None));
+            return Err(Error::io("write segment header", &path, e));
         }
         if let Err(e) = c.backend.sync_data(&file) {
-            return Err((Error::io("fdatasync", &path, e), None));
+            return Err(Error::io("fdatasync", &path, e));
         }
         self.counters
             .fsyncs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let len = header.segment_bytes;
-        let fresh = Segment::new(path, file, header, len).map_err(|e| (e, None))?;
-        fresh.bytes().map_err(|e| (e, None))?;
+        let fresh = Segment::new(path, file, header, len).map_err(|e| self.poison(e))?;
+        fresh.bytes().map_err(|e| self.poison(e))?;
         fresh.index.write().loaded = true;
         if self.opts.durability != Durability::Sync {
             let _ = fresh.open_flush_handle();
