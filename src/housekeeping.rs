@@ -274,7 +274,9 @@ impl Shared {
         // Held through the publish: `abandon` takes it before poisoning, so a flush is
         // either wholly before (and counted) or does nothing.
         let mut flusher = self.flusher.lock();
-        if self.marks.is_poisoned() {
+        // Sealed while we waited (a truncation may have moved the watermarks back since:
+        // what this flush covers is not the log's any more).
+        if self.marks.is_poisoned() || segment.end_offset.read().is_some() {
             return;
         }
         // No description opened before the writes: the committer's flushes cover them.

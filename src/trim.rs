@@ -221,6 +221,12 @@ impl Shared {
             return Ok(first);
         }
         let next = self.staged_end().0;
+        if offset <= next && offset > self.visible_offset() {
+            // Records below the new start must be readable (the log never starts past
+            // what readers can see): commit and flush what is staged.
+            let mut c = self.commit.lock();
+            self.commit_pending(&mut c, true)?;
+        }
         if offset > next {
             // Past the end: the start first (a crash after it finishes the restart at
             // open), then a segment at `offset`, then the old ones go.
