@@ -61,6 +61,7 @@ mod seek;
 mod segment;
 #[doc(hidden)]
 pub mod sim;
+mod snapshot;
 mod store;
 mod sync;
 mod trim;
@@ -82,5 +83,6 @@ pub use options::{Durability, IoBackend, Options, Preallocate, RecoveryPolicy};
 pub use reader::{Iter, Record};
 pub use report::{RecoveryReport, SegmentInfo, SegmentScan, Stats, Truncation};
 pub use retention::{RemovedSegment, Retention, RetentionReason, RetentionReport};
+pub use snapshot::{Snapshot, MAX_SNAPSHOT_BYTES};
 pub use store::{Store, StoreStats};
 pub use verify::{repair, verify, Problem, ProblemKind, RepairReport, VerifyReport};
