@@ -51,6 +51,7 @@ pub mod fuzzing;
 mod housekeeping;
 mod io;
 mod log;
+mod memory;
 mod open;
 mod options;
 mod reader;

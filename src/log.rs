@@ -59,6 +59,9 @@ pub(crate) struct LogCore {
     removed: AtomicBool,
     /// The named consumers that have handles (see [`Log::consumer`]).
     consumers: crate::consumer::Registry,
+    /// `Log::in_memory`: its directory, removed after the close (fields drop after
+    /// `Drop::drop`).
+    ephemeral: parking_lot::Mutex<Option<crate::memory::EphemeralDir>>,
 }
 
 impl std::fmt::Debug for Log {
@@ -219,6 +222,7 @@ impl Log {
             closing: crate::sync::Mutex::new(()),
             removed: AtomicBool::new(false),
             consumers: Default::default(),
+            ephemeral: Default::default(),
         }))
     }
 
@@ -262,6 +266,7 @@ impl Log {
             closing: crate::sync::Mutex::new(()),
             removed: AtomicBool::new(false),
             consumers: Default::default(),
+            ephemeral: Default::default(),
         }))
     }
 
@@ -889,6 +894,11 @@ impl Log {
     pub fn apply_retention(&self) -> Result<crate::RetentionReport> {
         self.check_not_removed()?;
         self.core.shared.apply_retention()
+    }
+
+    /// An in-memory log's directory goes when the last handle drops.
+    pub(crate) fn keep_until_dropped(&self, dir: crate::memory::EphemeralDir) {
+        *self.core.ephemeral.lock() = Some(dir);
     }
 
     /// The first offset in the log.

@@ -201,6 +201,8 @@ struct StoreInner {
     /// never race for one name.
     open: Mutex<OpenTopics>,
     closed: AtomicBool,
+    /// `Store::in_memory`: its directory, removed after the close.
+    ephemeral: parking_lot::Mutex<Option<crate::memory::EphemeralDir>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -342,6 +344,7 @@ impl Store {
                 backends,
                 open: Mutex::new(OpenTopics::default()),
                 closed: AtomicBool::new(false),
+                ephemeral: Default::default(),
             }),
         }
     }
@@ -677,6 +680,13 @@ impl StoreInner {
         }
         self.lock.lock().take();
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Store {
+    /// An in-memory store's directory goes when the last handle drops.
+    pub(crate) fn keep_until_dropped(&self, dir: crate::memory::EphemeralDir) {
+        *self.inner.ephemeral.lock() = Some(dir);
     }
 }
 
