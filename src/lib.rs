@@ -85,5 +85,5 @@ pub use reader::{Iter, Record};
 pub use report::{RecoveryReport, SegmentInfo, SegmentScan, Stats, Truncation};
 pub use retention::{RemovedSegment, Retention, RetentionReason, RetentionReport};
 pub use snapshot::{Snapshot, MAX_SNAPSHOT_BYTES};
-pub use store::{Store, StoreStats};
+pub use store::{Description, Store, StoreStats, TopicDescription};
 pub use verify::{repair, verify, Problem, ProblemKind, RepairReport, VerifyReport};

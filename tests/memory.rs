@@ -51,3 +51,29 @@ fn an_in_memory_store_works_like_a_store_and_leaves_nothing() {
     drop(store);
     assert!(!dir.exists(), "{} is left", dir.display());
 }
+
+#[test]
+fn describe_lists_every_topic_with_its_offsets_and_bytes() {
+    let store = Store::in_memory().unwrap();
+    let orders = store.topic("orders").unwrap();
+    for i in 0..10u8 {
+        orders.append(&[i; 100]).unwrap();
+    }
+    orders.trim_before(4).unwrap();
+    orders.consumer("billing").unwrap().commit(6).unwrap();
+    store.topic("audit").unwrap();
+    let d = store.describe().unwrap();
+    assert_eq!(d.format_version, ringlog::FORMAT_VERSION);
+    assert!(!d.read_only);
+    let names: Vec<&str> = d.topics.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["audit", "orders"]);
+    let o = &d.topics[1];
+    assert_eq!((o.first_offset, o.next_offset, o.records_count), (4, 10, 6));
+    assert_eq!(o.consumers, [("billing".to_string(), Some(6))]);
+    assert!(o.bytes >= 64 << 10);
+    let text = d.to_string();
+    assert!(
+        text.contains("orders") && text.contains("billing@6"),
+        "{text}"
+    );
+}

@@ -21,8 +21,11 @@
 //! back half. Topic names never contain `+`, so temporary names cannot collide with
 //! them.
 
+mod describe;
 mod meta;
 mod name;
+
+pub use describe::{Description, TopicDescription};
 
 use std::collections::HashMap;
 use std::fs::File;
