@@ -66,6 +66,8 @@ mod snapshot;
 mod store;
 mod sync;
 mod trim;
+#[cfg(feature = "serde")]
+mod typed;
 mod verify;
 mod watermark;
 mod writer;
@@ -86,4 +88,6 @@ pub use report::{RecoveryReport, SegmentInfo, SegmentScan, Stats, Truncation};
 pub use retention::{RemovedSegment, Retention, RetentionReason, RetentionReport};
 pub use snapshot::{Snapshot, MAX_SNAPSHOT_BYTES};
 pub use store::{Description, Store, StoreStats, TopicDescription};
+#[cfg(feature = "serde")]
+pub use typed::{Codec, TypedFollower, TypedIter, TypedLog};
 pub use verify::{repair, verify, Problem, ProblemKind, RepairReport, VerifyReport};
