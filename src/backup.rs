@@ -467,3 +467,37 @@ fn write_new_file(path: &Path, bytes: &[u8]) -> Result<()> {
 fn create_dir(path: &Path) -> Result<()> {
     std::fs::create_dir(path).map_err(|e| Error::io("create directory", path, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_destination_must_be_missing_or_an_empty_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("a/b");
+        assert!(prepare_dest(&missing).unwrap(), "created");
+        assert!(missing.is_dir());
+        assert!(!prepare_dest(&missing).unwrap(), "empty: taken as it is");
+        std::fs::write(missing.join("x"), b"x").unwrap();
+        let err = prepare_dest(&missing).unwrap_err();
+        assert!(matches!(err, Error::BackupDestination { .. }), "{err}");
+        let err = prepare_dest(&missing.join("x")).unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+    }
+
+    #[test]
+    fn a_segment_copy_is_the_data_then_zeros_at_full_size() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("s");
+        let data: Vec<u8> = (0..(COPY_CHUNK_BYTES + 100)).map(|i| i as u8 | 1).collect();
+        let total = 3 * COPY_CHUNK_BYTES as u64 + 8;
+        write_segment(&path, &data, total).unwrap();
+        let written = std::fs::read(&path).unwrap();
+        assert_eq!(written.len() as u64, total);
+        assert_eq!(&written[..data.len()], data.as_slice());
+        assert!(written[data.len()..].iter().all(|b| *b == 0));
+        // Never over an existing file.
+        assert!(write_segment(&path, &data, total).is_err());
+    }
+}

@@ -203,13 +203,7 @@ fn a_backup_after_trim_and_truncate_keeps_the_start_and_the_cut() {
         assert_eq!(report.logs[0].first_offset, start, "{context}");
         assert_eq!(report.logs[0].next_offset, 410, "{context}");
         assert!(copy.join("log.start").exists(), "{context}");
-        check_copy(
-            &copy,
-            start,
-            410,
-            |o| if o < 350 { 1 } else { 2 },
-            &context,
-        );
+        check_copy(&copy, start, 410, |o| if o < 350 { 1 } else { 2 }, &context);
 
         // Trimmed past the end: the copy is empty and continues there.
         log.trim_before(1_000).unwrap();
@@ -321,7 +315,13 @@ fn a_store_backup_copies_every_topic() {
         fill(&topic, 100 * (i as u64 + 1), 1);
         topic.sync().unwrap();
     }
-    store.topic("alpha").unwrap().consumer("c").unwrap().commit(5).unwrap();
+    store
+        .topic("alpha")
+        .unwrap()
+        .consumer("c")
+        .unwrap()
+        .commit(5)
+        .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let (beta, stop) = (store.topic("beta").unwrap(), stop.clone());
@@ -408,7 +408,11 @@ fn a_backup_refuses_a_destination_that_is_not_empty() {
         "wrong error: {err}"
     );
     assert!(err.to_string().contains("not empty"), "{err}");
-    assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 1, "nothing added");
+    assert_eq!(
+        std::fs::read_dir(&dest).unwrap().count(),
+        1,
+        "nothing added"
+    );
     let file = dir.path().join("file");
     std::fs::write(&file, b"x").unwrap();
     assert!(matches!(

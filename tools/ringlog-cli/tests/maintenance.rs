@@ -94,10 +94,14 @@ fn trim_dry_run_changes_nothing_and_trim_does_what_it_said() {
     let text = ringlog(&["trim", arg(dir.path()), "--before", "1300", "--dry-run"]);
     assert_eq!(text.code, 0, "{text:?}");
     assert!(
-        text.stdout.starts_with("would trim 1300 records (offsets 0..1300), would delete "),
+        text.stdout
+            .starts_with("would trim 1300 records (offsets 0..1300), would delete "),
         "{text:?}"
     );
-    assert!(text.stdout.contains("dry run: nothing was changed"), "{text:?}");
+    assert!(
+        text.stdout.contains("dry run: nothing was changed"),
+        "{text:?}"
+    );
     assert_eq!(snapshot(dir.path()), before);
 
     let done = json(&ringlog(&[
@@ -238,10 +242,17 @@ fn cuts_beside_a_writer_are_refused_and_change_nothing() {
     ] {
         let run = ringlog(&args);
         let line = one_error_line(&run, 2);
-        assert!(line.contains("locked by another writer"), "{args:?}: {line}");
+        assert!(
+            line.contains("locked by another writer"),
+            "{args:?}: {line}"
+        );
         assert!(line.contains(&format!("(pid {pid})")), "{args:?}: {line}");
     }
-    assert_eq!(snapshot(dir.path()), before, "a refused cut touched the log");
+    assert_eq!(
+        snapshot(dir.path()),
+        before,
+        "a refused cut touched the log"
+    );
     drop(input);
     assert_eq!(
         writer.finish(),
@@ -263,7 +274,13 @@ fn a_topic_cut_beside_the_store_writer_is_refused() {
     let line = one_error_line(&run, 2);
     assert!(line.contains(&format!("(pid {pid})")), "{line}");
     let run = ringlog(&[
-        "truncate", arg(&store), "--topic", "t", "--from", "1", "--dry-run",
+        "truncate",
+        arg(&store),
+        "--topic",
+        "t",
+        "--from",
+        "1",
+        "--dry-run",
     ]);
     let line = one_error_line(&run, 2);
     assert!(line.contains(&format!("(pid {pid})")), "{line}");
@@ -314,7 +331,10 @@ fn backup_of_a_log_and_of_a_store_opens_and_verifies() {
     let copy = dir.path().join("store-copy");
     let run = ringlog(&["backup", arg(&store_dir), arg(&copy)]);
     assert_eq!(run.code, 0, "{run:?}");
-    assert!(run.stdout.contains("topic a: 30 records (offsets 0..30)"), "{run:?}");
+    assert!(
+        run.stdout.contains("topic a: 30 records (offsets 0..30)"),
+        "{run:?}"
+    );
     assert!(run.stdout.contains("backed up the store"), "{run:?}");
     let copied = Store::open(&copy, Options::default()).unwrap();
     assert_eq!(copied.topics().unwrap(), ["a", "b"]);

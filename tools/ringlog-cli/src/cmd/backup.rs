@@ -54,7 +54,11 @@ pub fn run(args: &BackupArgs) -> CliResult<()> {
         ("store", store.backup(&args.dest).map_err(fail)?)
     } else {
         let opened = target.open_read_only()?;
-        let kind = if opened.store.is_some() { "topic" } else { "log" };
+        let kind = if opened.store.is_some() {
+            "topic"
+        } else {
+            "log"
+        };
         (kind, backup_log(&opened.log, args)?)
     };
     let output = BackupOutput {

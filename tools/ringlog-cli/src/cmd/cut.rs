@@ -91,8 +91,13 @@ fn run(target: &Target<'_>, cut: Cut, dry_run: bool, json: bool) -> CliResult<()
         let opened = target.open_read_only()?;
         let log = &opened.log;
         let segments = log.segments().map_err(|e| target.fail(e))?;
-        predict(cut, &segments, (log.first_offset(), log.next_offset()), true)
-            .map_err(|e| target.fail(e))?
+        predict(
+            cut,
+            &segments,
+            (log.first_offset(), log.next_offset()),
+            true,
+        )
+        .map_err(|e| target.fail(e))?
     } else {
         let opened = target.open_writable(Options::default(), None)?;
         let log = &opened.log;
