@@ -216,20 +216,37 @@ fn snapshot_writer(log: &Log) -> Result<Snapshot> {
     // that the copy's start is not past its end. Bounded: each flush covers the start.
     for _ in 0..2 {
         let cutting = shared.cutting.lock();
-        let snapshot = {
+        let (mut snapshot, flushed_offset) = {
             let c = shared.commit.lock();
             let segments = shared.segments.read().clone();
             debug_assert!(
                 segments.last().is_some_and(|s| Arc::ptr_eq(s, &c.segment)),
                 "the committer writes the newest segment"
             );
-            Snapshot {
+            // A background flush (`Durability::None`, `Interval`) publishes the durable
+            // watermark without the committer's durable position: where it ends is
+            // found below. Only within what the committer has written (the flush
+            // covered a batch boundary of the active segment).
+            let flushed = shared.marks.durable();
+            let flushed_offset = (flushed > c.durable_offset
+                && flushed <= c.written_offset
+                && flushed > c.segment.base_offset())
+            .then_some(flushed);
+            let snapshot = Snapshot {
                 segments,
                 first_offset: shared.first_offset.load(SeqCst),
                 end_position: c.durable_position,
                 end_offset: c.durable_offset,
-            }
+            };
+            (snapshot, flushed_offset)
         };
+        if let (Some(offset), Some(active)) = (flushed_offset, snapshot.segments.last()) {
+            // The position after its last record: the bytes below it do not change
+            // (written, and no cut runs while the cutting lock is held).
+            let (_, after) = shared.find(active, offset - 1)?;
+            snapshot.end_position = after;
+            snapshot.end_offset = offset;
+        }
         if snapshot.first_offset > snapshot.end_offset {
             drop(cutting);
             log.sync()?;

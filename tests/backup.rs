@@ -129,18 +129,21 @@ fn the_active_segment_is_cut_at_the_durable_watermark() {
     let copy = dir.path().join("copy");
     let report = log.backup(&copy).unwrap();
     assert_eq!(report.logs[0].next_offset, durable);
-    check_copy(&copy, 0, durable, |_| 1, "interval");
-    // Full size, zeros past the durable data.
+    // Full size, zeros past the durable data (before the copy is opened: its writer
+    // prepares a spare).
     let segments: Vec<_> = std::fs::read_dir(&copy)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "seg"))
         .collect();
-    assert_eq!(segments.len(), 1);
-    assert_eq!(
-        std::fs::metadata(&segments[0]).unwrap().len(),
-        SEGMENT_BYTES
-    );
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    let bytes = std::fs::read(&segments[0]).unwrap();
+    assert_eq!(bytes.len() as u64, SEGMENT_BYTES);
+    let live = std::fs::read(dir.path().join("live/00000000000000000000.seg")).unwrap();
+    let end = bytes.iter().rposition(|b| *b != 0).unwrap() + 1;
+    assert!(end < live.iter().rposition(|b| *b != 0).unwrap() + 1);
+    assert_eq!(bytes[..end], live[..end]);
+    check_copy(&copy, 0, durable, |_| 1, "interval");
 }
 
 #[test]
@@ -190,6 +193,7 @@ fn a_backup_after_trim_and_truncate_keeps_the_start_and_the_cut() {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::open(dir.path().join("live"), opts(mode)).unwrap();
         fill(&log, 400, 1);
+        log.sync().unwrap();
         // Inside a segment: the copy must record the start.
         let segments = log.segments().unwrap();
         let start = segments[2].base_offset + 3;
@@ -446,4 +450,62 @@ fn a_backup_to_another_file_system_copies_instead_of_linking() {
     assert_eq!(report.files_linked, 0);
     assert_eq!(report.link_fallbacks, sealed);
     check_copy(&copy, 0, 400, |_| 1, "another file system");
+}
+
+#[test]
+fn a_backup_during_truncations_is_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    // `Sync`: under `None` and `Interval` a background flush racing a truncation
+    // poisons the log (tests/cut_races.rs).
+    let log = Log::open(dir.path().join("live"), opts(Durability::Sync)).unwrap();
+    fill(&log, 200, 1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (log, stop) = (log.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut round = 0u64;
+            while !stop.load(SeqCst) && round < 20_000 {
+                round += 1;
+                fill(&log, 30, (round % 200) as u8 + 2);
+                // Cut back the last few records, or trim a few off the start.
+                let next = log.next_offset();
+                match round % 6 {
+                    0 => log.truncate_from(next - 7).unwrap(),
+                    1 | 3 => {
+                        log.trim_before(log.first_offset() + 5).unwrap();
+                    }
+                    _ => log.sync().unwrap(),
+                }
+            }
+        })
+    };
+    for round in 0..10 {
+        std::thread::sleep(Duration::from_millis(5));
+        let copy = dir.path().join(format!("copy-{round}"));
+        let report = log.backup(&copy).unwrap();
+        let copied = &report.logs[0];
+        let context = format!("round {round}");
+        let verified = ringlog::verify(&copy).unwrap();
+        assert!(verified.is_clean(), "{context}: {:?}", verified.problems);
+        let reopened = Log::open(&copy, Options::default()).unwrap();
+        assert_eq!(
+            (reopened.first_offset(), reopened.next_offset()),
+            (copied.first_offset, copied.next_offset),
+            "{context}"
+        );
+        let mut expected = copied.first_offset;
+        for record in reopened.iter(copied.first_offset) {
+            let record = record.unwrap_or_else(|e| panic!("{context}: {e}"));
+            assert_eq!(record.offset(), expected, "{context}");
+            assert_eq!(
+                record.payload()[..8],
+                expected.to_le_bytes(),
+                "{context}: the bytes of another record at {expected}"
+            );
+            expected += 1;
+        }
+        assert_eq!(expected, copied.next_offset, "{context}");
+    }
+    stop.store(true, SeqCst);
+    writer.join().unwrap();
 }
