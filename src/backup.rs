@@ -96,6 +96,7 @@ struct Snapshot {
 /// See [`Log::backup`].
 pub(crate) fn backup_log(log: &Log, dest: &Path) -> Result<BackupReport> {
     let created = prepare_dest(dest)?;
+    refuse_inside(log.dir(), dest, created)?;
     let mut report = BackupReport::default();
     let result = copy_log(log, dest, None, &mut report).and_then(|copied| {
         report.logs.push(copied);
@@ -108,6 +109,7 @@ pub(crate) fn backup_log(log: &Log, dest: &Path) -> Result<BackupReport> {
 pub(crate) fn backup_store(store: &Store, dest: &Path) -> Result<BackupReport> {
     use crate::store::{STORE_MARKER_FILE, TOPICS_DIR, TOPIC_OPTIONS_FILE};
     let created = prepare_dest(dest)?;
+    refuse_inside(store.dir(), dest, created)?;
     let mut report = BackupReport::default();
     copy_small_file(
         &store.dir().join(STORE_MARKER_FILE),
@@ -164,6 +166,27 @@ fn prepare_dest(dest: &Path) -> Result<bool> {
         }),
         Err(e) => Err(Error::io("read directory", dest, e)),
     }
+}
+
+/// Refuses a `dest` inside the directory being copied (the copy would become part of
+/// what it copies), removing it again if the backup created it.
+fn refuse_inside(source: &Path, dest: &Path, created: bool) -> Result<()> {
+    let (Ok(source), Ok(dest_real)) = (source.canonicalize(), dest.canonicalize()) else {
+        return Ok(());
+    };
+    if !dest_real.starts_with(&source) {
+        return Ok(());
+    }
+    if created {
+        let _ = std::fs::remove_dir(dest);
+    }
+    Err(Error::BackupDestination {
+        path: dest.to_path_buf(),
+        reason: format!(
+            "is inside {}, the directory being copied; choose a directory outside it",
+            source.display()
+        ),
+    })
 }
 
 /// Syncs the copy's top directory (and its parent, if the backup created it).
@@ -268,10 +291,10 @@ fn snapshot_reader(shared: &Shared) -> Result<Snapshot> {
     let (active, end_position, end_offset) = shared.staging.lock().cursor();
     let segments = shared.segments.read().clone();
     if !segments.last().is_some_and(|s| Arc::ptr_eq(s, &active)) {
-        return Err(Error::corruption(
+        return Err(Error::io(
+            "back up",
             &active.path,
-            0,
-            "the newest segment changed while the backup looked",
+            std::io::Error::other("the writer moved to a new segment while the backup looked"),
         ));
     }
     let first_offset = shared.first_offset.load(SeqCst);

@@ -423,6 +423,11 @@ fn a_backup_refuses_a_destination_that_is_not_empty() {
         log.backup(&file),
         Err(Error::BackupDestination { .. })
     ));
+    // Inside the log's own directory: refused, and nothing is left there.
+    let inside = dir.path().join("live/backup");
+    let err = log.backup(&inside).unwrap_err();
+    assert!(err.to_string().contains("is inside"), "{err}");
+    assert!(!inside.exists());
     // An empty directory is fine.
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();

@@ -7,7 +7,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::units::{self, DurabilityArg, IoArg};
 
-/// Inspect, verify, repair, follow, ingest into and benchmark ringlog logs.
+/// Inspect, verify, repair, follow, ingest into, trim, truncate, back up and benchmark
+/// ringlog logs.
 ///
 /// Exit codes: 0 success; 1 the log is damaged (verify found a problem, repair refused,
 /// a read hit corruption); 2 usage or I/O error.
