@@ -514,3 +514,59 @@ fn a_backup_during_truncations_is_consistent() {
     stop.store(true, SeqCst);
     writer.join().unwrap();
 }
+
+#[test]
+fn a_store_backup_beside_topic_removals_is_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("live"), Options::default()).unwrap();
+    fill(&store.topic("kept").unwrap(), 50, 1);
+    store.topic("kept").unwrap().sync().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(SeqCst) && n < 10_000 {
+                let name = format!("tmp-{}", n % 4);
+                let topic = store.topic(&name).unwrap();
+                fill(&topic, 3, 1);
+                topic.sync().unwrap();
+                store.remove_topic(&name).unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    for round in 0..10 {
+        let copy = dir.path().join(format!("copy-{round}"));
+        let report = store.backup(&copy).unwrap();
+        let copied = Store::open(&copy, Options::default()).unwrap();
+        let names = copied.topics().unwrap();
+        assert!(names.contains(&"kept".to_string()), "round {round}");
+        assert_eq!(names.len(), report.logs.len(), "round {round}");
+        for logged in &report.logs {
+            let name = logged.topic.clone().unwrap();
+            let verified = ringlog::verify(copy.join("topics").join(&name)).unwrap();
+            assert!(
+                verified.is_clean(),
+                "round {round} {name}: {:?}",
+                verified.problems
+            );
+            let topic = copied.topic(&name).unwrap();
+            assert_eq!(
+                topic.next_offset(),
+                logged.next_offset,
+                "round {round} {name}"
+            );
+            for offset in 0..logged.next_offset {
+                assert_eq!(
+                    topic.read(offset).unwrap().payload(),
+                    payload(offset, 1).as_slice()
+                );
+            }
+        }
+        copied.close().unwrap();
+    }
+    stop.store(true, SeqCst);
+    assert!(churn.join().unwrap() > 0);
+}
