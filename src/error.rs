@@ -167,6 +167,16 @@ pub enum Error {
         log: PathBuf,
     },
 
+    /// A backup's destination that cannot take it: it exists and is not an empty
+    /// directory.
+    #[error("backup destination {}: {reason}", path.display())]
+    BackupDestination {
+        /// The destination given.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A directory of the other kind: a store where a single log was expected (or one
     /// of its topics), or a single log where a store was expected.
     #[error("{}: {reason}", path.display())]

@@ -39,6 +39,7 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("ringlog supports Linux only: it relies on io_uring, fdatasync and flock semantics");
 
+mod backup;
 mod consumer;
 mod control;
 mod durable;
@@ -72,6 +73,7 @@ mod verify;
 mod watermark;
 mod writer;
 
+pub use backup::{BackupReport, LogBackup};
 pub use consumer::Consumer;
 pub use durable::WaitDurable;
 pub use error::{Error, Result};
