@@ -30,6 +30,20 @@
 //!
 //! See `docs/design.md` for the on-disk format, the durability protocol and the
 //! recovery rules.
+//!
+//! # Cargo features (all off by default)
+//!
+//! - `serde`: `TypedLog`, typed events through serde (JSON, or postcard's compact
+//!   binary codec).
+//! - `tracing`: spans `ringlog.open` (with `ringlog.recovery`), `ringlog.rollover` and
+//!   `ringlog.flush` (debug), and events for poisoning (warn), truncations, trims and
+//!   retention passes (info). Never per record; no subscriber is installed.
+//! - `metrics`: through the `metrics` facade, labelled `log` = the directory: counters
+//!   `ringlog_records_written_total`, `ringlog_bytes_written_total`,
+//!   `ringlog_fsyncs_total`; histograms `ringlog_flush_seconds`,
+//!   `ringlog_records_per_flush`, `ringlog_recovery_seconds`; gauge
+//!   `ringlog_follower_lag` (every 1,024 records a follower yields). Counted per write
+//!   call and per flush, never per record; no recorder is installed.
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
@@ -66,6 +80,7 @@ pub mod sim;
 mod snapshot;
 mod store;
 mod sync;
+mod telemetry;
 mod trim;
 #[cfg(feature = "serde")]
 mod typed;

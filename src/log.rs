@@ -169,6 +169,7 @@ impl Log {
         engine: Option<Arc<Engine>>,
     ) -> Result<Log> {
         let dir = dir.to_path_buf();
+        let _span = crate::telemetry::open_span(&dir);
         let recovered = crate::open::recover(&dir, &opts, Access::Write, backend.as_mut())?;
         let active_bytes = recovered.segments.last().map(|s| s.header.segment_bytes);
         // Unless a size was given, new segments take the size of the active one; growing

@@ -135,7 +135,7 @@ fn listed(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
             }
         }
     }
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|entry| std::cmp::Reverse(entry.0));
     Ok(found)
 }
 
