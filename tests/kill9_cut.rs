@@ -52,10 +52,7 @@ fn kill9_cut_cycles() {
         let kill_after = Duration::from_millis(rng.range(5, 120));
         let on_cut = rng.chance(0.5);
         let mut opened_at = None;
-        loop {
-            let Some(line) = child.next_line(Duration::from_secs(20)) else {
-                break;
-            };
+        while let Some(line) = child.next_line(Duration::from_secs(20)) {
             if line.text.starts_with("OPENED") {
                 opened_at = Some(line.at);
             }
