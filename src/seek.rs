@@ -159,16 +159,19 @@ impl Shared {
             let segment = self.segments.read().get(position)?.clone();
             let end = segment.end_offset.read().unwrap_or(u64::MAX).min(visible);
             if segment.base_offset() < end {
-                let bytes = segment.bytes().ok()?;
-                let mut at = format::SEGMENT_HEADER_BYTES;
-                loop {
-                    let (offset, ts, padded) = format::peek_header(bytes.get(at as usize..)?)?;
-                    if offset == format::MARKER_OFFSET {
-                        at += padded;
-                        continue;
+                // Read with its header at open, or here once (no page of it is read
+                // again for this).
+                let ts = match segment.first_timestamp_hint() {
+                    Some(ts) => ts,
+                    None => {
+                        let bytes = segment.bytes().ok()?;
+                        let ts =
+                            crate::segment::first_record_timestamp(bytes, segment.base_offset())?;
+                        segment.set_first_timestamp_hint(ts);
+                        ts
                     }
-                    return (offset == segment.base_offset()).then_some(Some((ts, position)));
-                }
+                };
+                return Some(Some((ts, position)));
             }
             position += 1;
         }
