@@ -132,6 +132,7 @@ pub fn build_segment(
 ) -> Vec<u8> {
     let mut out = vec![0u8; segment_bytes as usize];
     let header = SegmentHeader {
+        format_version: format::FORMAT_VERSION,
         segment_id: 0,
         base_offset,
         nonce,

@@ -43,6 +43,7 @@ mod consumer;
 mod control;
 mod durable;
 mod engine;
+mod entry;
 mod error;
 mod follow;
 mod format;
@@ -68,6 +69,7 @@ mod writer;
 
 pub use consumer::Consumer;
 pub use durable::WaitDurable;
+pub use entry::{Entry, Headers};
 pub use error::{Error, Result};
 pub use follow::Follower;
 /// The on-disk format version this build reads and writes.

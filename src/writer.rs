@@ -19,9 +19,11 @@ use std::time::{Duration, Instant};
 
 mod commit;
 mod handoff;
+mod records;
 mod rollover;
 
 use handoff::{Handoff, Staged};
+pub(crate) use records::Records;
 
 use crate::engine::Engine;
 use crate::housekeeping::{Checkpoint, Chore, PendingChores};
@@ -86,6 +88,10 @@ pub(crate) struct Staging {
     last_entry_position: Option<u64>,
     next_offset: u64,
     last_timestamp_ms: u64,
+    /// The last caller sequence staged or recovered (`append_seq`): the next must be
+    /// above it. Checked and moved under this lock, so two producers never pass the
+    /// check with the same one.
+    pub(crate) last_seq: Option<u64>,
     pub(crate) spare: Option<Spare>,
     pub(crate) spare_failure: Option<PrepareFailure>,
     /// A spare exists or its preparation was asked for.
@@ -303,6 +309,7 @@ impl Shared {
                     last_entry_position,
                     next_offset: start.active.end.offset,
                     last_timestamp_ms: 0,
+                    last_seq: None,
                     spare: start.spare,
                     spare_failure: None,
                     spare_requested: prepare,
@@ -346,6 +353,9 @@ impl Shared {
             // Timestamps never decrease across a reopen: start from the last record's.
             let last = shared.tail_timestamp_ms(start.active.end.offset);
             shared.staging.lock().last_timestamp_ms = last;
+            // Caller sequences never go backwards across a reopen either (`entry.rs`).
+            let last_seq = shared.recover_last_seq();
+            shared.staging.lock().last_seq = last_seq;
         }
         shared
     }
@@ -367,20 +377,31 @@ impl Shared {
         payloads: &[&[u8]],
         timestamp_ms: Option<u64>,
     ) -> Result<(Range<u64>, bool)> {
+        self.stage_records(Records::Plain(payloads), timestamp_ms)
+    }
+
+    /// Like [`Shared::stage_at`], for plain records or an entry. An entry's caller
+    /// sequence must be above the log's last one ([`Error::SequenceViolation`], nothing
+    /// staged); it is checked and becomes the last one under the staging lock.
+    pub(crate) fn stage_records(
+        &self,
+        records: Records<'_>,
+        timestamp_ms: Option<u64>,
+    ) -> Result<(Range<u64>, bool)> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
         let max = self.opts.max_record_bytes_effective();
         let mut frames_bytes = 0u64;
-        for payload in payloads {
-            let len = payload.len() as u64;
+        for i in 0..records.count() {
+            let len = records.body_bytes(i);
             if len > max {
                 return Err(Error::RecordTooLarge {
                     record_bytes: len,
                     max_record_bytes: max,
                 });
             }
-            frames_bytes += format::record_bytes(len);
+            frames_bytes += records.frame_bytes(i);
         }
         let room = self.opts.segment_bytes_effective() - SEGMENT_HEADER_BYTES - MARKER_BYTES;
         if frames_bytes > room {
@@ -390,7 +411,7 @@ impl Shared {
             });
         }
         let mut st = self.staging.lock();
-        if payloads.is_empty() {
+        if records.count() == 0 {
             if self.marks.is_poisoned() {
                 return Err(self.poisoned());
             }
@@ -406,6 +427,12 @@ impl Shared {
             }
             if st.closed {
                 return Err(Error::Closed);
+            }
+            if records.extended() && st.segment.header.format_version < format::FORMAT_VERSION {
+                // A segment of an older format version (a log written by an older build)
+                // holds only plain frames: extended ones start in the next segment.
+                self.roll_staging(&mut st, SEGMENT_HEADER_BYTES + MARKER_BYTES + frames_bytes)?;
+                continue;
             }
             if st.staged_bytes > 0 && st.staged_bytes + frames_bytes > self.opts.max_batch_bytes {
                 if st.handoff.room_needed() {
@@ -423,6 +450,14 @@ impl Shared {
                 break;
             }
             self.roll_staging(&mut st, SEGMENT_HEADER_BYTES + MARKER_BYTES + frames_bytes)?;
+        }
+        // After the wait above (which lets go of the lock): checked and moved under the
+        // same lock as the staging, so no two producers pass it with one sequence.
+        if let Some(provided) = records.seq() {
+            if let Some(last) = st.last_seq.filter(|&last| provided <= last) {
+                return Err(Error::SequenceViolation { last, provided });
+            }
+            st.last_seq = Some(provided);
         }
         let opens_chunk = !st
             .chunks
@@ -452,17 +487,16 @@ impl Shared {
         let chunk = st.chunks.last_mut().expect("a chunk is open");
         let seed = st.segment.seed;
         let interval = self.opts.index_interval_bytes;
-        for (i, payload) in payloads.iter().enumerate() {
-            let frame_bytes = format::record_bytes(payload.len() as u64);
+        for i in 0..records.count() {
+            let frame_bytes = records.frame_bytes(i);
             let at = chunk.buf.len();
             chunk.buf.resize(at + frame_bytes as usize, 0);
-            let continues = i + 1 < payloads.len();
-            format::encode_record(
+            let continues = i + 1 < records.count();
+            records.encode(
+                i,
                 &mut chunk.buf[at..],
                 seed,
-                st.next_offset,
-                timestamp_ms,
-                payload,
+                (st.next_offset, timestamp_ms),
                 continues,
             );
             if st

@@ -1,0 +1,329 @@
+//! Entries: records that carry a key, headers, an idempotency id or a caller sequence
+//! beside their payload, stored in the frame (an extension block, format version 2:
+//! `docs/design.md` 2.2.1) and readable without decoding the payload. A record without
+//! any of them is a plain frame, byte for byte what [`Log::append`] writes.
+//!
+//! Caller sequences strictly increase along a log: the check and the staging happen
+//! under the staging lock, and the last sequence is recovered at open (see
+//! [`Shared::recover_last_seq`] for what that reads).
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::format::extension::{self, ExtensionView, HeaderIter};
+use crate::format::{self, Extension, MARKER_OFFSET, SEGMENT_HEADER_BYTES};
+use crate::reader::Record;
+use crate::segment::Segment;
+use crate::writer::{Records, Shared};
+use crate::Log;
+
+/// A record to append with [`Log::append_entry`]: a payload and, optionally, a key, headers,
+/// an idempotency id, a caller sequence and a timestamp. Key, headers, id and sequence
+/// are stored in the record's frame and read back with [`Record::key`],
+/// [`Record::header`], [`Record::headers`], [`Record::id`] and [`Record::seq`].
+///
+/// Limits (checked before anything is appended, [`Error::InvalidEntry`]): a key and an
+/// id of at most 1 KiB each; at most 32 headers, each named by 1 to 64 bytes of visible
+/// ASCII (`!` to `~`), no name twice; key, id, sequence and headers together at most
+/// 64 KiB encoded (8 bytes, plus 8 for a sequence, 2 + length for a key or an id, and
+/// 3 + name + value per header). An entry with none of them is stored as a plain record,
+/// exactly as [`Log::append`] stores it.
+///
+/// ```
+/// use ringlog::{Entry, Log, Options};
+///
+/// # fn main() -> ringlog::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let log = Log::open(dir.path(), Options::default().segment_bytes(1 << 20))?;
+/// let offset = log.append_entry(
+///     Entry::new(b"{\"job\": 42}")
+///         .key(b"job-42")
+///         .header("kind", b"job.started")
+///         .id(b"evt-0001")
+///         .seq(7),
+/// )?;
+/// let record = log.read(offset)?;
+/// assert_eq!(record.key(), Some(&b"job-42"[..]));
+/// assert_eq!(record.header("kind"), Some(&b"job.started"[..]));
+/// assert_eq!(record.id(), Some(&b"evt-0001"[..]));
+/// assert_eq!(record.seq(), Some(7));
+/// assert_eq!(record.payload(), b"{\"job\": 42}");
+/// assert_eq!(log.last_seq(), Some(7));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Entry<'a> {
+    payload: &'a [u8],
+    key: Option<&'a [u8]>,
+    id: Option<&'a [u8]>,
+    seq: Option<u64>,
+    timestamp_ms: Option<u64>,
+    headers: Vec<(&'a str, &'a [u8])>,
+}
+
+impl<'a> Entry<'a> {
+    /// An entry with this payload and nothing else (yet).
+    pub fn new(payload: &'a [u8]) -> Entry<'a> {
+        Entry {
+            payload,
+            ..Entry::default()
+        }
+    }
+
+    /// The entity the record is about (a job id, an account): at most 1 KiB. Keys may
+    /// repeat along a log; a key does not deduplicate (see [`Entry::id`]).
+    #[must_use]
+    pub fn key(mut self, key: &'a [u8]) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Adds a header: `name` is 1 to 64 bytes of visible ASCII, given at most once per
+    /// entry; at most 32 headers. Their order is kept.
+    #[must_use]
+    pub fn header(mut self, name: &'a str, value: &'a [u8]) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The event's idempotency id: at most 1 KiB, stored in the record.
+    #[must_use]
+    pub fn id(mut self, id: &'a [u8]) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// A caller sequence: must be above the log's last one ([`Log::last_seq`]), else the
+    /// append is [`Error::SequenceViolation`] and appends nothing.
+    #[must_use]
+    pub fn seq(mut self, seq: u64) -> Self {
+        self.seq = Some(seq);
+        self
+    }
+
+    /// The record's timestamp (milliseconds since the Unix epoch) instead of the wall
+    /// clock's, as [`Log::append_at`] takes it: raised to the last record's, and refused
+    /// more than a day ahead of the wall clock.
+    #[must_use]
+    pub fn timestamp_ms(mut self, timestamp_ms: u64) -> Self {
+        self.timestamp_ms = Some(timestamp_ms);
+        self
+    }
+
+    fn extension(&self) -> Extension<'_> {
+        Extension {
+            seq: self.seq,
+            key: self.key,
+            id: self.id,
+            headers: &self.headers,
+        }
+    }
+}
+
+impl Log {
+    /// Appends one entry (its payload with its key, headers, id, sequence and timestamp)
+    /// and returns its offset; durable when it returns as for [`Log::append`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidEntry`] for an entry over a limit (see [`Entry`]),
+    /// [`Error::SequenceViolation`] for a sequence not above [`Log::last_seq`],
+    /// [`Error::InvalidTimestamp`] as for [`Log::append_at`]; nothing is appended for
+    /// any of them. Otherwise as [`Log::append`].
+    pub fn append_entry(&self, entry: Entry<'_>) -> Result<u64> {
+        let extension = entry.extension();
+        extension
+            .validate()
+            .map_err(|invalid| Error::InvalidEntry {
+                field: invalid.field,
+                reason: invalid.reason,
+            })?;
+        let payloads = [entry.payload];
+        let records = if extension.is_empty() {
+            Records::Plain(&payloads)
+        } else {
+            Records::Entry {
+                payload: entry.payload,
+                extension: &extension,
+            }
+        };
+        self.append_records(records, entry.timestamp_ms)
+            .map(|range| range.start)
+    }
+
+    /// Appends one record with the caller sequence `seq`, which must be above the log's
+    /// last one, and returns its offset; durable when it returns as for [`Log::append`].
+    /// Concurrent calls are ordered: of two with the same `seq`, one fails.
+    ///
+    /// ```
+    /// use ringlog::{Error, Log, Options};
+    ///
+    /// # fn main() -> ringlog::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let log = Log::open(dir.path(), Options::default().segment_bytes(1 << 20))?;
+    /// log.append_seq(10, b"first")?;
+    /// assert!(matches!(
+    ///     log.append_seq(10, b"again"),
+    ///     Err(Error::SequenceViolation { last: 10, provided: 10 })
+    /// ));
+    /// log.append_seq(12, b"later")?;
+    /// assert_eq!(log.last_seq(), Some(12));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SequenceViolation`] if `seq` is not above [`Log::last_seq`] (nothing is
+    /// appended); otherwise as [`Log::append`].
+    pub fn append_seq(&self, seq: u64, payload: &[u8]) -> Result<u64> {
+        self.append_entry(Entry::new(payload).seq(seq))
+    }
+
+    /// The last caller sequence of the log: the highest appended (or staged) through
+    /// [`Log::append_seq`] or [`Entry::seq`], found again at open from the last record
+    /// that has one. `None` if no record has one. On a read-only handle, what the
+    /// records it can read say (looked up at each call).
+    pub fn last_seq(&self) -> Option<u64> {
+        let shared = self.shared();
+        if shared.read_only {
+            shared.recover_last_seq()
+        } else {
+            shared.staging.lock().last_seq
+        }
+    }
+}
+
+impl Record {
+    /// The record's extension block, decoded (checked already when the frame was read).
+    fn extension(&self) -> Option<ExtensionView<'_>> {
+        let block = self.extension_block();
+        if block.is_empty() {
+            return None;
+        }
+        extension::decode(block).ok()
+    }
+
+    /// The record's key ([`Entry::key`]), if it has one.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.extension()?.key
+    }
+
+    /// The record's idempotency id ([`Entry::id`]), if it has one.
+    pub fn id(&self) -> Option<&[u8]> {
+        self.extension()?.id
+    }
+
+    /// The record's caller sequence ([`Log::append_seq`], [`Entry::seq`]), if it has one.
+    pub fn seq(&self) -> Option<u64> {
+        self.extension()?.seq
+    }
+
+    /// The value of the header `name`, if the record has it.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers()
+            .find(|(header, _)| *header == name)
+            .map(|(_, value)| value)
+    }
+
+    /// The record's headers as (name, value), in the order they were given.
+    pub fn headers(&self) -> Headers<'_> {
+        Headers {
+            inner: self.extension().map(|view| view.headers()),
+        }
+    }
+}
+
+/// The headers of a [`Record`], as (name, value) in the order they were given.
+#[derive(Debug, Clone)]
+pub struct Headers<'a> {
+    inner: Option<HeaderIter<'a>>,
+}
+
+impl<'a> Iterator for Headers<'a> {
+    type Item = (&'a str, &'a [u8]);
+
+    fn next(&mut self) -> Option<(&'a str, &'a [u8])> {
+        self.inner.as_mut()?.next()
+    }
+}
+
+impl Shared {
+    /// The caller sequence of the last record that has one, from the segments: the
+    /// active segment's records up to the end of data, walked from its start (frame
+    /// headers only; the checksum and extension block of each extended frame checked),
+    /// then, only while none is found, the sealed segments newest first.
+    ///
+    /// So the cost is bounded by the segment size when the active segment holds a
+    /// sequenced record (a log whose records all carry sequences), and otherwise grows
+    /// with the segments written since the last one that does. A damaged frame ends the
+    /// walk of its segment (reads and `verify` report the damage).
+    pub(crate) fn recover_last_seq(&self) -> Option<u64> {
+        let (active, _, end_offset) = self.staging.lock().cursor();
+        let segments = self.segments.read().clone();
+        for segment in segments.iter().rev() {
+            let end_offset = if Arc::ptr_eq(segment, &active) {
+                end_offset
+            } else {
+                segment.end_offset.read().unwrap_or(end_offset)
+            };
+            if let Some(seq) = last_seq_in(segment, end_offset) {
+                return Some(seq);
+            }
+        }
+        None
+    }
+}
+
+/// The caller sequence of the last record below `end_offset` in `segment` that has one.
+fn last_seq_in(segment: &Segment, end_offset: u64) -> Option<u64> {
+    let bytes = segment.bytes().ok()?;
+    let mut position = SEGMENT_HEADER_BYTES;
+    let mut expected = segment.base_offset();
+    let mut last = None;
+    // Bounded: every step moves at least one frame header forward.
+    while expected < end_offset {
+        let Some(rest) = bytes.get(position as usize..) else {
+            break;
+        };
+        let Some((offset, padded_bytes)) = format::peek_frame(rest) else {
+            break;
+        };
+        if offset != MARKER_OFFSET {
+            if offset != expected {
+                break;
+            }
+            if format::peek_extended(rest) {
+                let Ok(frame) = format::decode_frame(rest, segment.seed) else {
+                    break;
+                };
+                let block_end = (format::FRAME_HEADER_BYTES + frame.extension_bytes) as usize;
+                let block = rest
+                    .get(format::FRAME_HEADER_BYTES as usize..block_end)
+                    .unwrap_or_default();
+                if let Some(seq) = extension::decode(block).ok().and_then(|view| view.seq) {
+                    last = Some(seq);
+                }
+            }
+            expected += 1;
+        }
+        position += padded_bytes;
+    }
+    last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_with_nothing_but_a_payload_has_an_empty_extension() {
+        let entry = Entry::new(b"p").timestamp_ms(5);
+        assert!(entry.extension().is_empty());
+        let entry = Entry::new(b"p").header("a", b"1").header("b", b"2");
+        let extension = entry.extension();
+        assert!(!extension.is_empty());
+        assert_eq!(extension.headers, &[("a", &b"1"[..]), ("b", &b"2"[..])]);
+    }
+}
