@@ -321,7 +321,7 @@ pub fn encode_marker(out: &mut [u8], seed: u32, timestamp_ms: u64, durable_posit
 }
 
 /// Computes and stores the CRC of an encoded, padded frame.
-fn seal_frame(frame: &mut [u8], seed: u32) {
+pub(crate) fn seal_frame(frame: &mut [u8], seed: u32) {
     let crc = frame_crc(frame, seed);
     frame[0..4].copy_from_slice(&crc.to_le_bytes());
 }

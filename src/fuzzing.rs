@@ -1,7 +1,8 @@
 //! Entry points into the pure decoders, for fuzz targets and property tests. Not part of
 //! the stable API.
 
-use crate::format::{self, FrameKind, IndexFile, SegmentHeader};
+use crate::format::extension;
+use crate::format::{self, Extension, FrameKind, IndexFile, SegmentHeader};
 use crate::recovery::{self, ScanStart, Tail};
 
 /// Decodes a frame from `bytes` under a segment with `nonce`; returns (offset or None
@@ -27,6 +28,138 @@ pub fn encode_record(nonce: u64, offset: u64, timestamp_ms: u64, payload: &[u8])
         false,
     );
     out
+}
+
+/// What a valid record frame holds, extension fields included (copied out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedRecord {
+    /// The record's offset.
+    pub offset: u64,
+    /// Its timestamp.
+    pub timestamp_ms: u64,
+    /// Whether the next record belongs to the same batch.
+    pub continues: bool,
+    /// Caller sequence.
+    pub seq: Option<u64>,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Idempotency id.
+    pub id: Option<Vec<u8>>,
+    /// Headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// Bytes of the extension block (0: a plain frame).
+    pub extension_bytes: u64,
+    /// Bytes the frame occupies.
+    pub padded_bytes: u64,
+}
+
+/// Decodes a record frame (plain or extended) from `bytes` under a segment with `nonce`;
+/// `None` when it is not a valid record frame (a commit marker included).
+pub fn decode_record(bytes: &[u8], nonce: u64) -> Option<DecodedRecord> {
+    let frame = format::decode_frame(bytes, format::frame_seed(nonce)).ok()?;
+    let FrameKind::Record { offset, continues } = frame.kind else {
+        return None;
+    };
+    let header = format::FRAME_HEADER_BYTES as usize;
+    let payload_start = header + frame.extension_bytes as usize;
+    let payload = bytes
+        .get(payload_start..payload_start + frame.payload_bytes as usize)?
+        .to_vec();
+    let mut out = DecodedRecord {
+        offset,
+        timestamp_ms: frame.timestamp_ms,
+        continues,
+        seq: None,
+        key: None,
+        id: None,
+        headers: Vec::new(),
+        payload,
+        extension_bytes: frame.extension_bytes,
+        padded_bytes: frame.padded_bytes,
+    };
+    if frame.extension_bytes > 0 {
+        let view = extension::decode(bytes.get(header..payload_start)?).ok()?;
+        out.seq = view.seq;
+        out.key = view.key.map(<[u8]>::to_vec);
+        out.id = view.id.map(<[u8]>::to_vec);
+        out.headers = view
+            .headers()
+            .map(|(name, value)| (name.to_string(), value.to_vec()))
+            .collect();
+    }
+    Some(out)
+}
+
+/// The fields of an extended record to encode.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EntryFields<'a> {
+    /// Caller sequence.
+    pub seq: Option<u64>,
+    /// Key.
+    pub key: Option<&'a [u8]>,
+    /// Idempotency id.
+    pub id: Option<&'a [u8]>,
+    /// Headers.
+    pub headers: &'a [(&'a str, &'a [u8])],
+}
+
+/// Encodes a record frame with these fields (an extended frame unless they are all
+/// empty, then a plain one); `Err` says which limit they break.
+pub fn encode_entry_record(
+    nonce: u64,
+    offset: u64,
+    timestamp_ms: u64,
+    fields: EntryFields<'_>,
+    payload: &[u8],
+) -> Result<Vec<u8>, String> {
+    let ext = Extension {
+        seq: fields.seq,
+        key: fields.key,
+        id: fields.id,
+        headers: fields.headers,
+    };
+    ext.validate()
+        .map_err(|invalid| format!("{}: {}", invalid.field, invalid.reason))?;
+    if ext.is_empty() {
+        return Ok(encode_record(nonce, offset, timestamp_ms, payload));
+    }
+    let len = format::entry_record_bytes(ext.encoded_bytes(), payload.len() as u64);
+    let mut out = vec![0u8; len as usize];
+    format::encode_entry_record(
+        &mut out,
+        format::frame_seed(nonce),
+        (offset, timestamp_ms),
+        &ext,
+        payload,
+        false,
+    );
+    Ok(out)
+}
+
+/// Decodes an extension block alone (untrusted bytes): (block bytes, seq, key, id,
+/// headers) when valid.
+pub type ExtensionSummary = (u64, Option<u64>, Option<Vec<u8>>, Option<Vec<u8>>, usize);
+
+/// See [`ExtensionSummary`].
+pub fn decode_extension(bytes: &[u8]) -> Option<ExtensionSummary> {
+    let view = extension::decode(bytes).ok()?;
+    Some((
+        view.block_bytes,
+        view.seq,
+        view.key.map(<[u8]>::to_vec),
+        view.id.map(<[u8]>::to_vec),
+        view.headers().count(),
+    ))
+}
+
+/// Recomputes the checksum of a padded frame (first 4 bytes) under a segment with
+/// `nonce`: for building frames whose other bytes were changed on purpose.
+pub fn seal_frame(nonce: u64, frame: &mut [u8]) {
+    if frame.len() >= 8 {
+        format::seal_frame(frame, format::frame_seed(nonce));
+    }
 }
 
 /// Encodes a commit marker frame claiming `durable_position` (for building inputs).
