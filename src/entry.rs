@@ -278,39 +278,80 @@ impl Shared {
 
 /// The caller sequence of the last record below `end_offset` in `segment` that has one.
 fn last_seq_in(segment: &Segment, end_offset: u64) -> Option<u64> {
-    let bytes = segment.bytes().ok()?;
+    let mut last = None;
+    // The highest, which is the last one unless the data breaks the rule (`verify`
+    // reports that): a new sequence must be above every one the log holds.
+    walk_seqs(segment, end_offset, |_, _, seq| last = last.max(Some(seq)));
+    last
+}
+
+/// For `verify`: the first record of `segment` (below `end_offset`) whose caller sequence
+/// is not above the one before it, `previous` carrying (sequence, offset) across
+/// segments. Returns its position and what is wrong.
+pub(crate) fn backward_sequence(
+    segment: &Segment,
+    end_offset: u64,
+    previous: &mut Option<(u64, u64)>,
+) -> Option<(u64, String)> {
+    let mut found = None;
+    walk_seqs(segment, end_offset, |offset, position, seq| {
+        if found.is_some() {
+            return;
+        }
+        if let Some((last, last_offset)) = *previous {
+            if seq <= last {
+                found = Some((
+                    position,
+                    format!(
+                        "caller sequence {seq} at offset {offset} is not above sequence \
+                         {last} at offset {last_offset}: sequences must strictly increase"
+                    ),
+                ));
+            }
+        }
+        *previous = Some((seq, offset));
+    });
+    found
+}
+
+/// Calls `each(offset, position, seq)` for every record of `segment` below `end_offset`
+/// that carries a caller sequence, in order. Reads frame headers only, and checks the
+/// checksum and extension block of each extended frame; stops at the first frame that
+/// is not the expected record (damage, or the end of data).
+fn walk_seqs(segment: &Segment, end_offset: u64, mut each: impl FnMut(u64, u64, u64)) {
+    let Ok(bytes) = segment.bytes() else {
+        return;
+    };
     let mut position = SEGMENT_HEADER_BYTES;
     let mut expected = segment.base_offset();
-    let mut last = None;
     // Bounded: every step moves at least one frame header forward.
     while expected < end_offset {
         let Some(rest) = bytes.get(position as usize..) else {
-            break;
+            return;
         };
         let Some((offset, padded_bytes)) = format::peek_frame(rest) else {
-            break;
+            return;
         };
         if offset != MARKER_OFFSET {
             if offset != expected {
-                break;
+                return;
             }
             if format::peek_extended(rest) {
                 let Ok(frame) = format::decode_frame(rest, segment.seed) else {
-                    break;
+                    return;
                 };
                 let block_end = (format::FRAME_HEADER_BYTES + frame.extension_bytes) as usize;
                 let block = rest
                     .get(format::FRAME_HEADER_BYTES as usize..block_end)
                     .unwrap_or_default();
                 if let Some(seq) = extension::decode(block).ok().and_then(|view| view.seq) {
-                    last = Some(seq);
+                    each(offset, position, seq);
                 }
             }
             expected += 1;
         }
         position += padded_bytes;
     }
-    last
 }
 
 #[cfg(test)]

@@ -463,6 +463,60 @@ fn a_malformed_extension_is_corruption_with_its_position() {
     assert_eq!(log.read(1).expect("entry").key(), Some(&b"job-1"[..]));
 }
 
+/// Sequences that go backwards on disk (forged under valid checksums: no writer makes
+/// them) are reported by verify, with the segment and the position of the record; open
+/// takes the highest as the last one.
+#[test]
+fn verify_reports_sequences_that_go_backwards() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let log = Log::open(dir.path(), opts()).expect("open");
+        log.append_seq(5, b"five").expect("5");
+        log.append(b"plain").expect("plain");
+        log.append_seq(6, b"six").expect("6");
+        log.close().expect("close");
+    }
+    let report = ringlog::verify(dir.path()).expect("verify");
+    assert!(report.is_clean(), "{:?}", report.problems);
+    let segment = common::segment_files(dir.path())
+        .into_iter()
+        .next()
+        .expect("segment");
+    let mut bytes = std::fs::read(&segment).expect("read");
+    let nonce = u64::from_le_bytes(bytes[32..40].try_into().unwrap());
+    let (first, padded) = first_extended_frame(&bytes).expect("seq 5");
+    let (second_rel, second_padded) =
+        first_extended_frame_after(&bytes, first + padded).expect("seq 6");
+    let frame = &mut bytes[second_rel..second_rel + second_padded];
+    // The sequence is the first field after the 8 fixed bytes of the block.
+    frame[32..40].copy_from_slice(&4u64.to_le_bytes());
+    ringlog::fuzzing::seal_frame(nonce, frame);
+    std::fs::write(&segment, &bytes).expect("write");
+    let report = ringlog::verify(dir.path()).expect("verify");
+    let problem = report
+        .problems
+        .iter()
+        .find(|p| p.message.contains("sequence"))
+        .unwrap_or_else(|| panic!("not reported: {:?}", report.problems));
+    assert_eq!(problem.kind, ringlog::ProblemKind::Corruption);
+    assert_eq!(problem.path, segment);
+    assert_eq!(problem.position, second_rel as u64);
+    assert!(
+        problem.message.contains("sequence 4 at offset 2") && problem.message.contains('5'),
+        "{}",
+        problem.message
+    );
+    let log = Log::open(dir.path(), opts()).expect("open");
+    assert_eq!(log.read(2).expect("read").seq(), Some(4));
+    assert_eq!(log.last_seq(), Some(5), "the highest on disk");
+    assert!(log.append_seq(5, b"x").is_err());
+}
+
+fn first_extended_frame_after(bytes: &[u8], from: usize) -> Option<(usize, usize)> {
+    let (at, padded) = first_extended_frame(bytes.get(from - 64..)?)?;
+    Some((at + from - 64, padded))
+}
+
 /// Entries on a store's topic.
 #[test]
 fn entries_on_a_store_topic() {
