@@ -7,6 +7,7 @@
 //! under the staging lock, and the last sequence is recovered at open (see
 //! [`Shared::recover_last_seq`] for what that reads).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -146,10 +147,92 @@ impl Log {
             Records::Entry {
                 payload: entry.payload,
                 extension: &extension,
+                once: false,
             }
         };
         self.append_records(records, entry.timestamp_ms)
             .map(|range| range.start)
+    }
+
+    /// Appends `payload` with the idempotency id `id` unless the log already holds a
+    /// record with that id: returns (offset, true) when it appended, (the original
+    /// record's offset, false) when not. See [`Log::append_entry_once`].
+    ///
+    /// ```
+    /// use ringlog::{Log, Options};
+    ///
+    /// # fn main() -> ringlog::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let log = Log::open(dir.path(), Options::default().segment_bytes(1 << 20))?;
+    /// assert_eq!(log.append_once(b"evt-1", b"charged 10")?, (0, true));
+    /// assert_eq!(log.append_once(b"evt-1", b"charged 10")?, (0, false)); // a retry
+    /// assert_eq!(log.next_offset(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Log::append_entry_once`].
+    pub fn append_once(&self, id: &[u8], payload: &[u8]) -> Result<(u64, bool)> {
+        self.append_entry_once(Entry::new(payload).id(id))
+    }
+
+    /// Appends `entry` unless the log already holds a record with its id ([`Entry::id`],
+    /// required): returns (offset, true) when it appended, (the offset of the first
+    /// record with that id, false) when it appended nothing. Of concurrent calls with one
+    /// id, exactly one appends (the id is checked and recorded under the staging lock);
+    /// the others return its offset, under [`Durability::Sync`](crate::Durability::Sync)
+    /// once it is durable. Ids are found across reopens and crashes: those of the
+    /// records in the log (every acknowledged one), not of records a crash cut before
+    /// they were acknowledged, nor of trimmed ones. Records appended with an id by
+    /// [`Log::append_entry`] count too. With a duplicate id, the entry's sequence is not
+    /// checked and does not become the last one.
+    ///
+    /// The first call after an open reads the ids of every record in the log
+    /// (`docs/design.md` 2.2.2: time proportional to the log, once per open; memory
+    /// about 24 to 50 bytes per id). Calls after it look up a table in memory.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidEntry`] if the entry has no id or breaks a limit,
+    /// [`Error::Corruption`] if damage keeps the ids of the log from being read;
+    /// otherwise as [`Log::append_entry`].
+    pub fn append_entry_once(&self, entry: Entry<'_>) -> Result<(u64, bool)> {
+        let extension = entry.extension();
+        if extension.id.is_none() {
+            return Err(Error::InvalidEntry {
+                field: "id".to_string(),
+                reason: "append_once and append_entry_once need an idempotency id \
+                         (Entry::id)"
+                    .to_string(),
+            });
+        }
+        extension
+            .validate()
+            .map_err(|invalid| Error::InvalidEntry {
+                field: invalid.field,
+                reason: invalid.reason,
+            })?;
+        let shared = self.shared();
+        if shared.read_only {
+            return Err(Error::ReadOnly);
+        }
+        shared.load_ids()?;
+        let records = Records::Entry {
+            payload: entry.payload,
+            extension: &extension,
+            once: true,
+        };
+        let range = self.append_records(records, entry.timestamp_ms)?;
+        if !range.is_empty() {
+            return Ok((range.start, true));
+        }
+        // A duplicate: the original may still be on its way to the disk.
+        if shared.opts.durability == crate::Durability::Sync {
+            shared.wait_durable(range.start)?;
+        }
+        Ok((range.start, false))
     }
 
     /// Appends one record with the caller sequence `seq`, which must be above the log's
@@ -250,6 +333,45 @@ impl<'a> Iterator for Headers<'a> {
 }
 
 impl Shared {
+    /// Reads the ids of the records found at open into the staging's id index, unless
+    /// that was done (`idempotency.rs`). Runs outside the staging lock: appends go on
+    /// meanwhile (their ids are recorded as they are staged).
+    fn load_ids(&self) -> Result<()> {
+        let (hasher, end) = {
+            let st = self.staging.lock();
+            if st.ids.is_loaded() {
+                return Ok(());
+            }
+            (st.ids.hasher(), st.ids.open_end_offset())
+        };
+        let mut on_disk = HashMap::new();
+        let segments = self.segments.read().clone();
+        for segment in &segments {
+            if segment.base_offset() >= end {
+                break;
+            }
+            let segment_end = segment.end_offset.read().unwrap_or(end).min(end);
+            let stop = walk_extensions(segment, segment_end, |offset, _, view| {
+                if let Some(id) = view.id {
+                    on_disk.entry(hasher.hash(id)).or_insert(offset);
+                }
+            })?;
+            if stop.offset < segment_end {
+                return Err(Error::corruption(
+                    &segment.path,
+                    stop.position,
+                    format!(
+                        "record {} cannot be read while reading the ids of the log for \
+                         append_once",
+                        stop.offset
+                    ),
+                ));
+            }
+        }
+        self.staging.lock().ids.install(on_disk);
+        Ok(())
+    }
+
     /// The caller sequence of the last record that has one, from the segments: the
     /// active segment's records up to the end of data, walked from its start (frame
     /// headers only; the checksum and extension block of each extended frame checked),
@@ -280,8 +402,11 @@ impl Shared {
 fn last_seq_in(segment: &Segment, end_offset: u64) -> Option<u64> {
     let mut last = None;
     // The highest, which is the last one unless the data breaks the rule (`verify`
-    // reports that): a new sequence must be above every one the log holds.
-    walk_seqs(segment, end_offset, |_, _, seq| last = last.max(Some(seq)));
+    // reports that): a new sequence must be above every one the log holds. A damaged
+    // frame ends the walk (reads and `verify` report it).
+    let _ = walk_extensions(segment, end_offset, |_, _, view| {
+        last = last.max(view.seq);
+    });
     last
 }
 
@@ -294,7 +419,10 @@ pub(crate) fn backward_sequence(
     previous: &mut Option<(u64, u64)>,
 ) -> Option<(u64, String)> {
     let mut found = None;
-    walk_seqs(segment, end_offset, |offset, position, seq| {
+    let _ = walk_extensions(segment, end_offset, |offset, position, view| {
+        let Some(seq) = view.seq else {
+            return;
+        };
         if found.is_some() {
             return;
         }
@@ -314,44 +442,57 @@ pub(crate) fn backward_sequence(
     found
 }
 
-/// Calls `each(offset, position, seq)` for every record of `segment` below `end_offset`
-/// that carries a caller sequence, in order. Reads frame headers only, and checks the
-/// checksum and extension block of each extended frame; stops at the first frame that
-/// is not the expected record (damage, or the end of data).
-fn walk_seqs(segment: &Segment, end_offset: u64, mut each: impl FnMut(u64, u64, u64)) {
-    let Ok(bytes) = segment.bytes() else {
-        return;
-    };
+/// Where a walk of a segment's records stopped: the offset it expected next, at this
+/// position.
+struct WalkStop {
+    offset: u64,
+    position: u64,
+}
+
+/// Calls `each(offset, position, extension)` for every extended record of `segment`
+/// below `end_offset`, in order. Reads frame headers only, and checks the checksum and
+/// extension block of each extended frame; stops at the first frame that is not the
+/// expected record (damage, or the end of data) and says where.
+fn walk_extensions(
+    segment: &Segment,
+    end_offset: u64,
+    mut each: impl FnMut(u64, u64, ExtensionView<'_>),
+) -> Result<WalkStop> {
+    let bytes = segment.bytes()?;
     let mut position = SEGMENT_HEADER_BYTES;
     let mut expected = segment.base_offset();
     // Bounded: every step moves at least one frame header forward.
     while expected < end_offset {
         let Some(rest) = bytes.get(position as usize..) else {
-            return;
+            break;
         };
         let Some((offset, padded_bytes)) = format::peek_frame(rest) else {
-            return;
+            break;
         };
         if offset != MARKER_OFFSET {
             if offset != expected {
-                return;
+                break;
             }
             if format::peek_extended(rest) {
                 let Ok(frame) = format::decode_frame(rest, segment.seed) else {
-                    return;
+                    break;
                 };
                 let block_end = (format::FRAME_HEADER_BYTES + frame.extension_bytes) as usize;
                 let block = rest
                     .get(format::FRAME_HEADER_BYTES as usize..block_end)
                     .unwrap_or_default();
-                if let Some(seq) = extension::decode(block).ok().and_then(|view| view.seq) {
-                    each(offset, position, seq);
+                if let Ok(view) = extension::decode(block) {
+                    each(offset, position, view);
                 }
             }
             expected += 1;
         }
         position += padded_bytes;
     }
+    Ok(WalkStop {
+        offset: expected,
+        position,
+    })
 }
 
 #[cfg(test)]

@@ -50,6 +50,7 @@ mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 mod housekeeping;
+mod idempotency;
 mod io;
 mod log;
 mod open;

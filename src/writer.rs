@@ -27,6 +27,7 @@ pub(crate) use records::Records;
 
 use crate::engine::Engine;
 use crate::housekeeping::{Checkpoint, Chore, PendingChores};
+use crate::idempotency::IdIndex;
 use crate::sync::{Condvar, Mutex, RwLock};
 
 use crate::error::{Error, Result};
@@ -92,6 +93,8 @@ pub(crate) struct Staging {
     /// above it. Checked and moved under this lock, so two producers never pass the
     /// check with the same one.
     pub(crate) last_seq: Option<u64>,
+    /// The ids the log holds (`idempotency.rs`): checked and recorded under this lock.
+    pub(crate) ids: IdIndex,
     pub(crate) spare: Option<Spare>,
     pub(crate) spare_failure: Option<PrepareFailure>,
     /// A spare exists or its preparation was asked for.
@@ -310,6 +313,7 @@ impl Shared {
                     next_offset: start.active.end.offset,
                     last_timestamp_ms: 0,
                     last_seq: None,
+                    ids: IdIndex::new(start.active.end.offset),
                     spare: start.spare,
                     spare_failure: None,
                     spare_requested: prepare,
@@ -382,7 +386,9 @@ impl Shared {
 
     /// Like [`Shared::stage_at`], for plain records or an entry. An entry's caller
     /// sequence must be above the log's last one ([`Error::SequenceViolation`], nothing
-    /// staged); it is checked and becomes the last one under the staging lock.
+    /// staged); it is checked and becomes the last one under the staging lock. An entry
+    /// staged "once" whose id the log holds is not staged: the result is the empty range
+    /// at the offset of the record that has it.
     pub(crate) fn stage_records(
         &self,
         records: Records<'_>,
@@ -452,7 +458,15 @@ impl Shared {
             self.roll_staging(&mut st, SEGMENT_HEADER_BYTES + MARKER_BYTES + frames_bytes)?;
         }
         // After the wait above (which lets go of the lock): checked and moved under the
-        // same lock as the staging, so no two producers pass it with one sequence.
+        // same lock as the staging, so no two producers pass it with one sequence or, for
+        // `append_once`, one id.
+        let id_hash = records.id().map(|id| st.ids.hash(id));
+        if let Some(original) = id_hash
+            .filter(|_| records.once())
+            .and_then(|h| st.ids.find(h))
+        {
+            return Ok((original..original, false));
+        }
         if let Some(provided) = records.seq() {
             if let Some(last) = st.last_seq.filter(|&last| provided <= last) {
                 return Err(Error::SequenceViolation { last, provided });
@@ -513,6 +527,9 @@ impl Shared {
             st.next_offset += 1;
         }
         chunk.end_offset = st.next_offset;
+        if let Some(hash) = id_hash {
+            st.ids.staged(hash, first);
+        }
         st.staged_bytes += frames_bytes;
         if st.spare.is_none()
             && !st.spare_requested

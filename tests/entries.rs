@@ -643,3 +643,203 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Idempotent appends
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn append_once_appends_an_id_once_across_reopen_and_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let log = Log::open(dir.path(), opts()).expect("open");
+        assert_eq!(log.append_once(b"evt-1", b"one").expect("1"), (0, true));
+        assert_eq!(
+            log.append_once(b"evt-1", b"one again").expect("dup"),
+            (0, false)
+        );
+        log.append(b"plain").expect("plain");
+        // An id appended by append_entry counts too.
+        assert_eq!(
+            log.append_entry(Entry::new(b"two").id(b"evt-2").key(b"k"))
+                .expect("entry"),
+            2
+        );
+        assert_eq!(
+            log.append_once(b"evt-2", b"two again").expect("dup"),
+            (2, false)
+        );
+        let (offset, appended) = log
+            .append_entry_once(Entry::new(b"three").id(b"evt-3").seq(9))
+            .expect("3");
+        assert_eq!((offset, appended), (3, true));
+        // A duplicate's sequence is neither checked nor taken.
+        assert_eq!(
+            log.append_entry_once(Entry::new(b"three").id(b"evt-3").seq(1))
+                .expect("dup"),
+            (3, false)
+        );
+        assert_eq!(log.last_seq(), Some(9));
+        assert_eq!(log.next_offset(), 4);
+        assert!(matches!(
+            log.append_entry_once(Entry::new(b"no id").key(b"k")),
+            Err(Error::InvalidEntry { field, .. }) if field == "id"
+        ));
+        log.close().expect("close");
+    }
+    {
+        let log = Log::open(dir.path(), opts()).expect("reopen");
+        assert_eq!(log.append_once(b"evt-1", b"x").expect("dup"), (0, false));
+        assert_eq!(log.append_once(b"evt-3", b"x").expect("dup"), (3, false));
+        assert_eq!(log.append_once(b"evt-4", b"four").expect("4"), (4, true));
+        assert_eq!(log.read(4).expect("read").id(), Some(&b"evt-4"[..]));
+        // Abandoned: no clean close, as after a crash (the appends were durable).
+        log.abandon();
+    }
+    let log = Log::open(dir.path(), opts()).expect("reopen after abandon");
+    assert!(!log.recovery_report().clean_shutdown);
+    for (id, offset) in [
+        (&b"evt-1"[..], 0),
+        (b"evt-2", 2),
+        (b"evt-3", 3),
+        (b"evt-4", 4),
+    ] {
+        assert_eq!(log.append_once(id, b"again").expect("dup"), (offset, false));
+    }
+    assert_eq!(log.next_offset(), 5);
+    drop(log);
+    let read_only = Log::open_read_only(dir.path(), opts()).expect("read-only");
+    assert!(matches!(
+        read_only.append_once(b"evt-9", b"x"),
+        Err(Error::ReadOnly)
+    ));
+}
+
+#[test]
+fn concurrent_duplicates_append_exactly_once() {
+    for durability in [Durability::Sync, Durability::None] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Log::open(dir.path(), opts().durability(durability)).expect("open");
+        // Ids already on disk before the first append_once of this open.
+        log.append_entry(Entry::new(b"old").id(b"id-0"))
+            .expect("old");
+        log.close().expect("close");
+        drop(log);
+        let log = Log::open(dir.path(), opts().durability(durability)).expect("reopen");
+        let threads = 4;
+        let ids = 120u64;
+        let barrier = Arc::new(Barrier::new(threads));
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let log = log.clone();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    (0..ids)
+                        .map(|i| {
+                            let id = format!("id-{i}");
+                            let payload = format!("thread {t} id {i}");
+                            log.append_once(id.as_bytes(), payload.as_bytes())
+                                .expect("append_once")
+                        })
+                        .collect::<Vec<(u64, bool)>>()
+                })
+            })
+            .collect();
+        let results: Vec<Vec<(u64, bool)>> = handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect();
+        log.sync().expect("sync");
+        assert_eq!(log.next_offset(), ids, "{durability:?}: one record per id");
+        for i in 0..ids as usize {
+            let offsets: BTreeSet<u64> = results.iter().map(|r| r[i].0).collect();
+            assert_eq!(offsets.len(), 1, "{durability:?}: id-{i} at {offsets:?}");
+            let appended = results.iter().filter(|r| r[i].1).count();
+            let want = usize::from(i != 0);
+            assert_eq!(
+                appended, want,
+                "{durability:?}: id-{i} appended {appended}x"
+            );
+            let offset = *offsets.first().unwrap();
+            assert_eq!(
+                log.read(offset).expect("read").id(),
+                Some(format!("id-{i}").as_bytes())
+            );
+        }
+    }
+}
+
+/// Power cuts at every third write or flush of a workload of `append_once` calls; after
+/// each recovery the whole workload runs again: every id whose record survived returns
+/// its offset and appends nothing, the others are appended, and in the end each id is
+/// in the log exactly once.
+#[test]
+fn append_once_after_power_cuts_on_the_simulated_disk() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let ids = 30u64;
+    let id = |i: u64| format!("evt-{i:03}").into_bytes();
+    let workload = |log: &Log| -> u64 {
+        let mut acked = 0;
+        for i in 0..ids {
+            match log.append_once(&id(i), &common::payload(i, common::mixed_len(i))) {
+                Ok((offset, _)) => acked = acked.max(offset + 1),
+                Err(_) => break,
+            }
+        }
+        acked
+    };
+    let total_ops = {
+        let disk = SimDisk::new();
+        let dir = root.path().join("dry");
+        let log = Log::open_with_backend(&dir, sim_opts(), disk.backend()).expect("open");
+        assert_eq!(workload(&log), ids);
+        log.close().expect("close");
+        disk.operations_count()
+    };
+    let mut states = 0;
+    for stop in (1..=total_ops + 1).step_by(3) {
+        let dir = root.path().join(format!("stop-{stop}"));
+        let disk = SimDisk::new();
+        disk.stop_at(stop);
+        let log = Log::open_with_backend(&dir, sim_opts(), disk.backend()).expect("open");
+        let acked = workload(&log);
+        log.abandon();
+        drop(log);
+        let pending = disk.take_pending();
+        for (variant, mode) in [CrashMode::DropAll, CrashMode::KeepAll, CrashMode::Torn]
+            .into_iter()
+            .enumerate()
+        {
+            let state = root.path().join(format!("state-{stop}-{variant}"));
+            copy_dir(&dir, &state);
+            apply_crash(&pending, &dir, &state, mode, stop * 7 + variant as u64).expect("crash");
+            let context = format!("stop {stop} {mode:?}");
+            let log = Log::open(&state, sim_opts())
+                .unwrap_or_else(|e| panic!("{context}: recovery: {e}"));
+            let survived = log.next_offset();
+            assert!(survived >= acked, "{context}: lost acknowledged records");
+            for i in 0..ids {
+                let (offset, appended) = log
+                    .append_once(&id(i), &common::payload(i, common::mixed_len(i)))
+                    .unwrap_or_else(|e| panic!("{context}: {e}"));
+                // Ids are appended in order, so the survivors are offsets 0..survived.
+                if i < survived {
+                    assert_eq!((offset, appended), (i, false), "{context}: id {i}");
+                } else {
+                    assert_eq!((offset, appended), (i, true), "{context}: id {i}");
+                }
+            }
+            let in_log: Vec<Vec<u8>> = log
+                .iter(0)
+                .map(|r| r.expect("read").id().expect("an id").to_vec())
+                .collect();
+            assert_eq!(in_log, (0..ids).map(id).collect::<Vec<_>>(), "{context}");
+            drop(log);
+            std::fs::remove_dir_all(&state).expect("remove");
+            states += 1;
+        }
+        std::fs::remove_dir_all(&dir).expect("remove");
+    }
+    assert!(states > 20, "{states} crash states");
+}

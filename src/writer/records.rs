@@ -9,10 +9,12 @@ use crate::format::{self, Extension};
 pub(crate) enum Records<'a> {
     /// Plain records, one per payload.
     Plain(&'a [&'a [u8]]),
-    /// One extended record; `extension` is validated and not empty.
+    /// One extended record; `extension` is validated and not empty. With `once`, not
+    /// staged if the log holds a record with its id (`append_entry_once`).
     Entry {
         payload: &'a [u8],
         extension: &'a Extension<'a>,
+        once: bool,
     },
 }
 
@@ -30,9 +32,9 @@ impl Records<'_> {
     pub(crate) fn body_bytes(&self, i: usize) -> u64 {
         match self {
             Records::Plain(payloads) => payloads[i].len() as u64,
-            Records::Entry { payload, extension } => {
-                extension.encoded_bytes() + payload.len() as u64
-            }
+            Records::Entry {
+                payload, extension, ..
+            } => extension.encoded_bytes() + payload.len() as u64,
         }
     }
 
@@ -40,9 +42,9 @@ impl Records<'_> {
     pub(crate) fn frame_bytes(&self, i: usize) -> u64 {
         match self {
             Records::Plain(payloads) => format::record_bytes(payloads[i].len() as u64),
-            Records::Entry { payload, extension } => {
-                format::entry_record_bytes(extension.encoded_bytes(), payload.len() as u64)
-            }
+            Records::Entry {
+                payload, extension, ..
+            } => format::entry_record_bytes(extension.encoded_bytes(), payload.len() as u64),
         }
     }
 
@@ -59,7 +61,9 @@ impl Records<'_> {
             Records::Plain(payloads) => {
                 format::encode_record(out, seed, offset, timestamp_ms, payloads[i], continues)
             }
-            Records::Entry { payload, extension } => format::encode_entry_record(
+            Records::Entry {
+                payload, extension, ..
+            } => format::encode_entry_record(
                 out,
                 seed,
                 (offset, timestamp_ms),
@@ -77,6 +81,19 @@ impl Records<'_> {
             Records::Plain(_) => None,
             Records::Entry { extension, .. } => extension.seq,
         }
+    }
+
+    /// The idempotency id the batch carries.
+    pub(crate) fn id(&self) -> Option<&[u8]> {
+        match self {
+            Records::Plain(_) => None,
+            Records::Entry { extension, .. } => extension.id,
+        }
+    }
+
+    /// Whether the batch is to be staged only if the log holds no record with its id.
+    pub(crate) fn once(&self) -> bool {
+        matches!(self, Records::Entry { once: true, .. })
     }
 
     /// Whether any record needs format version 2 (an extended frame).
