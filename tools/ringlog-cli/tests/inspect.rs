@@ -13,8 +13,9 @@ fn info_describes_segments_offsets_and_lock_holder() {
 
     let run = ringlog(&["info", arg(dir.path())]);
     assert_eq!(run.code, 0, "{run:?}");
+    let version = format!("format version  {}", ringlog::FORMAT_VERSION);
     for expected in [
-        "format version  1",
+        version.as_str(),
         "lock holder     none",
         "offsets         first 0, next 3000, durable 3000",
         "records         3000",
@@ -27,7 +28,7 @@ fn info_describes_segments_offsets_and_lock_holder() {
     let run = ringlog(&["info", arg(dir.path()), "--json"]);
     assert_eq!(run.code, 0, "{run:?}");
     let info: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(info["format_version"], 1);
+    assert_eq!(info["format_version"], ringlog::FORMAT_VERSION);
     assert_eq!(info["next_offset"], 3000);
     assert_eq!(info["lock_holder_pid"], serde_json::Value::Null);
     let segments = info["segments"].as_array().unwrap();
