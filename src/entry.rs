@@ -4,8 +4,8 @@
 //! any of them is a plain frame, byte for byte what [`Log::append`] writes.
 //!
 //! Caller sequences strictly increase along a log: the check and the staging happen
-//! under the staging lock, and the last sequence is recovered at open (see
-//! [`Shared::recover_last_seq`] for what that reads).
+//! under the staging lock, and the last sequence is read from disk when a handle first
+//! needs it (see [`Shared::load_last_seq`] for what that reads).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -265,15 +265,23 @@ impl Log {
     }
 
     /// The last caller sequence of the log: the highest appended (or staged) through
-    /// [`Log::append_seq`] or [`Entry::seq`], found again at open from the last record
-    /// that has one. `None` if no record has one. On a read-only handle, what the
-    /// records it can read say (looked up at each call).
+    /// [`Log::append_seq`] or [`Entry::seq`], found again after a reopen or a crash from
+    /// the last record that has one (read from disk by the first call that needs it:
+    /// `docs/design.md` 2.2.1). `None` if no record has one. On a read-only handle, what
+    /// the records it can read say (looked up at each call).
     pub fn last_seq(&self) -> Option<u64> {
         let shared = self.shared();
         if shared.read_only {
-            shared.recover_last_seq()
-        } else {
-            shared.staging.lock().last_seq
+            return shared.last_seq_on_disk(u64::MAX);
+        }
+        loop {
+            if let LastSeq::Known(last) = shared.staging.lock().last_seq {
+                return last;
+            }
+            if shared.load_last_seq().is_err() {
+                // The mapping failed: what a walk finds without it.
+                return None;
+            }
         }
     }
 }
@@ -332,7 +340,54 @@ impl<'a> Iterator for Headers<'a> {
     }
 }
 
+/// What a writable log knows of its last caller sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LastSeq {
+    /// Not read from disk yet: no sequence was staged since open.
+    Unknown,
+    /// The last sequence staged or on disk (`None`: no record has one).
+    Known(Option<u64>),
+}
+
+impl LastSeq {
+    /// Takes `provided` as the last sequence if it is above the current one, else
+    /// [`Error::SequenceViolation`]. The sequence must be known.
+    pub(crate) fn advance(&mut self, provided: u64) -> Result<()> {
+        let LastSeq::Known(last) = *self else {
+            debug_assert!(false, "a sequence staged before the last one was read");
+            return Err(Error::InvalidEntry {
+                field: "seq".to_string(),
+                reason: "the log's last sequence is not known yet".to_string(),
+            });
+        };
+        if let Some(last) = last.filter(|&last| provided <= last) {
+            return Err(Error::SequenceViolation { last, provided });
+        }
+        *self = LastSeq::Known(Some(provided));
+        Ok(())
+    }
+}
+
 impl Shared {
+    /// Reads the log's last caller sequence from disk into staging, unless it is known.
+    /// Runs outside the staging lock; no sequence is staged until it is known, so the
+    /// records found at open are all it must read.
+    pub(crate) fn load_last_seq(&self) -> Result<()> {
+        let end = {
+            let st = self.staging.lock();
+            if st.last_seq != LastSeq::Unknown {
+                return Ok(());
+            }
+            st.ids.open_end_offset()
+        };
+        let last = self.last_seq_on_disk(end);
+        let mut st = self.staging.lock();
+        if st.last_seq == LastSeq::Unknown {
+            st.last_seq = LastSeq::Known(last);
+        }
+        Ok(())
+    }
+
     /// Reads the ids of the records found at open into the staging's id index, unless
     /// that was done (`idempotency.rs`). Runs outside the staging lock: appends go on
     /// meanwhile (their ids are recorded as they are staged).
@@ -372,23 +427,31 @@ impl Shared {
         Ok(())
     }
 
-    /// The caller sequence of the last record that has one, from the segments: the
-    /// active segment's records up to the end of data, walked from its start (frame
-    /// headers only; the checksum and extension block of each extended frame checked),
-    /// then, only while none is found, the sealed segments newest first.
+    /// The caller sequence of the last record below `end_offset` that has one, from the
+    /// segments: the newest segment's records walked from its start (frame headers only;
+    /// the checksum and extension block of each extended frame checked), then, only while
+    /// none is found, the segments before it, newest first.
     ///
-    /// So the cost is bounded by the segment size when the active segment holds a
+    /// So the cost is bounded by the segment size when the newest segment holds a
     /// sequenced record (a log whose records all carry sequences), and otherwise grows
     /// with the segments written since the last one that does. A damaged frame ends the
     /// walk of its segment (reads and `verify` report the damage).
-    pub(crate) fn recover_last_seq(&self) -> Option<u64> {
-        let (active, _, end_offset) = self.staging.lock().cursor();
+    pub(crate) fn last_seq_on_disk(&self, end_offset: u64) -> Option<u64> {
+        let (active, _, cursor_offset) = self.staging.lock().cursor();
+        let end_offset = end_offset.min(cursor_offset);
         let segments = self.segments.read().clone();
         for segment in segments.iter().rev() {
+            if segment.base_offset() >= end_offset {
+                continue;
+            }
             let end_offset = if Arc::ptr_eq(segment, &active) {
                 end_offset
             } else {
-                segment.end_offset.read().unwrap_or(end_offset)
+                segment
+                    .end_offset
+                    .read()
+                    .unwrap_or(end_offset)
+                    .min(end_offset)
             };
             if let Some(seq) = last_seq_in(segment, end_offset) {
                 return Some(seq);

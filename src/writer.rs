@@ -26,6 +26,7 @@ use handoff::{Handoff, Staged};
 pub(crate) use records::Records;
 
 use crate::engine::Engine;
+use crate::entry::LastSeq;
 use crate::housekeeping::{Checkpoint, Chore, PendingChores};
 use crate::idempotency::IdIndex;
 use crate::sync::{Condvar, Mutex, RwLock};
@@ -89,10 +90,10 @@ pub(crate) struct Staging {
     last_entry_position: Option<u64>,
     next_offset: u64,
     last_timestamp_ms: u64,
-    /// The last caller sequence staged or recovered (`append_seq`): the next must be
+    /// The last caller sequence staged or found on disk (`append_seq`): the next must be
     /// above it. Checked and moved under this lock, so two producers never pass the
-    /// check with the same one.
-    pub(crate) last_seq: Option<u64>,
+    /// check with the same one. Read from disk when first needed (`entry.rs`).
+    pub(crate) last_seq: LastSeq,
     /// The ids the log holds (`idempotency.rs`): checked and recorded under this lock.
     pub(crate) ids: IdIndex,
     pub(crate) spare: Option<Spare>,
@@ -312,7 +313,7 @@ impl Shared {
                     last_entry_position,
                     next_offset: start.active.end.offset,
                     last_timestamp_ms: 0,
-                    last_seq: None,
+                    last_seq: LastSeq::Unknown,
                     ids: IdIndex::new(start.active.end.offset),
                     spare: start.spare,
                     spare_failure: None,
@@ -357,9 +358,6 @@ impl Shared {
             // Timestamps never decrease across a reopen: start from the last record's.
             let last = shared.tail_timestamp_ms(start.active.end.offset);
             shared.staging.lock().last_timestamp_ms = last;
-            // Caller sequences never go backwards across a reopen either (`entry.rs`).
-            let last_seq = shared.recover_last_seq();
-            shared.staging.lock().last_seq = last_seq;
         }
         shared
     }
@@ -434,6 +432,14 @@ impl Shared {
             if st.closed {
                 return Err(Error::Closed);
             }
+            if records.seq().is_some() && st.last_seq == LastSeq::Unknown {
+                // The first sequence since open: the last one on disk is read outside
+                // the lock (no sequence is staged until it is known).
+                drop(st);
+                self.load_last_seq()?;
+                st = self.staging.lock();
+                continue;
+            }
             if records.extended() && st.segment.header.format_version < format::FORMAT_VERSION {
                 // A segment of an older format version (a log written by an older build)
                 // holds only plain frames: extended ones start in the next segment.
@@ -468,10 +474,7 @@ impl Shared {
             return Ok((original..original, false));
         }
         if let Some(provided) = records.seq() {
-            if let Some(last) = st.last_seq.filter(|&last| provided <= last) {
-                return Err(Error::SequenceViolation { last, provided });
-            }
-            st.last_seq = Some(provided);
+            st.last_seq.advance(provided)?;
         }
         let opens_chunk = !st
             .chunks

@@ -246,6 +246,20 @@ fn last_seq_is_recovered_from_older_segments_and_after_a_crash() {
     assert!(log.append_seq(29, b"x").is_err());
     let offset = log.append_seq(30, b"y").expect("30");
     assert_eq!(log.read(offset).expect("read").seq(), Some(30));
+    log.append(&vec![1u8; 60_000])
+        .expect("a record that fills a segment");
+    log.close().expect("close");
+    drop(log);
+    // The first call after this open is an append: it reads the last sequence itself.
+    let log = Log::open(dir.path(), opts()).expect("reopen");
+    assert!(matches!(
+        log.append_seq(30, b"z"),
+        Err(Error::SequenceViolation {
+            last: 30,
+            provided: 30
+        })
+    ));
+    assert_eq!(log.last_seq(), Some(30));
 }
 
 #[test]
