@@ -256,7 +256,9 @@ pub fn scan_segment(bytes: &[u8], index_interval_bytes: u64) -> Option<ScanSumma
 }
 
 /// Builds a segment image of `segment_bytes` holding `payloads` from `base_offset`, one
-/// commit marker per record batch of one (as a writer appending durably would).
+/// commit marker per record batch of one (as a writer appending durably would). Every
+/// third record (`i % 3 == 1`) is an entry (an extended frame with a caller sequence `i`,
+/// a key and a header), the others plain records.
 pub fn build_segment(
     segment_bytes: u64,
     base_offset: u64,
@@ -276,8 +278,20 @@ pub fn build_segment(
     let seed = format::frame_seed(nonce);
     let mut position = format::SEGMENT_HEADER_BYTES as usize;
     for (i, payload) in payloads.iter().enumerate() {
+        const HEADERS: &[(&str, &[u8])] = &[("kind", b"fuzz")];
+        let entry = Extension {
+            seq: Some(i as u64),
+            key: Some(b"key"),
+            id: None,
+            headers: HEADERS,
+        };
+        let extended = i % 3 == 1;
         let marker = format::MARKER_BYTES as usize;
-        let record = format::record_bytes(payload.len() as u64) as usize;
+        let record = if extended {
+            format::entry_record_bytes(entry.encoded_bytes(), payload.len() as u64)
+        } else {
+            format::record_bytes(payload.len() as u64)
+        } as usize;
         if position + marker + record > out.len() {
             break;
         }
@@ -288,15 +302,43 @@ pub fn build_segment(
             position as u64,
         );
         position += marker;
-        format::encode_record(
-            &mut out[position..position + record],
-            seed,
-            base_offset + i as u64,
-            0,
-            payload,
-            false,
-        );
+        let frame = &mut out[position..position + record];
+        if extended {
+            format::encode_entry_record(
+                frame,
+                seed,
+                (base_offset + i as u64, 0),
+                &entry,
+                payload,
+                false,
+            );
+        } else {
+            format::encode_record(frame, seed, base_offset + i as u64, 0, payload, false);
+        }
         position += record;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_built_segment_with_entries_scans_clean() {
+        let payloads: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; i as usize * 13]).collect();
+        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        let image = build_segment(64 << 10, 100, 7, &refs);
+        let summary = scan_segment(&image, 4096).expect("scans");
+        assert_eq!(summary.tail, "clean", "{summary:?}");
+        assert_eq!(summary.records_count, 40);
+        let mut at = format::SEGMENT_HEADER_BYTES as usize + format::MARKER_BYTES as usize;
+        let first = decode_record(&image[at..], 7).expect("record 0");
+        assert_eq!((first.offset, first.seq), (100, None));
+        at += first.padded_bytes as usize + format::MARKER_BYTES as usize;
+        let second = decode_record(&image[at..], 7).expect("record 1");
+        assert_eq!((second.offset, second.seq), (101, Some(1)));
+        assert_eq!(second.key.as_deref(), Some(&b"key"[..]));
+        assert_eq!(second.payload, payloads[1]);
+    }
 }
