@@ -948,7 +948,6 @@ impl Drop for LogCore {
     }
 }
 
-/// Takes the directory's advisory writer lock.
 /// Refuses a record timestamp more than a day ahead of the wall clock: one bad value
 /// would pin every later record's (timestamps never decrease).
 fn check_append_timestamp(ts_ms: u64) -> Result<()> {
@@ -965,6 +964,7 @@ fn check_append_timestamp(ts_ms: u64) -> Result<()> {
     Ok(())
 }
 
+/// Takes the directory's advisory writer lock.
 pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
