@@ -189,9 +189,10 @@ impl Log {
     /// [`Log::append_entry`] count too. With a duplicate id, the entry's sequence is not
     /// checked and does not become the last one.
     ///
-    /// The first call after an open reads the ids of every record in the log
-    /// (`docs/design.md` 2.2.2: time proportional to the log, once per open; memory
-    /// about 24 to 50 bytes per id). Calls after it look up a table in memory.
+    /// The first call after an open reads the ids of the records in the log: one small
+    /// summary file per sealed segment (built by walking the segment the first time) and
+    /// the active segment's records (`docs/design.md` 2.2.2; memory about 24 to 50 bytes
+    /// per id). Calls after it look up a table in memory.
     ///
     /// # Errors
     ///
@@ -405,7 +406,17 @@ impl Shared {
             if segment.base_offset() >= end {
                 break;
             }
-            let segment_end = segment.end_offset.read().unwrap_or(end).min(end);
+            let sealed_end = *segment.end_offset.read();
+            if let Some(sealed_end) = sealed_end {
+                // A sealed segment: its summary file, or a walk that writes one.
+                let summary =
+                    crate::summary::sealed_summary(&self.dir, segment, sealed_end, self.read_only)?;
+                for (offset, id) in &summary.ids {
+                    on_disk.entry(hasher.hash(id)).or_insert(*offset);
+                }
+                continue;
+            }
+            let segment_end = end;
             let stop = walk_extensions(segment, segment_end, |offset, _, view| {
                 if let Some(id) = view.id {
                     on_disk.entry(hasher.hash(id)).or_insert(offset);
@@ -444,17 +455,19 @@ impl Shared {
             if segment.base_offset() >= end_offset {
                 continue;
             }
-            let end_offset = if Arc::ptr_eq(segment, &active) {
-                end_offset
-            } else {
-                segment
-                    .end_offset
-                    .read()
-                    .unwrap_or(end_offset)
-                    .min(end_offset)
+            let sealed_end = *segment.end_offset.read();
+            let last = match sealed_end {
+                Some(sealed_end) if !Arc::ptr_eq(segment, &active) => {
+                    // Its summary file, or a walk that writes one; past damage, what a
+                    // walk up to it finds.
+                    crate::summary::sealed_summary(&self.dir, segment, sealed_end, self.read_only)
+                        .map(|summary| summary.last_seq)
+                        .unwrap_or_else(|_| last_seq_in(segment, sealed_end.min(end_offset)))
+                }
+                _ => last_seq_in(segment, end_offset),
             };
-            if let Some(seq) = last_seq_in(segment, end_offset) {
-                return Some(seq);
+            if last.is_some() {
+                return last;
             }
         }
         None
@@ -507,16 +520,18 @@ pub(crate) fn backward_sequence(
 
 /// Where a walk of a segment's records stopped: the offset it expected next, at this
 /// position.
-struct WalkStop {
-    offset: u64,
-    position: u64,
+pub(crate) struct WalkStop {
+    /// The offset the walk expected next.
+    pub(crate) offset: u64,
+    /// Where that record should have been.
+    pub(crate) position: u64,
 }
 
 /// Calls `each(offset, position, extension)` for every extended record of `segment`
 /// below `end_offset`, in order. Reads frame headers only, and checks the checksum and
 /// extension block of each extended frame; stops at the first frame that is not the
 /// expected record (damage, or the end of data) and says where.
-fn walk_extensions(
+pub(crate) fn walk_extensions(
     segment: &Segment,
     end_offset: u64,
     mut each: impl FnMut(u64, u64, ExtensionView<'_>),

@@ -6,6 +6,7 @@
 //! `docs/design.md`.
 
 pub(crate) mod extension;
+pub(crate) mod summary;
 
 pub use extension::Extension;
 

@@ -10,12 +10,10 @@
 //! - Ids staged since open are recorded as they are staged, under the staging lock, by
 //!   every append that carries one (`append_entry` with an id included), so two
 //!   concurrent `append_once` calls with one id append once.
-//! - Ids on disk at open are read lazily, by the first `append_once` of the handle: every
-//!   record from the log's first offset to the end found at open is walked (frame
-//!   headers; extended frames checked in full). That costs time proportional to the log,
-//!   once per open; open itself reads nothing for ids. Persisting the ids of sealed
-//!   segments beside their index files, so that this walk covers the active segment only,
-//!   is not done yet.
+//! - Ids on disk at open are read lazily, by the first `append_once` of the handle: from
+//!   each sealed segment's entry summary (`summary.rs`: one small file, built by a walk
+//!   of the segment the first time), and by walking the active segment's records (frame
+//!   headers; extended frames checked in full). Open itself reads nothing for ids.
 //! - Ids of records that are no longer in the log (trimmed, or cut as a torn tail after a
 //!   crash: never acknowledged) are not known at the next open: appending one again
 //!   appends it.

@@ -63,6 +63,7 @@ mod segment;
 #[doc(hidden)]
 pub mod sim;
 mod store;
+mod summary;
 mod sync;
 mod verify;
 mod watermark;

@@ -857,3 +857,108 @@ fn append_once_after_power_cuts_on_the_simulated_disk() {
     }
     assert!(states > 20, "{states} crash states");
 }
+
+/// The entry summaries of sealed segments (`<id>.entries`, docs/design.md 2.2.3): written
+/// by the first `append_once` (or sequence check) that reads a sealed segment, used by
+/// the next opens instead of a walk, and rebuilt when missing, damaged or stale.
+#[test]
+fn sealed_segments_get_entry_summaries_that_later_opens_use() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let summaries = |dir: &Path| -> Vec<std::path::PathBuf> {
+        let mut out: Vec<_> = std::fs::read_dir(dir)
+            .expect("read dir")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "entries"))
+            .collect();
+        out.sort();
+        out
+    };
+    let filler = vec![3u8; 3000];
+    {
+        let log = Log::open(dir.path(), opts()).expect("open");
+        for i in 0..100u64 {
+            let id = format!("evt-{i}");
+            let offset = if i > 30 { i + 1 } else { i };
+            assert_eq!(
+                log.append_once(id.as_bytes(), &filler).expect("once"),
+                (offset, true)
+            );
+            if i == 30 {
+                log.append_seq(500, b"sequenced").expect("seq");
+            }
+        }
+        assert!(log.segments().expect("segments").len() >= 3);
+        log.close().expect("close");
+    }
+    assert!(summaries(dir.path()).is_empty(), "nothing needed one yet");
+    let sealed_count = {
+        let log = Log::open(dir.path(), opts()).expect("reopen");
+        assert_eq!(
+            log.append_once(b"evt-7", b"again").expect("dup"),
+            (7, false)
+        );
+        // Sequence 500 is in a sealed segment: found through its summary.
+        assert_eq!(log.last_seq(), Some(500));
+        let sealed = log
+            .segments()
+            .expect("segments")
+            .iter()
+            .filter(|s| s.sealed)
+            .count();
+        log.close().expect("close");
+        sealed
+    };
+    let files = summaries(dir.path());
+    assert_eq!(
+        files.len(),
+        sealed_count,
+        "one per sealed segment: {files:?}"
+    );
+    let written: Vec<_> = files
+        .iter()
+        .map(|f| std::fs::read(f).expect("read summary"))
+        .collect();
+    // Used as they are by the next open.
+    {
+        let log = Log::open(dir.path(), opts()).expect("reopen");
+        assert_eq!(
+            log.append_once(b"evt-40", b"again").expect("dup"),
+            (41, false)
+        );
+        log.close().expect("close");
+    }
+    for (file, bytes) in files.iter().zip(&written) {
+        assert_eq!(
+            &std::fs::read(file).expect("read"),
+            bytes,
+            "{file:?} rewritten"
+        );
+    }
+    // Damaged, lost or from another segment: ignored and rebuilt.
+    let mut damaged = written[0].clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0x20;
+    std::fs::write(&files[0], &damaged).expect("damage");
+    std::fs::remove_file(&files[1]).expect("lose");
+    if files.len() > 2 {
+        std::fs::write(&files[2], &written[0]).expect("another segment's");
+    }
+    {
+        let log = Log::open(dir.path(), opts()).expect("reopen");
+        for i in 0..100u64 {
+            let id = format!("evt-{i}");
+            let want = if i > 30 { i + 1 } else { i };
+            assert_eq!(
+                log.append_once(id.as_bytes(), b"x").expect("dup"),
+                (want, false)
+            );
+        }
+        assert_eq!(log.last_seq(), Some(500));
+        log.close().expect("close");
+    }
+    for (file, bytes) in files.iter().zip(&written) {
+        assert_eq!(&std::fs::read(file).expect("rebuilt"), bytes, "{file:?}");
+    }
+    let report = ringlog::verify(dir.path()).expect("verify");
+    assert!(report.is_clean(), "{:?}", report.problems);
+}
