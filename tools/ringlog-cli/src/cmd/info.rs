@@ -288,6 +288,9 @@ fn list_files(dir: &Path, last_segment_id: Option<u64>) -> CliResult<Vec<FileRow
             }
         } else if name.ends_with(".idx") {
             "index"
+        } else if name.ends_with(".entries") {
+            // Ids and caller sequences of a sealed segment (docs/design.md 2.2.3).
+            "entry summary"
         } else if name == "ringlog.lock" {
             "lock"
         } else if super::target::is_topic_options_file(&path) {
