@@ -15,7 +15,8 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"RINGLOG\x01";
 /// Magic at the start of every persisted index file.
 pub const INDEX_MAGIC: [u8; 8] = *b"RLINDEX\x01";
 /// The segment format version this build writes. Version 2 added extended record
-/// frames (key, headers, idempotency id, caller sequence: [`FRAME_EXTENDED`]).
+/// frames (key, headers, idempotency id, caller sequence: `docs/design.md` 2.2.1);
+/// version 1 segments are still read.
 pub const FORMAT_VERSION: u32 = 2;
 /// The oldest segment format version this build reads (version 1 segments hold only
 /// plain frames).
