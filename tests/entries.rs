@@ -595,7 +595,7 @@ fn entries_survive_power_cuts_on_the_simulated_disk() {
     };
     let reference = Log::open_read_only(&reference, sim_opts()).expect("reference");
     let mut states = 0;
-    for stop in (1..=total_ops + 1).step_by(3) {
+    for stop in 1..=total_ops + 1 {
         let dir = root.path().join(format!("stop-{stop}"));
         let disk = SimDisk::new();
         disk.stop_at(stop);
@@ -784,7 +784,7 @@ fn concurrent_duplicates_append_exactly_once() {
     }
 }
 
-/// Power cuts at every third write or flush of a workload of `append_once` calls; after
+/// Power cuts at every write or flush of a workload of `append_once` calls; after
 /// each recovery the whole workload runs again: every id whose record survived returns
 /// its offset and appends nothing, the others are appended, and in the end each id is
 /// in the log exactly once.
@@ -812,7 +812,7 @@ fn append_once_after_power_cuts_on_the_simulated_disk() {
         disk.operations_count()
     };
     let mut states = 0;
-    for stop in (1..=total_ops + 1).step_by(3) {
+    for stop in 1..=total_ops + 1 {
         let dir = root.path().join(format!("stop-{stop}"));
         let disk = SimDisk::new();
         disk.stop_at(stop);
