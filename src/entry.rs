@@ -64,10 +64,11 @@ pub struct Entry<'a> {
 }
 
 impl<'a> Entry<'a> {
-    /// An entry with this payload and nothing else (yet).
-    pub fn new(payload: &'a [u8]) -> Entry<'a> {
+    /// An entry with this payload and nothing else (yet). Takes anything that is bytes:
+    /// `b"..."`, `&[u8]`, `&Vec<u8>`, `&str`, `&String`.
+    pub fn new<P: AsRef<[u8]> + ?Sized>(payload: &'a P) -> Entry<'a> {
         Entry {
-            payload,
+            payload: payload.as_ref(),
             ..Entry::default()
         }
     }
@@ -75,23 +76,23 @@ impl<'a> Entry<'a> {
     /// The entity the record is about (a job id, an account): at most 1 KiB. Keys may
     /// repeat along a log; a key does not deduplicate (see [`Entry::id`]).
     #[must_use]
-    pub fn key(mut self, key: &'a [u8]) -> Self {
-        self.key = Some(key);
+    pub fn key<K: AsRef<[u8]> + ?Sized>(mut self, key: &'a K) -> Self {
+        self.key = Some(key.as_ref());
         self
     }
 
     /// Adds a header: `name` is 1 to 64 bytes of visible ASCII, given at most once per
     /// entry; at most 32 headers. Their order is kept.
     #[must_use]
-    pub fn header(mut self, name: &'a str, value: &'a [u8]) -> Self {
-        self.headers.push((name, value));
+    pub fn header<V: AsRef<[u8]> + ?Sized>(mut self, name: &'a str, value: &'a V) -> Self {
+        self.headers.push((name, value.as_ref()));
         self
     }
 
     /// The event's idempotency id: at most 1 KiB, stored in the record.
     #[must_use]
-    pub fn id(mut self, id: &'a [u8]) -> Self {
-        self.id = Some(id);
+    pub fn id<I: AsRef<[u8]> + ?Sized>(mut self, id: &'a I) -> Self {
+        self.id = Some(id.as_ref());
         self
     }
 

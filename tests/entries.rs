@@ -132,6 +132,29 @@ fn entries_read_back_across_reopen_and_rollover() {
 }
 
 #[test]
+fn entry_takes_any_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path(), opts()).expect("open");
+    let owned_key = String::from("job-1");
+    let owned_value = vec![1u8, 2, 3];
+    let offset = log
+        .append_entry(
+            Entry::new("text payload")
+                .key(&owned_key)
+                .id(b"evt".as_slice())
+                .header("bytes", &owned_value)
+                .header("text", "value"),
+        )
+        .expect("entry");
+    let record = log.read(offset).expect("read");
+    assert_eq!(record.payload(), b"text payload");
+    assert_eq!(record.key(), Some(&b"job-1"[..]));
+    assert_eq!(record.id(), Some(&b"evt"[..]));
+    assert_eq!(record.header("bytes"), Some(&[1u8, 2, 3][..]));
+    assert_eq!(record.header("text"), Some(&b"value"[..]));
+}
+
+#[test]
 fn plain_records_stay_plain_and_the_same_size() {
     let plain = tempfile::tempdir().expect("tempdir");
     let through_entries = tempfile::tempdir().expect("tempdir");
