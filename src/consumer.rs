@@ -404,3 +404,36 @@ fn read_slot(file: &File, path: &Path, name: &str) -> Result<Slot> {
         )
     })
 }
+
+/// The lowest committed position of the consumers of the log in `log_dir`, read from
+/// their files (a consumer that never committed holds nothing back): what retention with
+/// `keep_consumers` must keep. A commit racing this read is seen as its old position or
+/// its new one, never lower than the old.
+pub(crate) fn committed_floor(log_dir: &Path) -> Result<Option<u64>> {
+    let dir = log_dir.join(CONSUMERS_DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("read directory", &dir, e)),
+    };
+    let mut floor: Option<u64> = None;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("read directory", &dir, e))?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if check_topic_name(&name).is_err() {
+            continue;
+        }
+        let path = entry.path();
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("open consumer position", &path, e)),
+        };
+        if let Some(position) = read_slot(&file, &path, &name)?.position {
+            floor = Some(floor.map_or(position, |f| f.min(position)));
+        }
+    }
+    Ok(floor)
+}

@@ -43,6 +43,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// Records an iterator or follower was positioned past (or had yielded) were removed
+    /// by [`Log::truncate_from`](crate::Log::truncate_from): it continues from `at`, the
+    /// first offset the truncation removed (new records get offsets from there).
+    #[error(
+        "the log was truncated at offset {at}: records from it on were removed; \
+         reading continues from offset {at} with the records appended since"
+    )]
+    Truncated {
+        /// Where the truncation cut: the first offset removed.
+        at: u64,
+    },
+
     /// An offset outside the readable range `first..next`.
     #[error("offset {offset} is out of range: the log holds offsets {first}..{next}")]
     OffsetOutOfRange {

@@ -202,6 +202,8 @@ impl Follower {
         }
         match self.iter.next() {
             Some(Ok(record)) => return Some(Ok(record)),
+            // The log was cut under the follower: it says so, and goes on.
+            Some(Err(e)) if !self.iter.has_failed() => return Some(Err(e)),
             Some(Err(e)) => return Some(self.end(e)),
             None => {}
         }
@@ -214,6 +216,7 @@ impl Follower {
         // readable before it is still yielded.
         match self.iter.next() {
             Some(Ok(record)) => Some(Ok(record)),
+            Some(Err(e)) if !self.iter.has_failed() => Some(Err(e)),
             Some(Err(e)) => Some(self.end(e)),
             None if closed => Some(self.end(Error::Closed)),
             None => {
@@ -355,12 +358,19 @@ impl Shared {
             // Sealed now: mapped already, or mapped by name when read.
             active.release_file();
             self.segments.write().push(next.clone());
-            st.advance_to(next, SEGMENT_HEADER_BYTES, outcome.next_offset);
+            if next.base_offset() < outcome.next_offset {
+                // The writer truncated this segment at the next one's base.
+                self.cuts.truncated_read_only(next.base_offset());
+                self.marks.reset_to(next.base_offset());
+            }
+            let base = next.base_offset();
+            st.advance_to(next, SEGMENT_HEADER_BYTES, base);
         }
     }
 
     /// The segment after `active`, if the writer has activated it and it starts where
-    /// `active`'s data ends.
+    /// `active`'s data ends, or inside it (a truncation cut `active` there: the records
+    /// past it are gone). A truncation that removed `active` itself is seen at reopen.
     fn open_next_segment(
         &self,
         active: &Segment,
@@ -375,7 +385,14 @@ impl Shared {
         let (header, len) =
             segment::read_header(&file).map_err(|e| Error::io("read segment", &path, e))?;
         match header {
-            Ok(h) if h.is_activated() && h.base_offset == end_offset && len >= h.segment_bytes => {
+            Ok(h)
+                if h.is_activated()
+                    && len >= h.segment_bytes
+                    && (h.base_offset == end_offset
+                        || (h.dropped_before == 0
+                            && h.base_offset > active.base_offset()
+                            && h.base_offset < end_offset)) =>
+            {
                 let segment = Segment::new(path, file, h, len)?;
                 segment.index.write().loaded = true;
                 Ok(Some(segment))

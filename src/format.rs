@@ -175,6 +175,10 @@ pub struct SegmentHeader {
     pub created_ms: u64,
     /// Size of the file, header included.
     pub segment_bytes: u64,
+    /// Segments right before this one (ids `segment_id - dropped_before .. segment_id`)
+    /// that a truncation cut away: their records are gone, and this segment continues
+    /// the log where they began (docs/design.md 4.9). Zero for every other segment.
+    pub dropped_before: u32,
 }
 
 impl SegmentHeader {
@@ -194,7 +198,7 @@ impl SegmentHeader {
         out[32..40].copy_from_slice(&self.nonce.to_le_bytes());
         out[40..48].copy_from_slice(&self.created_ms.to_le_bytes());
         out[48..56].copy_from_slice(&self.segment_bytes.to_le_bytes());
-        // 56..60 reserved, zero.
+        out[56..60].copy_from_slice(&self.dropped_before.to_le_bytes());
         let crc = crc32c::crc32c(&out[0..60]);
         out[60..64].copy_from_slice(&crc.to_le_bytes());
         out
@@ -229,6 +233,7 @@ impl SegmentHeader {
             nonce: u64_at(bytes, 32),
             created_ms: u64_at(bytes, 40),
             segment_bytes: u64_at(bytes, 48),
+            dropped_before: u32_at(bytes, 56),
         };
         if !valid_segment_bytes(header.segment_bytes) {
             return Err(FormatError::BadField {
@@ -655,6 +660,7 @@ mod tests {
             nonce: 0xdead_beef_1234_5678,
             created_ms: 1_700_000_000_000,
             segment_bytes: 1 << 20,
+            dropped_before: 0,
         }
     }
 

@@ -273,6 +273,7 @@ pub fn build_segment(
         nonce,
         created_ms: 0,
         segment_bytes,
+        dropped_before: 0,
     };
     out[..format::SEGMENT_HEADER_BYTES as usize].copy_from_slice(&header.encode());
     let seed = format::frame_seed(nonce);

@@ -36,6 +36,8 @@ pub(crate) enum Chore {
     },
     /// Remove files of interrupted segment preparations found at open.
     RemoveLeftovers(Vec<PathBuf>),
+    /// A retention pass (after a rollover, and at open), if the options set limits.
+    Retention,
 }
 
 /// An index file for an active segment.
@@ -58,6 +60,7 @@ pub(crate) struct PendingChores {
     seals: Vec<(Arc<Segment>, u64, u64)>,
     background_flush: Option<(Arc<Segment>, u64, u64)>,
     leftovers: Vec<PathBuf>,
+    retention: bool,
     /// The log is shut down: nothing more is run for it.
     stopped: bool,
 }
@@ -95,6 +98,7 @@ impl PendingChores {
                 written_offset,
             } => self.background_flush = Some((segment, written_position, written_offset)),
             Chore::RemoveLeftovers(paths) => self.leftovers.extend(paths),
+            Chore::Retention => self.retention = true,
         }
         true
     }
@@ -135,6 +139,9 @@ impl Shared {
         self.persist_seals(pending.seals);
         if pending.prepare {
             self.prepare_spare(engine);
+        }
+        if pending.retention {
+            self.apply_retention_in_background();
         }
     }
 
@@ -214,7 +221,7 @@ impl Shared {
     fn prepare_spare(&self, engine: &Engine) {
         let (id, segment_bytes) = {
             let st = self.staging.lock();
-            if st.spare.is_some() || st.closed {
+            if st.spare.is_some() || st.closed || st.spare_taken_by_cut {
                 return;
             }
             let bytes = self
@@ -236,7 +243,7 @@ impl Shared {
         );
         let mut st = self.staging.lock();
         match result {
-            Ok(spare) if st.segment.id() + 1 == id => {
+            Ok(spare) if st.segment.id() + 1 == id && !st.spare_taken_by_cut => {
                 st.spare = Some(spare);
                 st.spare_failure = None;
             }
@@ -267,7 +274,9 @@ impl Shared {
         // Held through the publish: `abandon` takes it before poisoning, so a flush is
         // either wholly before (and counted) or does nothing.
         let mut flusher = self.flusher.lock();
-        if self.marks.is_poisoned() {
+        // Sealed while we waited (a truncation may have moved the watermarks back since:
+        // what this flush covers is not the log's any more).
+        if self.marks.is_poisoned() || segment.end_offset.read().is_some() {
             return;
         }
         // No description opened before the writes: the committer's flushes cover them.

@@ -195,12 +195,20 @@ impl Log {
                 backend_kind,
                 backend_fallback,
                 read_only: false,
+                first_offset: recovered.first_offset,
             },
             Some(engine),
         );
         // Readers in other processes wait on it instead of polling (`control.rs`).
         if let Some(control) = crate::control::Control::open_writer(&control_dir) {
             shared.marks.attach_control(control);
+        }
+        if let Some(start) = recovered.restart_at {
+            // A trim past the end that a crash interrupted: the log continues there.
+            if let Err(e) = shared.trim_before(start) {
+                shared.abandon();
+                return Err(e);
+            }
         }
         Ok(Log::from_core(LogCore {
             shared,
@@ -241,6 +249,7 @@ impl Log {
                 backend_kind: None,
                 backend_fallback: None,
                 read_only: true,
+                first_offset: recovered.first_offset,
             },
             None,
         );
@@ -748,6 +757,131 @@ impl Log {
         self.read_range(from, (offset - from) as usize)
     }
 
+    /// Removes every record below `offset`; returns the new [`Log::first_offset`].
+    ///
+    /// `first_offset()` becomes `offset` at once: reads below it get
+    /// [`Error::OffsetOutOfRange`] naming the new range, and iterators and followers
+    /// positioned below it get that error once and continue at `offset`. The new start is
+    /// recorded durably (`log.start`, docs/design.md 4.9) before anything is deleted, so a
+    /// reopen after any crash agrees; then the segments wholly below `offset` are
+    /// deleted (a segment a reader still maps stays valid for it, and its space returns
+    /// when the last [`Record`] of it drops: [`Stats::pending_release_bytes`]). The
+    /// segment holding `offset` stays; its records below `offset` are never returned.
+    ///
+    /// `offset <= first_offset()` changes nothing. `offset > next_offset()` empties the
+    /// log and the next append gets `offset` (a new segment starts there), durable when it
+    /// returns: what Raft needs to purge past its last entry, and Kafka's
+    /// `truncateFullyAndStartAt`.
+    ///
+    /// ```
+    /// use ringlog::{Log, Options};
+    ///
+    /// # fn main() -> ringlog::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let log = Log::open(dir.path(), Options::default().segment_bytes(1 << 20))?;
+    /// for i in 0..10u8 {
+    ///     log.append(&[i])?;
+    /// }
+    /// assert_eq!(log.trim_before(4)?, 4);
+    /// assert!(log.read(3).is_err());
+    /// assert_eq!(log.read(4)?.payload(), [4]);
+    /// // Past the end: empty, and appends continue there.
+    /// log.trim_before(100)?;
+    /// assert_eq!((log.first_offset(), log.next_offset()), (100, 100));
+    /// assert_eq!(log.append(b"next")?, 100);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ReadOnly`], [`Error::Closed`], [`Error::Poisoned`], [`Error::Io`] (the
+    /// start could not be recorded: nothing changed; or a segment could not be deleted
+    /// after it was: the next trim or open deletes it).
+    ///
+    /// [`Stats::pending_release_bytes`]: crate::Stats::pending_release_bytes
+    pub fn trim_before(&self, offset: u64) -> Result<u64> {
+        self.check_not_removed()?;
+        self.core.shared.trim_before(offset)
+    }
+
+    /// Removes `offset` and every record after it: `next_offset()` becomes `offset`, and
+    /// the next append gets it. Raft's conflict resolution.
+    ///
+    /// Durable when it returns: everything below `offset` is flushed, and a new segment
+    /// starting at `offset` is activated (its header written and synced); that activation
+    /// is the commit point. The removed records stay in their files, past where the new
+    /// segment begins, so no read or recovery ever takes them again, after any crash, and
+    /// a [`Record`] a reader still holds keeps its bytes (nothing mapped is changed).
+    /// Segments wholly past the cut are deleted. Iterators and followers that had yielded
+    /// (or were positioned past) a removed record get [`Error::Truncated`] once and go on
+    /// from `offset`. Works under every durability mode.
+    ///
+    /// `offset == next_offset()` removes nothing (it flushes).
+    ///
+    /// ```
+    /// use ringlog::{Log, Options};
+    ///
+    /// # fn main() -> ringlog::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let log = Log::open(dir.path(), Options::default().segment_bytes(1 << 20))?;
+    /// for term in [b"t1", b"t1", b"t1", b"t1"] {
+    ///     log.append(term)?;
+    /// }
+    /// log.truncate_from(2)?;
+    /// assert_eq!(log.next_offset(), 2);
+    /// assert_eq!(log.append(b"t2")?, 2);
+    /// assert_eq!(log.read(2)?.payload(), b"t2");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OffsetOutOfRange`] if `offset` is below `first_offset()` or past
+    /// `next_offset()`; [`Error::ReadOnly`], [`Error::Closed`], [`Error::Poisoned`],
+    /// [`Error::Io`] (a failed write or flush poisons the log, as for an append).
+    pub fn truncate_from(&self, offset: u64) -> Result<()> {
+        self.check_not_removed()?;
+        self.core.shared.truncate_from(offset)
+    }
+
+    /// Applies the log's [`Retention`](crate::Retention) now: deletes its oldest whole
+    /// sealed segments while a limit is exceeded (never the active segment, and with
+    /// `keep_consumers` never one holding records at or after a committed consumer
+    /// position), and says what went and why. It also runs in the background after every
+    /// rollover and at open, never blocking appends. Like [`Log::trim_before`], the new
+    /// start is recorded before a file is deleted, and a deleted segment a reader still
+    /// maps stays valid for it.
+    ///
+    /// ```
+    /// use ringlog::{Log, Options, Retention};
+    ///
+    /// # fn main() -> ringlog::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let opts = Options::default()
+    ///     .segment_bytes(64 << 10)
+    ///     .retention(Retention::default().max_segments(2));
+    /// let log = Log::open(dir.path(), opts)?;
+    /// for _ in 0..200 {
+    ///     log.append(&[7u8; 1000])?;
+    /// }
+    /// let report = log.apply_retention()?;
+    /// assert!(log.segments()?.len() <= 2);
+    /// assert_eq!(report.first_offset, log.first_offset());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ReadOnly`], [`Error::Io`] (the start could not be recorded: nothing was
+    /// deleted).
+    pub fn apply_retention(&self) -> Result<crate::RetentionReport> {
+        self.check_not_removed()?;
+        self.core.shared.apply_retention()
+    }
+
     /// The first offset in the log.
     pub fn first_offset(&self) -> u64 {
         self.core.shared.first_offset.load(SeqCst)
@@ -784,13 +918,15 @@ impl Log {
         let records_synced = counters.records_synced.load(Relaxed);
         let next_offset = self.next_offset();
         let first_offset = self.first_offset();
+        let (pending_release_segments, pending_release_bytes) =
+            self.core.shared.cuts.pending_release();
         Stats {
             backend: self.core.shared.backend_kind,
             backend_fallback_reason: self.core.shared.backend_fallback.clone(),
             segments_count,
             bytes_written: counters.bytes_written.load(Relaxed),
             segments_bytes,
-            records_count: next_offset - first_offset,
+            records_count: next_offset.saturating_sub(first_offset),
             first_offset,
             next_offset,
             durable_offset: self.durable_offset(),
@@ -801,6 +937,8 @@ impl Log {
             } else {
                 records_synced as f64 / fsyncs_count as f64
             },
+            pending_release_segments,
+            pending_release_bytes,
         }
     }
 

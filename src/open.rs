@@ -14,6 +14,7 @@ use crate::options::{Durability, Options, RecoveryPolicy};
 use crate::recovery::{self, ScanStart, Tail};
 use crate::report::{RecoveryReport, SegmentScan, Truncation};
 use crate::segment::{self, Segment, Spare};
+use crate::trim;
 
 /// A point in a segment: a byte position, and the offset of the record that starts
 /// there (or would: the next one). Keeps positions and offsets apart by name.
@@ -41,6 +42,11 @@ pub(crate) struct Recovered {
     /// Files of interrupted segment preparations, for the housekeeper to remove.
     pub(crate) leftovers: Vec<PathBuf>,
     pub(crate) report: RecoveryReport,
+    /// The log's first offset: the first segment's base, or the start a trim recorded.
+    pub(crate) first_offset: u64,
+    /// A trim past the end that a crash interrupted before its new segment was
+    /// activated: the writer finishes it (the log continues at this offset).
+    pub(crate) restart_at: Option<u64>,
 }
 
 /// A segment file and what its header says.
@@ -208,6 +214,7 @@ pub(crate) fn recover(
             position: SEGMENT_HEADER_BYTES,
             offset: 0,
         };
+        let restart_at = trim::read_start(dir)?.filter(|&start| start > 0);
         return Ok(Recovered {
             segments: vec![segment],
             active: ActiveEnd {
@@ -217,21 +224,97 @@ pub(crate) fn recover(
             spare: None,
             leftovers,
             report,
+            first_offset: 0,
+            restart_at,
         });
     }
-    let segments = check_chain(dir, classified.chain)?;
+    let start = trim::read_start(dir)?;
+    let (chain, dead) = split_truncated(classified.chain);
+    let (chain, trimmed) = split_trimmed(chain, start);
+    let segments = check_chain(dir, chain)?;
+    if writable {
+        // A trim or truncation that a crash interrupted: finish deleting.
+        for f in trimmed {
+            remove(
+                &f.path,
+                "segment below the log's start (trimmed)",
+                &mut report,
+            )?;
+        }
+        for f in dead {
+            remove(&f.path, "segment past a truncation", &mut report)?;
+        }
+    }
     let active = segments.last().expect("chain is not empty").clone();
     let active_end = recover_active(dir, opts, &active, access, backend, &mut report)?;
     if writable {
         remove_orphan_indexes(dir, &segments, listing.indexes, &mut report)?;
     }
+    let base = segments[0].base_offset();
+    let start = start.unwrap_or(base).max(base);
     Ok(Recovered {
         segments,
         active: active_end,
         spare: classified.spare,
         leftovers,
         report,
+        first_offset: start.min(active_end.end.offset),
+        restart_at: (start > active_end.end.offset).then_some(start),
     })
+}
+
+/// Splits off the segments a truncation cut away: those whose ids a later segment's
+/// header names (`dropped_before`: the ids right before it). That header is checksummed
+/// and was written only after those segments were complete, so it decides, whatever
+/// state a crash left their files in.
+pub(crate) fn split_truncated<T: HasHeader>(chain: Vec<T>) -> (Vec<T>, Vec<T>) {
+    let cut_ranges: Vec<(u64, u64)> = chain
+        .iter()
+        .filter_map(|f| f.activated_header())
+        .filter(|h| h.dropped_before > 0)
+        .map(|h| {
+            let from = h.segment_id.saturating_sub(u64::from(h.dropped_before));
+            (from, h.segment_id)
+        })
+        .collect();
+    chain.into_iter().partition(|f| {
+        !cut_ranges
+            .iter()
+            .any(|&(from, to)| (from..to).contains(&f.segment_id()))
+    })
+}
+
+/// What [`split_truncated`] needs of a segment file.
+pub(crate) trait HasHeader {
+    fn segment_id(&self) -> u64;
+    fn activated_header(&self) -> Option<SegmentHeader>;
+}
+
+impl HasHeader for Found {
+    fn segment_id(&self) -> u64 {
+        self.id
+    }
+    fn activated_header(&self) -> Option<SegmentHeader> {
+        self.activated()
+    }
+}
+
+/// Splits off the segments wholly below the start a trim recorded (`start`): those
+/// before the last one whose base offset is at or below it. A truncation's dead
+/// segments never qualify (the segment that cut them starts at or below their base,
+/// and comes later), and gaps among the trimmed files (unlinks a crash reordered) do
+/// not matter.
+fn split_trimmed(chain: Vec<Found>, start: Option<u64>) -> (Vec<Found>, Vec<Found>) {
+    let Some(start) = start else {
+        return (chain, Vec::new());
+    };
+    let keep_from = chain
+        .iter()
+        .rposition(|f| f.activated().is_some_and(|h| h.base_offset <= start))
+        .unwrap_or(0);
+    let mut chain = chain;
+    let kept = chain.split_off(keep_from);
+    (kept, chain)
 }
 
 /// Phase 1: temporary files. Interrupted index writes are removed now; interrupted
@@ -358,8 +441,10 @@ fn create_first(dir: &Path, opts: &Options, spare: Option<Spare>) -> Result<Arc<
 }
 
 /// Phase 3: every file of the chain must be an activated segment, the ids consecutive,
-/// the base offsets increasing. Maps them (lazily) and links each to its successor's
-/// base offset.
+/// the base offsets increasing, except after a truncation: a segment whose header says
+/// it cut away the segments before it (`dropped_before`, taken out by
+/// [`split_truncated`]) follows the one before them. Maps the segments (lazily) and
+/// links each to its successor's base offset.
 fn check_chain(dir: &Path, chain: Vec<Found>) -> Result<Vec<Arc<Segment>>> {
     let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(chain.len());
     for f in chain {
@@ -370,8 +455,11 @@ fn check_chain(dir: &Path, chain: Vec<Found>) -> Result<Vec<Arc<Segment>>> {
                 format!("{} in the middle of the log", f.why_broken()),
             ));
         };
+        let dropped = u64::from(header.dropped_before);
+        let dropped_from = f.id.saturating_sub(dropped);
         if let Some(previous) = segments.last() {
-            if previous.id() + 1 != f.id {
+            let expected = dropped_from.saturating_sub(1);
+            if previous.id() != expected {
                 return Err(Error::corruption(
                     segment::segment_path(dir, previous.id() + 1),
                     0,

@@ -86,6 +86,7 @@ pub struct Options {
     pub(crate) read_unflushed: bool,
     pub(crate) max_batch_bytes: u64,
     pub(crate) segment_growth: Option<bool>,
+    pub(crate) retention: crate::Retention,
 }
 
 impl Default for Options {
@@ -101,11 +102,23 @@ impl Default for Options {
             read_unflushed: false,
             max_batch_bytes: 4 << 20,
             segment_growth: None,
+            retention: crate::Retention::default(),
         }
     }
 }
 
 impl Options {
+    /// How much of the log to keep: oldest whole segments are deleted by total bytes,
+    /// age and count, in the background after each rollover (see [`crate::Retention`]
+    /// and [`Log::apply_retention`](crate::Log::apply_retention)). Default: keep
+    /// everything. Not persisted: each open (and, in a store, the store's options or
+    /// `topic_with`'s) says it.
+    #[must_use]
+    pub fn retention(mut self, retention: crate::Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
     /// Size of each new segment file on disk, header included: any multiple of 4 KiB from
     /// 64 KiB to 1 GiB. Default: the size of the existing log's active segment, or 64 MiB
     /// for a new log.

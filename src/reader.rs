@@ -394,10 +394,18 @@ pub(crate) fn read_frame(
 /// Iterates records in offset order from a starting offset up to the read watermark.
 ///
 /// Returns `None` once it reaches the watermark; calling `next` again later yields
-/// records appended since. After an error it yields nothing more.
+/// records appended since. After an error it yields nothing more, except after the two
+/// that say the log was cut under it, from which it continues: [`Error::Truncated`]
+/// (records it was past were removed by [`Log::truncate_from`]; it continues at the cut)
+/// and [`Error::OffsetOutOfRange`] when a trim removed the records it was at (it
+/// continues at the new first offset).
+///
+/// [`Log::truncate_from`]: crate::Log::truncate_from
 pub struct Iter {
     shared: Arc<Shared>,
     next: u64,
+    /// The log's cut generation when last looked at (see `trim.rs`).
+    generation: u64,
     /// The read watermark as last seen; re-read only when `next` reaches it.
     visible: u64,
     cursor: Option<Cursor>,
@@ -421,6 +429,7 @@ impl Iter {
         let visible = shared.visible_offset();
         let pending = (from < first || from > visible).then(|| shared.out_of_range(from));
         Iter {
+            generation: shared.cuts.generation(),
             shared,
             next: from,
             visible,
@@ -435,6 +444,7 @@ impl Iter {
     pub(crate) fn unchecked(shared: Arc<Shared>, from: u64) -> Iter {
         let visible = shared.visible_offset();
         Iter {
+            generation: shared.cuts.generation(),
             shared,
             next: from,
             visible,
@@ -454,6 +464,39 @@ impl Iter {
     /// The offset of the record `next` will return.
     pub fn next_offset(&self) -> u64 {
         self.next
+    }
+
+    /// Whether an error ended the iterator.
+    pub(crate) fn has_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// After a trim or truncation since the last look: the error that says so if it
+    /// removed records at or before where the iterator is, and the position moved to
+    /// what the log holds now.
+    fn check_cuts(&mut self) -> Result<()> {
+        let generation = self.shared.cuts.generation();
+        if generation == self.generation {
+            return Ok(());
+        }
+        let truncated = self.shared.cuts.truncated_since(self.generation);
+        self.generation = generation;
+        self.cursor = None;
+        self.visible = self.shared.visible_offset();
+        if let Some(at) = truncated.filter(|&at| at < self.next) {
+            self.next = at;
+            return Err(Error::Truncated { at });
+        }
+        let first = self
+            .shared
+            .first_offset
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if self.next < first {
+            let error = self.shared.out_of_range(self.next);
+            self.next = first;
+            return Err(error);
+        }
+        Ok(())
     }
 
     fn advance(&mut self) -> Result<Record> {
@@ -502,6 +545,9 @@ impl Iterator for Iter {
         }
         if let Some(error) = self.pending.take() {
             self.failed = true;
+            return Some(Err(error));
+        }
+        if let Err(error) = self.check_cuts() {
             return Some(Err(error));
         }
         if self.next >= self.visible {

@@ -122,7 +122,13 @@ pub(crate) fn read_frames(
     let mut complete = (position, next_offset);
     let len = bytes.len() as u64;
     let problem = loop {
-        if start.stop_offset == Some(next_offset) || position >= len {
+        if start.stop_offset == Some(next_offset) {
+            // The next segment starts here: what lies past (records a truncation cut
+            // away) is not this segment's, and a batch cut there ends here.
+            complete = (position, next_offset);
+            break None;
+        }
+        if position >= len {
             break None;
         }
         match format::decode_frame(&bytes[position as usize..], seed) {

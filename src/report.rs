@@ -31,6 +31,12 @@ pub struct Stats {
     pub batches_count: u64,
     /// Records made durable per `fdatasync`, on average since open.
     pub records_per_fsync: f64,
+    /// Segments deleted by a trim, truncation or retention that a reader still maps
+    /// (a [`Record`](crate::Record) of theirs is alive): their disk space returns when
+    /// the last such reference drops.
+    pub pending_release_segments: u64,
+    /// The bytes of those segments.
+    pub pending_release_bytes: u64,
 }
 
 /// What opening the log found on disk and did about it.

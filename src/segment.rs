@@ -20,7 +20,7 @@ use memmap2::{Mmap, MmapOptions};
 use crate::error::{Error, Result};
 use crate::format::{self, IndexEntry, IndexFile, SegmentHeader};
 use crate::options::Preallocate;
-use crate::sync::{AtomicU64, Mutex, RwLock};
+use crate::sync::{AtomicBool, AtomicU64, Mutex, RwLock};
 
 /// File name of segment `id`.
 pub(crate) fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -169,6 +169,7 @@ fn prepare_at(
         nonce: random_nonce(),
         created_ms: now_ms(),
         segment_bytes,
+        dropped_before: 0,
     };
     file.write_all_at(&header.encode(), 0)
         .map_err(|e| Error::io("write segment header", path, e))?;
@@ -265,6 +266,9 @@ pub(crate) struct Segment {
     /// The largest write bound of an index file known durable: the writer writes no byte
     /// at or past it (docs/design.md 4.3). Zero until the first is written.
     write_bound: AtomicU64,
+    /// Deleted from its log by a trim, truncation or retention: nothing persists its
+    /// index again (readers may still map it).
+    retired: AtomicBool,
 }
 
 impl std::fmt::Debug for Segment {
@@ -308,6 +312,7 @@ impl Segment {
             end_offset: RwLock::new(None),
             promised_bound: Mutex::new(0),
             write_bound: AtomicU64::new(0),
+            retired: AtomicBool::new(false),
         }))
     }
 
@@ -320,6 +325,16 @@ impl Segment {
         File::open(&self.path)
             .map(Arc::new)
             .map_err(|e| Error::io("open segment", &self.path, e))
+    }
+
+    /// Marks the segment deleted from its log (see `trim.rs`).
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the segment was deleted from its log.
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::SeqCst)
     }
 
     /// Closes the descriptor the segment keeps: it is sealed, and nothing writes to it
@@ -442,6 +457,10 @@ impl Segment {
         reserve: u64,
     ) -> Result<()> {
         let mut promised = self.promised_bound.lock();
+        if self.is_retired() {
+            // Deleted from the log: an index file now would only be an orphan.
+            return Ok(());
+        }
         // Synced whenever it is to extend what the writer may rely on, whatever an
         // earlier, failed write promised.
         let grows = reserve > self.write_bound();

@@ -178,9 +178,16 @@ pub fn apply_crash(
         let Ok(relative) = write.path.strip_prefix(&original_dir) else {
             continue;
         };
-        let file = std::fs::OpenOptions::new()
+        let file = match std::fs::OpenOptions::new()
             .write(true)
-            .open(dir.join(relative))?;
+            .open(dir.join(relative))
+        {
+            Ok(file) => file,
+            // Deleted (a trim or truncation), and the deletion stands: its unflushed
+            // writes went with it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
         let keep_whole = next() % 2 == 0;
         let mut at = 0usize;
         while at < write.new.len() {

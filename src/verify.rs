@@ -13,6 +13,7 @@ use crate::options::{Options, RecoveryPolicy};
 use crate::recovery::{self, ScanStart, Tail};
 use crate::report::Truncation;
 use crate::segment::{self, Segment};
+use crate::trim;
 
 /// What kind of problem `verify` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +189,9 @@ fn check(dir: &Path, beside_writer: bool) -> Result<VerifyReport> {
             message: reason,
         });
     }
+    // Segments a truncation cut away (a crash left them for open to delete) are not
+    // part of the log, whatever their state.
+    let (found, _cut_away) = open::split_truncated(found);
     let mut chain: Vec<(PathBuf, File, SegmentHeader, u64)> = Vec::new();
     for f in found {
         let in_chain = last_activated.is_some_and(|last| f.id <= last);
@@ -231,9 +235,27 @@ fn check(dir: &Path, beside_writer: bool) -> Result<VerifyReport> {
             }
         }
     }
+    // What a trim or truncation removed (and a crash may have left for open to delete)
+    // is not part of the log.
+    let start = match trim::read_start(dir) {
+        Ok(start) => start,
+        Err(e) => {
+            let path = dir.join(trim::START_FILE);
+            report
+                .problems
+                .push(problem_from(ProblemKind::Corruption, &path, e));
+            None
+        }
+    };
+    if let Some(start) = start {
+        if let Some(keep_from) = chain.iter().rposition(|c| c.2.base_offset <= start) {
+            chain.drain(..keep_from);
+        }
+    }
     for pair in chain.windows(2) {
         let (a, b) = (&pair[0].2, &pair[1].2);
-        if a.segment_id + 1 != b.segment_id || b.base_offset <= a.base_offset {
+        let follows = a.segment_id + 1 + u64::from(b.dropped_before) == b.segment_id;
+        if !follows || b.base_offset <= a.base_offset {
             report.problems.push(Problem {
                 kind: ProblemKind::Chain,
                 path: pair[1].0.clone(),
@@ -246,7 +268,9 @@ fn check(dir: &Path, beside_writer: bool) -> Result<VerifyReport> {
             });
         }
     }
-    report.first_offset = chain.first().map_or(0, |c| c.2.base_offset);
+    report.first_offset = chain
+        .first()
+        .map_or(0, |c| c.2.base_offset.max(start.unwrap_or(0)));
     let stops: Vec<Option<u64>> = (0..chain.len())
         .map(|i| chain.get(i + 1).map(|next| next.2.base_offset))
         .collect();

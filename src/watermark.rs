@@ -201,6 +201,18 @@ impl Watermarks {
         true
     }
 
+    /// After a truncation (or a restart past the end): both watermarks move to `offset`,
+    /// down or up. The caller holds the commit lock and the background flusher, so
+    /// nothing publishes meanwhile.
+    pub(crate) fn reset_to(&self, offset: u64) {
+        {
+            let _gate = self.poison_gate.lock();
+            self.written.store(offset, SeqCst);
+            self.durable.store(offset, SeqCst);
+        }
+        self.publish_control();
+    }
+
     /// Marks the log poisoned and wakes every waiter; no watermark moves after this.
     pub(crate) fn poison(&self) {
         {

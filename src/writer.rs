@@ -37,6 +37,7 @@ use crate::io::{Backend, BackendKind, CheckedBackend, PoisonCause};
 use crate::open::ActiveEnd;
 use crate::options::{Durability, Options};
 use crate::segment::{self, now_ms, Segment, Spare};
+use crate::trim::Cuts;
 use crate::watermark::Watermarks;
 
 /// Durable bytes between checkpoints of the active segment.
@@ -69,7 +70,7 @@ pub(crate) struct PrepareFailure {
 }
 
 impl PrepareFailure {
-    fn to_error(&self) -> Error {
+    pub(crate) fn to_error(&self) -> Error {
         Error::io(
             "prepare next segment",
             &self.path,
@@ -106,6 +107,11 @@ pub(crate) struct Staging {
     handoff: Handoff,
     pub(crate) closed: bool,
     stop_writer: bool,
+    /// A trim or truncation is moving the log to a new segment: producers wait.
+    pub(crate) frozen: bool,
+    /// A cut took the spare to activate it: no other may be prepared until the cut
+    /// moved staging to it (it would get the same id, and replace it).
+    pub(crate) spare_taken_by_cut: bool,
 }
 
 impl Staging {
@@ -126,6 +132,19 @@ impl Staging {
     /// Where the next record goes: segment, position and offset.
     pub(crate) fn cursor(&self) -> (Arc<Segment>, u64, u64) {
         (self.segment.clone(), self.position, self.next_offset)
+    }
+
+    /// After a cut: new records go to the start of `segment`, from `offset`. Nothing is
+    /// staged (staging is frozen and was committed).
+    pub(crate) fn restart_at(&mut self, segment: Arc<Segment>, offset: u64) {
+        debug_assert!(self.chunks.is_empty(), "a cut with records staged");
+        self.segment = segment;
+        self.position = SEGMENT_HEADER_BYTES;
+        self.last_entry_position = None;
+        self.next_offset = offset;
+        self.spare_min_bytes = 0;
+        self.spare_requested = false;
+        self.spare_taken_by_cut = false;
     }
 
     /// Moves the cursor (read-only logs, after finding new data).
@@ -157,6 +176,18 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
+    /// After a cut: the segment (already replaced) is new, and its first record is
+    /// `offset`.
+    pub(crate) fn reset_to(&mut self, offset: u64) {
+        self.written_position = SEGMENT_HEADER_BYTES;
+        self.durable_position = SEGMENT_HEADER_BYTES;
+        self.checkpoint_position = SEGMENT_HEADER_BYTES;
+        self.background_flush_position = SEGMENT_HEADER_BYTES;
+        self.bound_requested = 0;
+        self.written_offset = offset;
+        self.durable_offset = offset;
+    }
+
     /// Whether anything written to the segment is not yet flushed: records, or only a
     /// commit marker (recovery can leave one alone past the durable end, and a clean
     /// checkpoint must not claim it durable).
@@ -192,6 +223,10 @@ pub(crate) struct Shared {
     /// Activated segments, oldest first: what readers search.
     pub(crate) segments: RwLock<Vec<Arc<Segment>>>,
     pub(crate) first_offset: AtomicU64,
+    /// Trims and truncations, for iterators (see `trim.rs`).
+    pub(crate) cuts: Cuts,
+    /// Held through a trim, truncation or retention pass: one at a time.
+    pub(crate) cutting: Mutex<()>,
     /// What poisoned the log, first.
     poison_cause: Mutex<Option<PoisonCause>>,
     pub(crate) chores: Mutex<PendingChores>,
@@ -232,6 +267,9 @@ pub(crate) struct Start {
     pub(crate) backend_kind: Option<BackendKind>,
     pub(crate) backend_fallback: Option<String>,
     pub(crate) read_only: bool,
+    /// The first offset readers may read (a trim may have recorded one past the first
+    /// segment's base).
+    pub(crate) first_offset: u64,
 }
 
 impl Shared {
@@ -266,6 +304,9 @@ impl Shared {
         if !start.leftovers.is_empty() {
             first_chores.push(Chore::RemoveLeftovers(start.leftovers));
         }
+        if !start.read_only && opts.retention.is_active() {
+            first_chores.push(Chore::Retention);
+        }
         if !start.read_only && active.write_bound() <= start.active.end.position {
             let step = segment::write_bound_step(active.header.segment_bytes);
             first_chores.push(Chore::Checkpoint(Checkpoint {
@@ -278,7 +319,8 @@ impl Shared {
         // The first record appended after open gets an index entry of its own, so reads of
         // new records never walk through older data (damage there must not hide them).
         let last_entry_position = None;
-        let first_offset = start.segments[0].base_offset();
+        let first_offset = start.first_offset;
+        debug_assert!(first_offset >= start.segments[0].base_offset());
         let backend_kind = start.backend_kind.unwrap_or_else(|| start.backend.kind());
         let marks = Arc::new(Watermarks::new(
             start.active.end.offset,
@@ -322,6 +364,8 @@ impl Shared {
                     handoff: Handoff::new(),
                     closed: false,
                     stop_writer: false,
+                    frozen: false,
+                    spare_taken_by_cut: false,
                 }),
                 room_cv: Condvar::new(),
                 commit: Mutex::new(Committer {
@@ -340,6 +384,8 @@ impl Shared {
                 marks,
                 segments: RwLock::new(start.segments),
                 first_offset: AtomicU64::new(first_offset),
+                cuts: Cuts::default(),
+                cutting: Mutex::new(()),
                 poison_cause: Mutex::new(None),
                 chores: Mutex::new(PendingChores::default()),
                 housekeeping: Mutex::new(()),
@@ -431,6 +477,10 @@ impl Shared {
             }
             if st.closed {
                 return Err(Error::Closed);
+            }
+            if st.frozen {
+                self.room_cv.wait(&mut st);
+                continue;
             }
             if records.seq().is_some() && st.last_seq == LastSeq::Unknown {
                 // The first sequence since open: the last one on disk is read outside

@@ -109,6 +109,10 @@ enum Op {
     NewTopic(TopicMode),
     /// Store cases: removes the topic the operation names (never the last one).
     RemoveTopic,
+    /// `trim_before` an offset between the first and the next (taken modulo).
+    Trim(u16),
+    /// `truncate_from` an offset between the first and the next (taken modulo).
+    Truncate(u16),
 }
 
 /// Store cases: the options a topic is created with.
@@ -267,6 +271,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(f, n)| Op::ReopenWithFault(f, n)),
         2 => crash().prop_map(Op::Crash),
         1 => reappend().prop_map(Op::Reappend),
+        1 => any::<u16>().prop_map(Op::Trim),
+        1 => any::<u16>().prop_map(Op::Truncate),
     ]
 }
 
@@ -338,6 +344,8 @@ struct Model {
     acked: usize,
     /// An operation failed since the last (re)open: nothing may succeed any more.
     failed: bool,
+    /// The log's first offset (trims move it): `records[..first]` are never read again.
+    first: u64,
 }
 
 fn body(offset: u64, len: usize, salt: u64) -> Vec<u8> {
@@ -359,6 +367,8 @@ struct Lane {
     model: Model,
     /// Where the last recovery ended, and the end of the records crashes have cut.
     recovered_at: u64,
+    /// A truncation at this offset failed since the last open: it may have happened.
+    cut_may_have_happened_at: Option<u64>,
     cut_to: u64,
     /// The lengths of the records the last cut removed, from offset `cut_from` on, and
     /// whether each ended its batch.
@@ -382,12 +392,14 @@ impl Lane {
             own,
             log: None,
             model: Model {
+                first: 0,
                 records: Vec::new(),
                 ends_batch: Vec::new(),
                 acked: 0,
                 failed: false,
             },
             recovered_at: 0,
+            cut_may_have_happened_at: None,
             cut_to: 0,
             cut_from: 0,
             cut_lens: Vec::new(),
@@ -581,8 +593,103 @@ impl Case<'_> {
         self.lanes[self.cur].model.acked as u64
     }
 
+    /// `trim_before` a point between the first offset and the next.
+    fn trim(&mut self, at: u16) -> R {
+        let model = &self.lanes[self.cur].model;
+        let n = model.records.len() as u64;
+        let at = model.first + u64::from(at) % (n - model.first + 1);
+        match self.log().trim_before(at) {
+            Ok(first) if first == at.max(model.first) => {
+                self.lanes[self.cur].model.first = first;
+                if self.log().first_offset() != first {
+                    return Err(format!("trim_before({at}) left first_offset {}", first));
+                }
+                Ok(())
+            }
+            Ok(first) => Err(format!("trim_before({at}) returned {first}")),
+            Err(Error::Poisoned { .. }) if self.lanes[self.cur].model.failed => Ok(()),
+            // Records below the new start were staged, not yet readable: committing them
+            // failed (the start was not recorded).
+            Err(Error::Io { .. } | Error::Poisoned { .. }) if self.may_fail() => {
+                self.counts.faults_fired.fetch_add(1, Ordering::Relaxed);
+                self.lanes[self.cur].model.failed = true;
+                Ok(())
+            }
+            Err(e) => Err(format!("trim_before({at}): {e}")),
+        }
+    }
+
+    /// `truncate_from` a point between the first offset and the next: durable when it
+    /// returns; the records after it are cut (as a crash cuts them, so `Reappend` then
+    /// writes same-length records over them, which must never be confused).
+    fn truncate(&mut self, at: u16) -> R {
+        let model = &self.lanes[self.cur].model;
+        let n = model.records.len() as u64;
+        let at = model.first + u64::from(at) % (n - model.first + 1);
+        match self.log().truncate_from(at) {
+            Ok(()) if self.lanes[self.cur].model.failed => {
+                Err("G4: truncate_from succeeded after a failure".into())
+            }
+            Ok(()) => {
+                if self.log().next_offset() != at || self.log().durable_offset() != at {
+                    return Err(format!(
+                        "truncate_from({at}) left next {} durable {}",
+                        self.log().next_offset(),
+                        self.log().durable_offset()
+                    ));
+                }
+                let lane = &mut self.lanes[self.cur];
+                if at < n {
+                    lane.cut_from = at;
+                    lane.cut_lens = lane.model.records[at as usize..]
+                        .iter()
+                        .map(Vec::len)
+                        .zip(lane.model.ends_batch[at as usize..].iter().copied())
+                        .collect();
+                }
+                lane.model.records.truncate(at as usize);
+                lane.model.ends_batch.truncate(at as usize);
+                // A cut inside a batch ends it there (the rest of it is gone).
+                if let Some(last) = lane.model.ends_batch.last_mut() {
+                    *last = true;
+                }
+                lane.model.acked = at as usize;
+                lane.recovered_at = lane.recovered_at.min(at);
+                Ok(())
+            }
+            Err(Error::Poisoned { .. }) if self.lanes[self.cur].model.failed => Ok(()),
+            Err(Error::Io { .. } | Error::Poisoned { .. }) if self.may_fail() => {
+                // Its flush or the new segment's header failed: cut or not, the records
+                // below the cut are what must survive.
+                self.counts.faults_fired.fetch_add(1, Ordering::Relaxed);
+                let lane = &mut self.lanes[self.cur];
+                lane.model.failed = true;
+                lane.model.acked = lane.model.acked.min(at as usize);
+                lane.recovered_at = lane.recovered_at.min(at);
+                lane.cut_may_have_happened_at = Some(at);
+                // The log may end at the cut, even inside a batch.
+                if let Some(end) = (at as usize).checked_sub(1) {
+                    if let Some(ends) = lane.model.ends_batch.get_mut(end) {
+                        *ends = true;
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => Err(format!("truncate_from({at}): {e}")),
+        }
+    }
+
     fn check_record(&self, offset: u64, got: ringlog::Result<ringlog::Record>) -> R {
         let known = self.lanes[self.cur].model.acked as u64;
+        let first = self.lanes[self.cur].model.first;
+        if offset < first {
+            return match got {
+                Err(Error::OffsetOutOfRange { .. }) => Ok(()),
+                other => Err(format!(
+                    "read {offset} below the trimmed start {first}: {other:?}"
+                )),
+            };
+        }
         match got {
             Ok(record) => {
                 let expected = self.lanes[self.cur]
@@ -610,21 +717,29 @@ impl Case<'_> {
             self.lanes[self.cur].model.acked as u64,
             self.lanes[self.cur].model.records.len() as u64,
         );
-        if log.first_offset() != 0 {
-            return Err(format!("recovered log starts at {}", log.first_offset()));
+        let first = self.lanes[self.cur].model.first;
+        if log.first_offset() != first {
+            return Err(format!(
+                "recovered log starts at {}, trimmed to {first}",
+                log.first_offset()
+            ));
         }
+        // Records trimmed before they were flushed may be lost: the log then continues
+        // at the trimmed start.
+        let acked = acked.max(first.min(all));
         if next < acked || next > all {
             return Err(format!(
                 "recovery found {next} records: {acked} acknowledged, {all} submitted"
             ));
         }
-        if next > 0 && !self.lanes[self.cur].model.ends_batch[next as usize - 1] {
+        if next > first && !self.lanes[self.cur].model.ends_batch[next as usize - 1] {
             return Err(format!(
                 "G2: recovery found {next} records, ending inside a batch"
             ));
         }
-        let mut found = 0u64;
-        for (i, record) in log.iter(0).enumerate() {
+        let mut found = first;
+        for (k, record) in log.iter(first).enumerate() {
+            let i = first as usize + k;
             let record = record.map_err(|e| format!("after recovery, record {i}: {e}"))?;
             if record.offset() != i as u64 {
                 return Err(format!(
@@ -675,6 +790,7 @@ impl Case<'_> {
         self.lanes[self.cur].model.acked = next as usize;
         self.lanes[self.cur].model.failed = false;
         self.lanes[self.cur].recovered_at = next;
+        self.lanes[self.cur].cut_may_have_happened_at = None;
         self.lanes[self.cur].log = Some(log);
         Ok(())
     }
@@ -817,6 +933,11 @@ impl Case<'_> {
             ));
         }
         lane.model.acked = lane.model.acked.max(durable as usize);
+        if let Some(at) = lane.cut_may_have_happened_at {
+            // A truncation failed after its new segment's header was written: the cut may
+            // have happened (the durable watermark stopped before it).
+            lane.model.acked = lane.model.acked.min(at as usize);
+        }
         if submitted > lane.recovered_at && lane.cut_to > lane.recovered_at {
             add(&self.counts.crashes_over_cut_offsets, 1);
         }
@@ -911,7 +1032,14 @@ impl Case<'_> {
                 reference.next_offset()
             ));
         }
-        for offset in 0..next {
+        if reference.first_offset() != log.first_offset() {
+            return Err(format!(
+                "G7: recovery crashed at operation {stop} starts at {}, an undisturbed one at {}",
+                log.first_offset(),
+                reference.first_offset()
+            ));
+        }
+        for offset in log.first_offset()..next {
             let (a, b) = (log.read(offset), reference.read(offset));
             match (a, b) {
                 (Ok(a), Ok(b)) if a.payload() == b.payload() => {}
@@ -1018,10 +1146,13 @@ impl Case<'_> {
                 let from = *from as u64 % (n + 1);
                 let known = self.visible();
                 let mut count = 0u64;
+                let first = self.lanes[self.cur].model.first;
                 for (k, record) in self.log().iter(from).enumerate() {
                     let offset = from + k as u64;
                     match record {
-                        Err(Error::OffsetOutOfRange { .. }) if k == 0 && from > known => {
+                        Err(Error::OffsetOutOfRange { .. })
+                            if k == 0 && (from > known || from < first) =>
+                        {
                             return Ok(())
                         }
                         other => self.check_record(offset, other)?,
@@ -1041,7 +1172,11 @@ impl Case<'_> {
                 if tail.len() > k {
                     return Err("tail returned too many".into());
                 }
-                if tail.len() < k.min(self.lanes[self.cur].model.acked) {
+                let readable = self.lanes[self.cur]
+                    .model
+                    .acked
+                    .saturating_sub(self.lanes[self.cur].model.first as usize);
+                if tail.len() < k.min(readable) {
                     return Err(format!(
                         "tail({k}) returned {} with {} acknowledged",
                         tail.len(),
@@ -1078,7 +1213,11 @@ impl Case<'_> {
                         }
                         Ok(())
                     }
-                    Err(Error::OffsetOutOfRange { .. }) if from > known => Ok(()),
+                    Err(Error::OffsetOutOfRange { .. })
+                        if from > known || from < self.lanes[self.cur].model.first =>
+                    {
+                        Ok(())
+                    }
                     Err(e) => Err(format!("read_range({from}, {max}): {e}")),
                 }
             }
@@ -1097,7 +1236,15 @@ impl Case<'_> {
                         "read-only handle sees {seen} records, {n} submitted"
                     ));
                 }
-                for (i, r) in ro.iter(0).enumerate() {
+                let first = self.lanes[self.cur].model.first;
+                if ro.first_offset() != first {
+                    return Err(format!(
+                        "read-only handle starts at {}, trimmed to {first}",
+                        ro.first_offset()
+                    ));
+                }
+                for (k, r) in ro.iter(first).enumerate() {
+                    let i = first as usize + k;
                     let r = r.map_err(|e| format!("read-only read {i}: {e}"))?;
                     if r.payload() != self.lanes[self.cur].model.records[i].as_slice() {
                         return Err(format!("read-only read {i}: WRONG BYTES"));
@@ -1131,6 +1278,8 @@ impl Case<'_> {
                 self.reopen(true, plan)
             }
             Op::Crash(crash) => self.crash(crash),
+            Op::Trim(at) => self.trim(*at),
+            Op::Truncate(at) => self.truncate(*at),
             Op::Reappend(how) => self.reappend(*how),
             Op::NewTopic(_) | Op::RemoveTopic => Err("a store operation in a log case".into()),
         }
@@ -1645,7 +1794,14 @@ fn same_records(log: &Log, reference: &Log) -> R {
             reference.next_offset()
         ));
     }
-    for offset in 0..next {
+    if reference.first_offset() != log.first_offset() {
+        return Err(format!(
+            "starts at {}, an undisturbed recovery at {}",
+            log.first_offset(),
+            reference.first_offset()
+        ));
+    }
+    for offset in log.first_offset()..next {
         match (log.read(offset), reference.read(offset)) {
             (Ok(a), Ok(b)) if a.payload() == b.payload() => {}
             (a, b) => {

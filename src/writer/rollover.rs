@@ -176,6 +176,9 @@ impl Shared {
             data_end,
             next_offset: next.base_offset(),
         });
+        if self.opts.retention.is_active() {
+            self.request_chore(Chore::Retention);
+        }
         c.written_position = SEGMENT_HEADER_BYTES;
         c.durable_position = SEGMENT_HEADER_BYTES;
         c.checkpoint_position = SEGMENT_HEADER_BYTES;
