@@ -402,6 +402,9 @@ impl Shared {
             (st.ids.hasher(), st.ids.open_end_offset())
         };
         let mut on_disk = HashMap::new();
+        // Records below the first offset (trimmed, though still in the first segment's
+        // file) are not in the log: their ids are not either.
+        let first = self.first_offset.load(std::sync::atomic::Ordering::SeqCst);
         let segments = self.segments.read().clone();
         for segment in &segments {
             if segment.base_offset() >= end {
@@ -412,14 +415,14 @@ impl Shared {
                 // A sealed segment: its summary file, or a walk that writes one.
                 let summary =
                     crate::summary::sealed_summary(&self.dir, segment, sealed_end, self.read_only)?;
-                for (offset, id) in &summary.ids {
+                for (offset, id) in summary.ids.iter().filter(|(o, _)| *o >= first) {
                     on_disk.entry(hasher.hash(id)).or_insert(*offset);
                 }
                 continue;
             }
             let segment_end = end;
             let stop = walk_extensions(segment, segment_end, |offset, _, view| {
-                if let Some(id) = view.id {
+                if let Some(id) = view.id.filter(|_| offset >= first) {
                     on_disk.entry(hasher.hash(id)).or_insert(offset);
                 }
             })?;

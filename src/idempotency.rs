@@ -14,9 +14,9 @@
 //!   each sealed segment's entry summary (`summary.rs`: one small file, built by a walk
 //!   of the segment the first time), and by walking the active segment's records (frame
 //!   headers; extended frames checked in full). Open itself reads nothing for ids.
-//! - Ids of records that are no longer in the log (trimmed, or cut as a torn tail after a
-//!   crash: never acknowledged) are not known at the next open: appending one again
-//!   appends it.
+//! - Ids of records that are no longer in the log are forgotten: trimmed (below the first
+//!   offset, at once), truncated (at the truncation), or cut as a torn tail after a crash
+//!   (never acknowledged; not on disk at the next open). Appending one again appends it.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher, RandomState};
@@ -50,7 +50,9 @@ pub(crate) struct IdIndex {
     /// Ids of the records found at open, once read (`None` until the first
     /// `append_once`).
     on_disk: Option<HashMap<IdHash, u64>>,
-    /// The end of the records found at open: `on_disk` covers the offsets below it.
+    /// The end of the records that loading reads from disk: those found at open, or all
+    /// below a truncation (a cut commits what is staged first). `on_disk` covers the
+    /// offsets below it, `staged` the ones staged since.
     open_end_offset: u64,
 }
 
@@ -96,21 +98,34 @@ impl IdIndex {
         }
     }
 
-    /// The offset of the first record with `hash`, if the log holds one.
-    pub(crate) fn find(&self, hash: IdHash) -> Option<u64> {
+    /// The offset of the first record with `hash` at or past `first_offset` (the log's
+    /// first: an id whose record was trimmed is forgotten), if the log holds one.
+    pub(crate) fn find(&self, hash: IdHash, first_offset: u64) -> Option<u64> {
+        let live = |offset: &u64| *offset >= first_offset;
         self.on_disk
             .as_ref()
             .and_then(|ids| ids.get(&hash))
-            .or_else(|| self.staged.get(&hash))
+            .filter(|o| live(o))
+            .or_else(|| self.staged.get(&hash).filter(|o| live(o)))
             .copied()
     }
 
     /// Records that the record at `offset` carries the id with `hash` (kept only if the
-    /// log held no record with it).
-    pub(crate) fn staged(&mut self, hash: IdHash, offset: u64) {
-        if self.find(hash).is_none() {
+    /// log holds no other record with it at or past `first_offset`).
+    pub(crate) fn staged(&mut self, hash: IdHash, offset: u64, first_offset: u64) {
+        if self.find(hash, first_offset).is_none() {
             self.staged.insert(hash, offset);
         }
+    }
+
+    /// After a truncation at `offset`: forgets the ids of the records cut away. Every
+    /// record below `offset` is written by then, so a load still to come reads them all.
+    pub(crate) fn forget_from(&mut self, offset: u64) {
+        self.staged.retain(|_, first| *first < offset);
+        if let Some(ids) = &mut self.on_disk {
+            ids.retain(|_, first| *first < offset);
+        }
+        self.open_end_offset = offset;
     }
 
     /// Ids known, for tests and stats.
@@ -131,19 +146,30 @@ mod tests {
         let b = index.hash(b"evt-b");
         assert_ne!(a, b);
         assert_eq!(index.hash(b"evt-a"), a, "stable within an index");
-        index.staged(a, 12);
-        index.staged(a, 15);
-        assert_eq!(index.find(a), Some(12));
-        assert_eq!(index.find(b), None);
+        index.staged(a, 12, 0);
+        index.staged(a, 15, 0);
+        assert_eq!(index.find(a, 0), Some(12));
+        assert_eq!(index.find(b, 0), None);
+        // Trimmed below 13: forgotten, and staged again at 15.
+        assert_eq!(index.find(a, 13), None);
+        index.staged(a, 15, 13);
+        assert_eq!(index.find(a, 13), Some(15));
+        index.staged(a, 12, 0);
         assert!(!index.is_loaded());
         let mut on_disk = HashMap::new();
         on_disk.insert(b, 3);
         index.install(on_disk);
         index.install(HashMap::new());
         assert!(index.is_loaded());
-        assert_eq!(index.find(b), Some(3), "the first install is kept");
+        assert_eq!(index.find(b, 0), Some(3), "the first install is kept");
         assert_eq!(index.len(), 2);
         assert_eq!(index.open_end_offset(), 10);
+        index.staged(index.hash(b"evt-c"), 14, 0);
+        index.forget_from(12);
+        assert_eq!(index.find(a, 0), None, "staged at 15: cut");
+        assert_eq!(index.find(b, 0), Some(3));
+        assert_eq!(index.find(index.hash(b"evt-c"), 0), None);
+        assert_eq!(index.open_end_offset(), 12);
     }
 
     #[test]

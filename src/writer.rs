@@ -138,6 +138,12 @@ impl Staging {
     /// staged (staging is frozen and was committed).
     pub(crate) fn restart_at(&mut self, segment: Arc<Segment>, offset: u64) {
         debug_assert!(self.chunks.is_empty(), "a cut with records staged");
+        if offset < self.next_offset {
+            // A truncation: the records from `offset` on are gone, and with them their
+            // ids and caller sequences (`entry.rs`, `idempotency.rs`).
+            self.last_seq = LastSeq::Unknown;
+            self.ids.forget_from(offset);
+        }
         self.segment = segment;
         self.position = SEGMENT_HEADER_BYTES;
         self.last_entry_position = None;
@@ -517,9 +523,10 @@ impl Shared {
         // same lock as the staging, so no two producers pass it with one sequence or, for
         // `append_once`, one id.
         let id_hash = records.id().map(|id| st.ids.hash(id));
+        let first_offset = self.first_offset.load(std::sync::atomic::Ordering::SeqCst);
         if let Some(original) = id_hash
             .filter(|_| records.once())
-            .and_then(|h| st.ids.find(h))
+            .and_then(|h| st.ids.find(h, first_offset))
         {
             return Ok((original..original, false));
         }
@@ -581,7 +588,7 @@ impl Shared {
         }
         chunk.end_offset = st.next_offset;
         if let Some(hash) = id_hash {
-            st.ids.staged(hash, first);
+            st.ids.staged(hash, first, first_offset);
         }
         st.staged_bytes += frames_bytes;
         if st.spare.is_none()

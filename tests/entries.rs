@@ -985,3 +985,83 @@ fn sealed_segments_get_entry_summaries_that_later_opens_use() {
     let report = ringlog::verify(dir.path()).expect("verify");
     assert!(report.is_clean(), "{:?}", report.problems);
 }
+
+/// A truncation takes the sequences and ids of the records it cuts away with it (the
+/// Raft case: a suffix is rewritten): the last sequence is the last one below the cut,
+/// and an id cut away is appended again; below the cut nothing changes. The same after a
+/// reopen, and through sealed segments' summaries.
+#[test]
+fn truncation_forgets_the_sequences_and_ids_it_cuts_away() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let filler = vec![5u8; 3000];
+    let log = Log::open(dir.path(), opts()).expect("open");
+    for i in 0..60u64 {
+        let id = format!("evt-{i}");
+        let entry = Entry::new(&filler).id(&id).seq(100 + i);
+        assert_eq!(log.append_entry(entry).expect("entry"), i);
+    }
+    assert!(log.segments().expect("segments").len() >= 3);
+    // Ids loaded (summaries of the sealed segments written) before the cut.
+    assert_eq!(log.append_once(b"evt-50", b"x").expect("dup"), (50, false));
+    log.truncate_from(20).expect("truncate");
+    assert_eq!(log.next_offset(), 20);
+    assert_eq!(log.last_seq(), Some(119), "the last one below the cut");
+    assert!(matches!(
+        log.append_seq(119, b"x"),
+        Err(Error::SequenceViolation {
+            last: 119,
+            provided: 119
+        })
+    ));
+    assert_eq!(log.append_seq(120, b"rewritten").expect("seq 120"), 20);
+    assert_eq!(
+        log.append_once(b"evt-50", b"again").expect("cut"),
+        (21, true)
+    );
+    assert_eq!(log.append_once(b"evt-19", b"x").expect("kept"), (19, false));
+    log.close().expect("close");
+    drop(log);
+    let log = Log::open(dir.path(), opts()).expect("reopen");
+    assert_eq!(log.last_seq(), Some(120));
+    assert_eq!(log.append_once(b"evt-50", b"x").expect("dup"), (21, false));
+    assert_eq!(log.append_once(b"evt-30", b"x").expect("cut"), (22, true));
+    assert_eq!(log.append_once(b"evt-3", b"x").expect("kept"), (3, false));
+    drop(log);
+    let report = ringlog::verify(dir.path()).expect("verify");
+    assert!(report.is_clean(), "{:?}", report.problems);
+}
+
+/// A trim forgets the ids of the records it removes, at once and after a reopen; caller
+/// sequences never go backwards across a trim (the last one is kept while the log is
+/// open, and found again below the trimmed start).
+#[test]
+fn trimmed_ids_are_forgotten_and_sequences_keep_increasing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path(), opts()).expect("open");
+    for i in 0..10u64 {
+        let id = format!("evt-{i}");
+        let entry = Entry::new(b"small").id(&id).seq(10 + i);
+        assert_eq!(log.append_entry(entry).expect("entry"), i);
+    }
+    assert_eq!(log.append_once(b"evt-2", b"x").expect("dup"), (2, false));
+    assert_eq!(log.trim_before(5).expect("trim"), 5);
+    assert_eq!(
+        log.append_once(b"evt-2", b"again").expect("trimmed"),
+        (10, true)
+    );
+    assert_eq!(log.append_once(b"evt-2", b"x").expect("dup"), (10, false));
+    assert_eq!(log.append_once(b"evt-7", b"x").expect("kept"), (7, false));
+    assert!(log.append_seq(19, b"x").is_err());
+    log.close().expect("close");
+    drop(log);
+    let log = Log::open(dir.path(), opts()).expect("reopen");
+    assert_eq!(log.first_offset(), 5);
+    assert_eq!(
+        log.append_once(b"evt-3", b"again").expect("trimmed"),
+        (11, true)
+    );
+    assert_eq!(log.append_once(b"evt-2", b"x").expect("dup"), (10, false));
+    assert_eq!(log.append_once(b"evt-8", b"x").expect("kept"), (8, false));
+    assert_eq!(log.last_seq(), Some(19));
+    assert!(log.append_seq(19, b"x").is_err());
+}
