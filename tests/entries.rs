@@ -1065,3 +1065,44 @@ fn trimmed_ids_are_forgotten_and_sequences_keep_increasing() {
     assert_eq!(log.last_seq(), Some(19));
     assert!(log.append_seq(19, b"x").is_err());
 }
+
+/// Segments a trim deletes take their entry summaries with them.
+#[test]
+fn a_trim_deletes_the_entry_summaries_of_the_segments_it_deletes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path(), opts()).expect("open");
+    let filler = vec![0u8; 3000];
+    for i in 0..80u64 {
+        let id = format!("evt-{i}");
+        assert_eq!(
+            log.append_entry(Entry::new(&filler).id(&id))
+                .expect("entry"),
+            i
+        );
+    }
+    log.close().expect("close");
+    drop(log);
+    let log = Log::open(dir.path(), opts()).expect("reopen");
+    // The first append_once after the open writes the sealed segments' summaries.
+    assert_eq!(log.append_once(b"evt-9", b"x").expect("dup"), (9, false));
+    let has_summary = |id: u64| dir.path().join(format!("{id:020}.entries")).exists();
+    let sealed: Vec<u64> = log
+        .segments()
+        .expect("segments")
+        .iter()
+        .filter(|s| s.sealed)
+        .map(|s| s.segment_id)
+        .collect();
+    assert!(sealed.len() >= 2, "{sealed:?}");
+    assert!(sealed.iter().all(|id| has_summary(*id)), "{sealed:?}");
+    log.trim_before(79).expect("trim");
+    assert!(
+        sealed.iter().all(|id| !has_summary(*id)),
+        "summaries left behind"
+    );
+    assert_eq!(
+        log.append_once(b"evt-9", b"x").expect("trimmed"),
+        (80, true)
+    );
+    assert_eq!(log.append_once(b"evt-79", b"x").expect("kept"), (79, false));
+}
