@@ -6,7 +6,8 @@
 #
 # Knobs (defaults are the CI figures): RINGLOG_POWERCUTS (200 per filesystem, and for the
 # store), RINGLOG_KILL9_CYCLES (100), RINGLOG_STORE_KILL9_CYCLES (100),
-# RINGLOG_MODEL_CASES (600), RINGLOG_FUZZ_RUNS (1000000 per
+# RINGLOG_KILL9_CUT_CYCLES (100), RINGLOG_CRASH_VARIANTS (12 crash states per operation of
+# each cut), RINGLOG_MODEL_CASES (600), RINGLOG_FUZZ_RUNS (1000000 per
 # target; the frame target does 10x), RINGLOG_SHUTTLE_ITERATIONS (1000 schedules per
 # scenario of the model-checked group commit), RINGLOG_FUZZ_MAX_SECONDS (per target, 400),
 # RINGLOG_SEED (replays the randomized tests). A longer run by hand, e.g.:
@@ -20,6 +21,8 @@ export CARGO_TERM_COLOR=never
 export RINGLOG_POWERCUTS="${RINGLOG_POWERCUTS:-200}"
 export RINGLOG_KILL9_CYCLES="${RINGLOG_KILL9_CYCLES:-100}"
 export RINGLOG_STORE_KILL9_CYCLES="${RINGLOG_STORE_KILL9_CYCLES:-100}"
+export RINGLOG_KILL9_CUT_CYCLES="${RINGLOG_KILL9_CUT_CYCLES:-100}"
+export RINGLOG_CRASH_VARIANTS="${RINGLOG_CRASH_VARIANTS:-12}"
 export RINGLOG_MODEL_CASES="${RINGLOG_MODEL_CASES:-600}"
 export RINGLOG_SHUTTLE_ITERATIONS="${RINGLOG_SHUTTLE_ITERATIONS:-1000}"
 FUZZ_RUNS="${RINGLOG_FUZZ_RUNS:-1000000}"
@@ -39,11 +42,12 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   fi
 fi
 
-step "reliability tests (power cuts ${RINGLOG_POWERCUTS}/fs and for a store, kill -9 ${RINGLOG_KILL9_CYCLES} and ${RINGLOG_STORE_KILL9_CYCLES} of a store, model ${RINGLOG_MODEL_CASES} cases)"
+step "reliability tests (power cuts ${RINGLOG_POWERCUTS}/fs, for a store and with trims and truncations, kill -9 ${RINGLOG_KILL9_CYCLES}, ${RINGLOG_STORE_KILL9_CYCLES} of a store and ${RINGLOG_KILL9_CUT_CYCLES} with trims and truncations, cut crash states ${RINGLOG_CRASH_VARIANTS} per point, model ${RINGLOG_MODEL_CASES} cases)"
 # Measured on 2 cores: the store kill -9 cycles take ~45 s at 100 cycles, the store power
-# cuts 90-160 s at 200 (beside the other power-cut tests, in parallel with them).
-cargo test --test corruption --test kill9 --test store_kill9 --test enospc --test powercut \
-  --test model -- --nocapture
+# cuts 90-160 s at 200 (beside the other power-cut tests, in parallel with them); the
+# trim/truncate power cuts ~30 s at 200, their kill -9 cycles ~10 s at 100.
+cargo test --test corruption --test kill9 --test store_kill9 --test kill9_cut --test enospc \
+  --test powercut --test crash_cut --test model -- --nocapture
 
 step "group commit under the shuttle model checker (${RINGLOG_SHUTTLE_ITERATIONS} schedules per scenario)"
 # Its own build: every lock, atomic and thread of the engine is shuttle's (src/sync.rs).

@@ -55,6 +55,23 @@ pub enum Error {
         at: u64,
     },
 
+    /// A typed record's payload is not a value of the type asked for
+    /// ([`TypedLog`](crate::TypedLog), feature `serde`).
+    #[error("record {offset} does not decode: {reason}")]
+    Decode {
+        /// The record's offset.
+        offset: u64,
+        /// What the codec said.
+        reason: String,
+    },
+
+    /// A value could not be encoded for a typed log (nothing was appended).
+    #[error("value does not encode: {reason}")]
+    Encode {
+        /// What the codec said.
+        reason: String,
+    },
+
     /// An offset outside the readable range `first..next`.
     #[error("offset {offset} is out of range: the log holds offsets {first}..{next}")]
     OffsetOutOfRange {
@@ -169,6 +186,16 @@ pub enum Error {
     InvalidEntry {
         /// The field at fault: `key`, `id`, `headers`, or `header "name"`.
         field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A backup's destination that cannot take it: it exists and is not an empty
+    /// directory.
+    #[error("backup destination {}: {reason}", path.display())]
+    BackupDestination {
+        /// The destination given.
+        path: PathBuf,
         /// What is wrong with it.
         reason: String,
     },

@@ -98,7 +98,12 @@ pub struct Follower {
     ended: bool,
     /// A read-only handle's stream: a timer is armed to wake the task for a refresh.
     refresh_timer_armed: Arc<AtomicBool>,
+    /// Records yielded (the lag metric is reported every [`FOLLOWER_LAG_EVERY`]).
+    yielded: u64,
 }
+
+/// How often (in records yielded) a follower reports its lag to the `metrics` feature.
+const FOLLOWER_LAG_EVERY: u64 = 1024;
 
 impl std::fmt::Debug for Follower {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -120,6 +125,7 @@ impl Follower {
             shared,
             ended: false,
             refresh_timer_armed: Arc::new(AtomicBool::new(false)),
+            yielded: 0,
         }
     }
 
@@ -201,7 +207,13 @@ impl Follower {
             return Some(self.end(Error::Closed));
         }
         match self.iter.next() {
-            Some(Ok(record)) => return Some(Ok(record)),
+            Some(Ok(record)) => {
+                self.yielded += 1;
+                if self.yielded % FOLLOWER_LAG_EVERY == 0 {
+                    crate::telemetry::follower_lag(&self.shared.dir, self.lag());
+                }
+                return Some(Ok(record));
+            }
             // The log was cut under the follower: it says so, and goes on.
             Some(Err(e)) if !self.iter.has_failed() => return Some(Err(e)),
             Some(Err(e)) => return Some(self.end(e)),

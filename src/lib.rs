@@ -30,6 +30,20 @@
 //!
 //! See `docs/design.md` for the on-disk format, the durability protocol and the
 //! recovery rules.
+//!
+//! # Cargo features (all off by default)
+//!
+//! - `serde`: `TypedLog`, typed events through serde (JSON, or postcard's compact
+//!   binary codec).
+//! - `tracing`: spans `ringlog.open` (with `ringlog.recovery`), `ringlog.rollover` and
+//!   `ringlog.flush` (debug), and events for poisoning (warn), truncations, trims and
+//!   retention passes (info). Never per record; no subscriber is installed.
+//! - `metrics`: through the `metrics` facade, labelled `log` = the directory: counters
+//!   `ringlog_records_written_total`, `ringlog_bytes_written_total`,
+//!   `ringlog_fsyncs_total`; histograms `ringlog_flush_seconds`,
+//!   `ringlog_records_per_flush`, `ringlog_recovery_seconds`; gauge
+//!   `ringlog_follower_lag` (every 1,024 records a follower yields). Counted per write
+//!   call and per flush, never per record; no recorder is installed.
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
@@ -39,6 +53,7 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("ringlog supports Linux only: it relies on io_uring, fdatasync and flock semantics");
 
+mod backup;
 mod consumer;
 mod control;
 mod durable;
@@ -53,6 +68,7 @@ mod housekeeping;
 mod idempotency;
 mod io;
 mod log;
+mod memory;
 mod open;
 mod options;
 mod reader;
@@ -63,14 +79,19 @@ mod seek;
 mod segment;
 #[doc(hidden)]
 pub mod sim;
+mod snapshot;
 mod store;
 mod summary;
 mod sync;
+mod telemetry;
 mod trim;
+#[cfg(feature = "serde")]
+mod typed;
 mod verify;
 mod watermark;
 mod writer;
 
+pub use backup::{BackupReport, LogBackup};
 pub use consumer::Consumer;
 pub use durable::WaitDurable;
 pub use entry::{Entry, Headers};
@@ -86,5 +107,8 @@ pub use options::{Durability, IoBackend, Options, Preallocate, RecoveryPolicy};
 pub use reader::{Iter, Record};
 pub use report::{RecoveryReport, SegmentInfo, SegmentScan, Stats, Truncation};
 pub use retention::{RemovedSegment, Retention, RetentionReason, RetentionReport};
-pub use store::{Store, StoreStats};
+pub use snapshot::{Snapshot, MAX_SNAPSHOT_BYTES};
+pub use store::{Description, Store, StoreStats, TopicDescription};
+#[cfg(feature = "serde")]
+pub use typed::{Codec, TypedFollower, TypedIter, TypedLog};
 pub use verify::{repair, verify, Problem, ProblemKind, RepairReport, VerifyReport};

@@ -59,6 +59,9 @@ pub(crate) struct LogCore {
     removed: AtomicBool,
     /// The named consumers that have handles (see [`Log::consumer`]).
     consumers: crate::consumer::Registry,
+    /// `Log::in_memory`: its directory, removed after the close (fields drop after
+    /// `Drop::drop`).
+    ephemeral: parking_lot::Mutex<Option<crate::memory::EphemeralDir>>,
 }
 
 impl std::fmt::Debug for Log {
@@ -166,6 +169,7 @@ impl Log {
         engine: Option<Arc<Engine>>,
     ) -> Result<Log> {
         let dir = dir.to_path_buf();
+        let _span = crate::telemetry::open_span(&dir);
         let recovered = crate::open::recover(&dir, &opts, Access::Write, backend.as_mut())?;
         let active_bytes = recovered.segments.last().map(|s| s.header.segment_bytes);
         // Unless a size was given, new segments take the size of the active one; growing
@@ -219,6 +223,7 @@ impl Log {
             closing: crate::sync::Mutex::new(()),
             removed: AtomicBool::new(false),
             consumers: Default::default(),
+            ephemeral: Default::default(),
         }))
     }
 
@@ -262,6 +267,7 @@ impl Log {
             closing: crate::sync::Mutex::new(()),
             removed: AtomicBool::new(false),
             consumers: Default::default(),
+            ephemeral: Default::default(),
         }))
     }
 
@@ -882,6 +888,61 @@ impl Log {
         self.core.shared.apply_retention()
     }
 
+    /// An in-memory log's directory goes when the last handle drops.
+    pub(crate) fn keep_until_dropped(&self, dir: crate::memory::EphemeralDir) {
+        *self.core.ephemeral.lock() = Some(dir);
+    }
+
+    /// Copies the log into `dest` (a new or empty directory) without stopping the
+    /// writer: a log that [`Log::open`] opens and [`verify`](crate::verify) finds clean,
+    /// holding exactly the records below [`Log::durable_offset`] at one moment during the
+    /// call (the moment of its snapshot: records made durable while the files are
+    /// copied are not in it), from [`Log::first_offset`] at that moment, with the
+    /// consumer positions as they are when they are copied (after the snapshot: a
+    /// position may be past the copy's end). Sealed segments are hard-linked when `dest`
+    /// is on the same file system (nothing writes to a sealed segment again), else
+    /// copied; the active segment is copied up to the durable watermark, then zeros to
+    /// its full size. A trim, truncation or retention pass during the copy waits only
+    /// for the snapshot, and a segment it deletes is still copied whole (from its
+    /// mapping). Everything is synced (files and directories) before it returns.
+    ///
+    /// On a read-only handle the copy holds what a fresh read-only open of the directory
+    /// finds (whole, checksummed batches the writer has written, which under
+    /// `Durability::None` or `Interval` may be more than it has made durable).
+    ///
+    /// ```
+    /// use ringlog::{Log, Options};
+    ///
+    /// # fn main() -> ringlog::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let log = Log::open(dir.path().join("live"), Options::default().segment_bytes(64 << 10))?;
+    /// for i in 0..1000u32 {
+    ///     log.append(&i.to_le_bytes())?;
+    /// }
+    /// let report = log.backup(dir.path().join("copy"))?;
+    /// assert_eq!(report.logs[0].next_offset, 1000);
+    /// assert!(ringlog::verify(dir.path().join("copy"))?.is_clean());
+    /// let copy = Log::open(dir.path().join("copy"), Options::default())?;
+    /// assert_eq!(copy.read(999)?.payload(), 999u32.to_le_bytes());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BackupDestination`] if `dest` is not empty (or not a directory);
+    /// [`Error::Io`] (what was copied so far stays in `dest`); [`Error::Poisoned`] if a
+    /// flush the backup needed failed.
+    pub fn backup(&self, dest: impl AsRef<Path>) -> Result<crate::BackupReport> {
+        self.check_not_removed()?;
+        crate::backup::backup_log(self, dest.as_ref())
+    }
+
+    /// The writer state every handle shares (for the backup).
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.core.shared
+    }
+
     /// The first offset in the log.
     pub fn first_offset(&self) -> u64 {
         self.core.shared.first_offset.load(SeqCst)
@@ -984,11 +1045,6 @@ impl Log {
     /// The shared core, for the store that owns a topic.
     pub(crate) fn core(&self) -> &Arc<LogCore> {
         &self.core
-    }
-
-    /// The log's shared state (for the methods `entry.rs` adds).
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.core.shared
     }
 
     /// Appends `records` as [`Log::append_batch`] does (durable on return under

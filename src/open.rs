@@ -198,6 +198,20 @@ pub(crate) fn recover(
     access: Access,
     backend: &mut dyn Backend,
 ) -> Result<Recovered> {
+    let _span = crate::telemetry::recovery_span(dir);
+    let started = std::time::Instant::now();
+    let recovered = recover_phases(dir, opts, access, backend);
+    crate::telemetry::recovered(dir, started.elapsed());
+    recovered
+}
+
+/// [`recover`]'s phases.
+fn recover_phases(
+    dir: &Path,
+    opts: &Options,
+    access: Access,
+    backend: &mut dyn Backend,
+) -> Result<Recovered> {
     let writable = access == Access::Write;
     let mut report = RecoveryReport::default();
     let listing = list_dir(dir)?;

@@ -208,6 +208,12 @@ impl Shared {
         self.remove_segments_below(start)?;
         report.first_offset = self.first_offset.load(SeqCst);
         report.bytes_after = self.files_bytes()?;
+        crate::telemetry::retention_removed(
+            &self.dir,
+            report.removed.len() as u64,
+            report.removed.iter().map(|r| r.bytes).sum(),
+            report.first_offset,
+        );
         Ok(report)
     }
 

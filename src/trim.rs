@@ -239,6 +239,7 @@ impl Shared {
         }
         self.first_offset.store(offset, SeqCst);
         self.cuts.trimmed();
+        crate::telemetry::trimmed(&self.dir, offset);
         self.remove_segments_below(offset)?;
         Ok(offset)
     }
@@ -426,6 +427,7 @@ impl Shared {
         self.marks.reset_to(base);
         if kind == CutKind::Truncate {
             self.cuts.truncated(base);
+            crate::telemetry::truncated(&self.dir, base);
         }
         if let (Some(p), Some(data_end)) = (predecessor, predecessor_end) {
             self.request_chore(Chore::Seal {

@@ -714,7 +714,13 @@ impl Shared {
     /// Poisons the log: the first cause is kept, every waiter is woken, and no watermark
     /// moves again.
     pub(crate) fn poison_with_cause(&self, cause: PoisonCause) {
-        self.poison_cause.lock().get_or_insert(cause);
+        {
+            let mut first = self.poison_cause.lock();
+            if first.is_none() {
+                crate::telemetry::poisoned(&self.dir, &cause);
+            }
+            first.get_or_insert(cause);
+        }
         self.marks.poison();
         self.room_cv.notify_all();
     }

@@ -17,6 +17,8 @@
 //! Prints `SKIP` lines otherwise. `RINGLOG_POWERCUTS` (default 20) sets the cuts per
 //! filesystem, `RINGLOG_SEED` replays the choices (timing still varies).
 
+#[path = "common/cut_reliability.rs"]
+mod cut_reliability;
 #[path = "common/reliability.rs"]
 mod reliability;
 #[path = "common/store_reliability.rs"]
@@ -368,6 +370,126 @@ fn power_cuts(fs: &str, preallocate: &str) {
         t.other_after,
         t.open_errors,
         model.records.len()
+    );
+}
+
+/// The trim-and-truncate child: re-executed by `power_cuts_ext4_trim_truncate`.
+#[test]
+#[ignore = "child process of the power-cut tests (runs only when re-executed by them)"]
+fn powercut_cut_child() {
+    cut_reliability::cut_child_main();
+}
+
+/// Power cuts while a child appends, truncates and trims (docs/design.md 4.9), each
+/// checked as `tests/kill9_cut.rs` checks a kill, with only what the child said before
+/// the cut taken as done: the first offset is the last trim that returned (or the one in
+/// flight), every acknowledged record not truncated is there, a truncation in flight
+/// happened whole or not at all, and no record past a cut is older than the cut.
+#[test]
+fn power_cuts_ext4_trim_truncate() {
+    let test = "powercut ext4 trim/truncate";
+    let Some(mut rig) = Rig::set_up(test, "ext4") else {
+        return;
+    };
+    let cuts = env_u64("RINGLOG_POWERCUTS", 20);
+    let seed = seed(test);
+    let mut rng = Rng::new(seed);
+    let dir = rig.mountpoint.join("log");
+    let watchdog = Watchdog::start("powercut", Duration::from_secs(120));
+    let started = Instant::now();
+    let mut model = cut_reliability::Model::default();
+    let (mut truncations, mut trims, mut in_flight) = (0, 0, 0);
+    for cut in 1..=cuts {
+        let on_cut = rng.chance(0.5);
+        let delay_us = rng.range(2_000, 150_000);
+        watchdog.case(|| format!("{test} cut {cut} (on a cut: {on_cut}, {delay_us} us)"));
+        let mut child = WriterChild::spawn(
+            "powercut_cut_child",
+            &dir,
+            cut as u32,
+            rng.next_u64(),
+            "auto",
+        );
+        let give_up = Instant::now() + Duration::from_secs(20);
+        let mut armed: Option<Instant> = None;
+        while Instant::now() < give_up && armed.is_none_or(|at| Instant::now() < at) {
+            let Some(line) = child.next_line(Duration::from_millis(20)) else {
+                if child.child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                continue;
+            };
+            let word = line.text.split_whitespace().next().unwrap_or("");
+            match word {
+                "TRUNCATING" | "TRIMMING" if on_cut => break,
+                "OPENED" if armed.is_none() => {
+                    armed = Some(line.at + Duration::from_micros(delay_us));
+                }
+                _ => {}
+            }
+        }
+        // What the child said before the cut began is what returned; what it said while
+        // the filesystem went down (successes and failures) may or may not have.
+        let before_cut = Instant::now();
+        shutdown_fs(&rig.mountpoint).unwrap_or_else(|e| panic!("{test} cut {cut}: {e}"));
+        let cut_at = Instant::now();
+        while cut_at.elapsed() < Duration::from_millis(60) {
+            if child.next_line(Duration::from_millis(10)).is_none()
+                && child.child.try_wait().ok().flatten().is_some()
+            {
+                break;
+            }
+        }
+        child.kill();
+        child
+            .finish(Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("{test} cut {cut}: {e}"));
+        let lines: Vec<String> = child
+            .seen
+            .iter()
+            .filter(|l| l.at < before_cut)
+            .map(|l| l.text.clone())
+            .collect();
+        // Cuts begun or finished while the filesystem went down may or may not have
+        // happened (in order: a prefix of them did).
+        let maybe: Vec<String> = child
+            .seen
+            .iter()
+            .filter(|l| l.at >= before_cut)
+            .map(|l| l.text.clone())
+            .filter(|l| l.starts_with("TRUNCAT") || l.starts_with("TRIMM"))
+            .collect();
+        drop(child);
+        if let Some(bad) = lines
+            .iter()
+            .find(|l| l.starts_with("FAIL") || l.starts_with("OPENERR"))
+        {
+            panic!("{test} cut {cut}: before the cut the child said {bad}");
+        }
+        truncations += lines.iter().filter(|l| l.starts_with("TRUNCATED")).count();
+        trims += lines.iter().filter(|l| l.starts_with("TRIMMED")).count();
+        in_flight += usize::from(
+            !maybe.is_empty()
+                || lines
+                    .last()
+                    .is_some_and(|l| l.starts_with("TRUNCATING") || l.starts_with("TRIMMING")),
+        );
+        rig.remount()
+            .unwrap_or_else(|e| panic!("{test} cut {cut}: remount: {e}"));
+        watchdog.case(|| format!("{test} cut {cut}: checking"));
+        if let Err(e) = model.check_maybe(&dir, &lines, &maybe) {
+            let tail: Vec<&String> = lines.iter().rev().take(8).rev().collect();
+            let keep = std::env::temp_dir().join(format!("ringlog-powercut-cuts-{seed}"));
+            let _ = copy_tree(&dir, &keep);
+            eprintln!("{test}: the log is kept at {}", keep.display());
+            panic!("{test} cut {cut} (seed {seed}): {e}; the child's last lines before the cut: {tail:?}");
+        }
+    }
+    rig.guard.unmount().expect("final unmount");
+    println!(
+        "{test}: {cuts} power cuts in {:.1} s: {truncations} truncations and {trims} trims returned before their cut, {in_flight} cuts with a truncation or trim in flight; {} acknowledged records checked at the end",
+        started.elapsed().as_secs_f64(),
+        model.acked.len()
     );
 }
 

@@ -21,8 +21,11 @@
 //! back half. Topic names never contain `+`, so temporary names cannot collide with
 //! them.
 
+mod describe;
 mod meta;
 mod name;
+
+pub use describe::{Description, TopicDescription};
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -201,6 +204,8 @@ struct StoreInner {
     /// never race for one name.
     open: Mutex<OpenTopics>,
     closed: AtomicBool,
+    /// `Store::in_memory`: its directory, removed after the close.
+    ephemeral: parking_lot::Mutex<Option<crate::memory::EphemeralDir>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -342,6 +347,7 @@ impl Store {
                 backends,
                 open: Mutex::new(OpenTopics::default()),
                 closed: AtomicBool::new(false),
+                ephemeral: Default::default(),
             }),
         }
     }
@@ -356,7 +362,53 @@ impl Store {
     /// [`Error::UnknownTopic`] for a read-only store without it; what
     /// [`Log::open`] returns for a damaged topic.
     pub fn topic(&self, name: &str) -> Result<Log> {
-        self.topic_inner(name, TopicOptions::Store)
+        self.topic_inner(name, TopicOptions::Store, true)
+    }
+
+    /// The topic `name` if the store holds it (never created): `None` when it does not.
+    pub(crate) fn existing_topic(&self, name: &str) -> Result<Option<Log>> {
+        match self.topic_inner(name, TopicOptions::Store, false) {
+            Ok(log) => Ok(Some(log)),
+            Err(Error::UnknownTopic { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Copies the store into `dest` (a new or empty directory) without stopping its
+    /// writer: `ringlog.store`, and each topic with its `topic.options`, copied as
+    /// [`Log::backup`] copies a log (each topic from a snapshot of its own, taken in
+    /// turn: the topics are not copied at one common moment). The copy opens with
+    /// [`Store::open`] and each topic verifies clean. Topics are opened to be copied
+    /// (the store closes idle ones as usual); a topic removed during the backup is left
+    /// out, or copied as it was before its removal. On a read-only store, each topic is
+    /// copied as a read-only [`Log::backup`] does.
+    ///
+    /// ```
+    /// use ringlog::{Options, Store};
+    ///
+    /// # fn main() -> ringlog::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path().join("live"), Options::default())?;
+    /// store.topic("orders")?.append(b"order 1")?;
+    /// store.topic("audit")?.append(b"login")?;
+    /// let report = store.backup(dir.path().join("copy"))?;
+    /// assert_eq!(report.logs.len(), 2);
+    /// let copy = Store::open(dir.path().join("copy"), Options::default())?;
+    /// assert_eq!(copy.topic("orders")?.read(0)?.payload(), b"order 1");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BackupDestination`] if `dest` is not empty (or not a directory);
+    /// [`Error::Closed`] after [`Store::close`]; what [`Log::backup`] returns, or
+    /// opening a damaged topic does; [`Error::Io`].
+    pub fn backup(&self, dest: impl AsRef<Path>) -> Result<crate::BackupReport> {
+        if self.inner.closed.load(SeqCst) {
+            return Err(Error::Closed);
+        }
+        crate::backup::backup_store(self, dest.as_ref())
     }
 
     /// The topic `name`, created with its own options `opts` if it does not exist yet
@@ -374,10 +426,10 @@ impl Store {
             segment_growth: Some(opts.segment_growth.unwrap_or(true)),
             ..opts
         };
-        self.topic_inner(name, TopicOptions::Own(opts))
+        self.topic_inner(name, TopicOptions::Own(opts), true)
     }
 
-    fn topic_inner(&self, name: &str, wanted: TopicOptions) -> Result<Log> {
+    fn topic_inner(&self, name: &str, wanted: TopicOptions, create: bool) -> Result<Log> {
         check_topic_name(name)?;
         let inner = &self.inner;
         let mut open = inner.open.lock();
@@ -400,16 +452,17 @@ impl Store {
             let _ = core.close();
             open.remove(name);
         }
+        let exists = self.topic_exists(name, &dir)?;
+        if !exists && (inner.read_only || !create) {
+            return Err(Error::UnknownTopic {
+                name: name.to_string(),
+                store: inner.dir.clone(),
+            });
+        }
         let log = if inner.read_only {
-            if !self.topic_exists(name, &dir)? {
-                return Err(Error::UnknownTopic {
-                    name: name.to_string(),
-                    store: inner.dir.clone(),
-                });
-            }
             Log::open_read_only(&dir, Options::default())?
         } else {
-            if !self.topic_exists(name, &dir)? {
+            if !exists {
                 self.create_topic(name, &wanted)?;
             }
             let persisted = self.read_topic_options(name, &dir)?;
@@ -677,6 +730,13 @@ impl StoreInner {
         }
         self.lock.lock().take();
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Store {
+    /// An in-memory store's directory goes when the last handle drops.
+    pub(crate) fn keep_until_dropped(&self, dir: crate::memory::EphemeralDir) {
+        *self.inner.ephemeral.lock() = Some(dir);
     }
 }
 

@@ -2,6 +2,7 @@
 //! flushing once for all of it, and publishing what the flush covered; and the engine
 //! writer's turn for a log (alone, pipelined) or for several logs (one cycle).
 
+use crate::telemetry;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,6 +73,7 @@ impl Shared {
     ) {
         self.counters.batches.fetch_add(1, Relaxed);
         self.counters.bytes_written.fetch_add(chunk_bytes, Relaxed);
+        telemetry::written(&self.dir, end_offset - c.written_offset, chunk_bytes);
         c.written_position = chunk_start + chunk_bytes;
         debug_assert!(end_offset >= c.written_offset, "offsets went backwards");
         c.written_offset = end_offset;
@@ -206,6 +208,7 @@ impl Shared {
             if let Err(e) = result {
                 return Err(Error::io("write and fdatasync", &segment.path, e));
             }
+            telemetry::flushed(&self.dir, end_offset - c.durable_offset, last_chain);
             self.note_written(c, start, bytes, end_offset);
             self.counters.fsyncs.fetch_add(1, Relaxed);
             self.marks.publish_written(end_offset, false);
@@ -230,9 +233,16 @@ impl Shared {
     pub(super) fn flush(&self, c: &mut Committer) -> Result<()> {
         let target_offset = c.written_offset;
         let target_position = c.written_position;
+        let _span = telemetry::flush_span(&self.dir);
+        let started = Instant::now();
         if let Err(e) = c.backend.sync_data(&*c.segment.file()?) {
             return Err(Error::io("fdatasync", &c.segment.path, e));
         }
+        telemetry::flushed(
+            &self.dir,
+            target_offset - c.durable_offset,
+            started.elapsed(),
+        );
         self.publish_flush(c, target_offset, target_position)
     }
 
@@ -343,6 +353,7 @@ impl Shared {
                 }
             }
             let files: Vec<&std::fs::File> = open_files.iter().map(|f| &**f).collect();
+            let started = Instant::now();
             // Through the store's ring; a log's own engine has none (and never runs a
             // cycle), so then each file is flushed through its own log's backend.
             let results = engine.sync_many(&files).unwrap_or_else(|| {
@@ -371,6 +382,8 @@ impl Shared {
                     .1;
                 match result {
                     Ok(()) => {
+                        let records = offset - c.durable_offset;
+                        telemetry::flushed(&topic.dir, records, started.elapsed());
                         let _ = topic.publish_flush(c, offset, position);
                     }
                     Err(e) => {

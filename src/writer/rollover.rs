@@ -153,6 +153,7 @@ impl Shared {
     /// record goes into `next`. So an activated segment implies a complete predecessor,
     /// and a segment with data implies a durable header.
     pub(super) fn roll(&self, c: &mut Committer, next: &Arc<Segment>) -> Result<()> {
+        let _span = crate::telemetry::rollover_span(&self.dir, next.id());
         if c.has_unflushed() {
             self.flush(c)?;
         }

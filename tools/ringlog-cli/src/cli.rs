@@ -7,7 +7,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::units::{self, DurabilityArg, IoArg};
 
-/// Inspect, verify, repair, follow, ingest into and benchmark ringlog logs.
+/// Inspect, verify, repair, follow, ingest into, trim, truncate, back up and benchmark
+/// ringlog logs.
 ///
 /// Exit codes: 0 success; 1 the log is damaged (verify found a problem, repair refused,
 /// a read hit corruption); 2 usage or I/O error.
@@ -38,6 +39,15 @@ pub enum Command {
     Bench(BenchArgs),
     /// List the topics of a store: records, offsets and disk used (read-only).
     Topics(TopicsArgs),
+    /// Remove the records below an offset (whole segments are deleted); refused beside a
+    /// writer.
+    Trim(TrimArgs),
+    /// Remove the records from an offset on (the next append gets it); refused beside a
+    /// writer.
+    Truncate(TruncateArgs),
+    /// Copy a log or store, live or not, into a new directory that opens and verifies
+    /// clean (read-only on DIR).
+    Backup(BackupArgs),
 }
 
 /// `ringlog info`.
@@ -203,6 +213,60 @@ pub struct BenchArgs {
 pub struct TopicsArgs {
     /// The store's directory.
     pub dir: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ringlog trim`.
+#[derive(Debug, Args)]
+pub struct TrimArgs {
+    /// The log's directory, or the store's with --topic.
+    pub dir: PathBuf,
+    /// Topic NAME of the store in DIR (DIR is then a store of topics, not a single log).
+    #[arg(long, value_name = "NAME")]
+    pub topic: Option<String>,
+    /// Records below OFFSET go; it becomes the first offset. Past the end, the log is
+    /// emptied and the next append gets OFFSET.
+    #[arg(long, value_name = "OFFSET")]
+    pub before: u64,
+    /// Say what would go (records, segment files, bytes), change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ringlog truncate`.
+#[derive(Debug, Args)]
+pub struct TruncateArgs {
+    /// The log's directory, or the store's with --topic.
+    pub dir: PathBuf,
+    /// Topic NAME of the store in DIR (DIR is then a store of topics, not a single log).
+    #[arg(long, value_name = "NAME")]
+    pub topic: Option<String>,
+    /// OFFSET and every record after it go; the next append gets OFFSET.
+    #[arg(long, value_name = "OFFSET")]
+    pub from: u64,
+    /// Say what would go (records, segment files, bytes), change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ringlog backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The log's directory, or the store's (every topic is copied, or only --topic).
+    pub dir: PathBuf,
+    /// Where the copy goes: a new or empty directory.
+    pub dest: PathBuf,
+    /// Copy only topic NAME of the store in DIR, as a single log in DEST.
+    #[arg(long, value_name = "NAME")]
+    pub topic: Option<String>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,

@@ -1,5 +1,5 @@
-//! `ringlog`: inspect, verify, repair, follow, ingest into and benchmark ringlog logs
-//! from the shell. Run `ringlog --help` for the commands.
+//! `ringlog`: inspect, verify, repair, follow, ingest into, trim, truncate, back up and
+//! benchmark ringlog logs from the shell. Run `ringlog --help` for the commands.
 
 mod cli;
 mod cmd;

@@ -75,6 +75,22 @@ fn verify_beside_a_running_writer_reports_nothing() {
             bursts_count
         })
     };
+    // The writer creates the log when it starts: verify a log, not its absence.
+    let created = Instant::now();
+    while !std::fs::read_dir(dir.path())
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "seg"))
+        })
+        .unwrap_or(false)
+    {
+        assert!(
+            created.elapsed() < Duration::from_secs(30),
+            "the writer never created the log"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let started = Instant::now();
     let mut runs_count = 0;
     let mut failures = Vec::new();

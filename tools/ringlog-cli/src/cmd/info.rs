@@ -13,6 +13,13 @@ use crate::failure::{CliResult, Failure};
 use crate::render::format_time_ms;
 use crate::units::format_bytes;
 
+/// The file where a trim records the log's first offset.
+const START_FILE: &str = "log.start";
+/// Why `info` shows no retention settings.
+const RETENTION_NOTE: &str = "not persisted: retention is an option of the writer's \
+    process (Options::retention), applied there; info opens the log read-only and cannot \
+    see it";
+
 /// Everything `info` prints.
 #[derive(Debug, Serialize)]
 struct LogInfo {
@@ -27,6 +34,19 @@ struct LogInfo {
     first_offset: u64,
     next_offset: u64,
     durable_offset: u64,
+    /// The first offset was recorded by a trim (`log.start`), not taken from the first
+    /// segment.
+    start_recorded: bool,
+    /// Retention settings: always `null`, since they are not persisted (they are
+    /// `Options` of the writer's process, which `info` cannot see).
+    retention: Option<String>,
+    /// Why `retention` is `null`.
+    retention_note: &'static str,
+    /// Deleted segments still mapped by a reader, and their bytes: known only inside the
+    /// process holding the log (`Stats::pending_release_*`); from `info`'s own read-only
+    /// handle, which maps none, always 0.
+    pending_release_segments: u64,
+    pending_release_bytes: u64,
     records_count: u64,
     segments_count: u64,
     total_bytes: u64,
@@ -56,7 +76,8 @@ struct SpareRow {
 #[derive(Debug, Serialize)]
 struct FileRow {
     path: String,
-    /// `segment`, `spare`, `index`, `lock`, `options`, `temporary` or `other`.
+    /// `segment`, `spare`, `index`, `lock`, `start`, `control`, `consumers` (the
+    /// directory), `options`, `temporary` or `other`.
     kind: &'static str,
     length_bytes: u64,
     allocated_bytes: u64,
@@ -139,6 +160,11 @@ pub fn run(args: &InfoArgs) -> CliResult<()> {
         first_offset: stats.first_offset,
         next_offset: stats.next_offset,
         durable_offset: stats.durable_offset,
+        start_recorded: opened.log_dir.join(START_FILE).exists(),
+        retention: None,
+        retention_note: RETENTION_NOTE,
+        pending_release_segments: stats.pending_release_segments,
+        pending_release_bytes: stats.pending_release_bytes,
         records_count: stats.records_count,
         segments_count: rows.len() as u64,
         total_bytes: rows.iter().map(|s| s.segment_bytes).sum(),
@@ -184,7 +210,22 @@ fn render_text(info: &LogInfo) -> String {
             "offsets         first {}, next {}, durable {}",
             info.first_offset, info.next_offset, info.durable_offset
         ),
+        format!(
+            "first offset    {}{}",
+            info.first_offset,
+            if info.start_recorded {
+                " (recorded by a trim, log.start)"
+            } else {
+                ""
+            }
+        ),
         format!("records         {}", info.records_count),
+        format!("retention       {RETENTION_NOTE}"),
+        format!(
+            "pending release {} segment(s), {} (deleted segments a reader still maps: known only in the process holding the log; info's own read-only handle maps none)",
+            info.pending_release_segments,
+            format_bytes(info.pending_release_bytes)
+        ),
         format!(
             "size            {} used of {} in {} segment file(s){}",
             format_bytes(info.used_bytes),
@@ -293,6 +334,12 @@ fn list_files(dir: &Path, last_segment_id: Option<u64>) -> CliResult<Vec<FileRow
             "entry summary"
         } else if name == "ringlog.lock" {
             "lock"
+        } else if name == START_FILE {
+            "start"
+        } else if name == "ringlog.control" {
+            "control"
+        } else if name == "consumers" && meta.is_dir() {
+            "consumers"
         } else if super::target::is_topic_options_file(&path) {
             "options"
         } else {

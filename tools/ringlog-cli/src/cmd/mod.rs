@@ -1,7 +1,9 @@
 //! One module per command; [`run`] dispatches.
 
 mod append;
+mod backup;
 mod bench;
+mod cut;
 mod dump;
 mod info;
 mod repair;
@@ -31,6 +33,9 @@ pub fn run(command: Command) -> CliResult<ExitCode> {
         Command::Repair(args) => repair::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Topics(args) => topics::run(&args),
+        Command::Trim(args) => cut::run_trim(&args).map(|()| ExitCode::SUCCESS),
+        Command::Truncate(args) => cut::run_truncate(&args).map(|()| ExitCode::SUCCESS),
+        Command::Backup(args) => backup::run(&args).map(|()| ExitCode::SUCCESS),
     }
 }
 
