@@ -167,6 +167,29 @@ pub enum Error {
         log: PathBuf,
     },
 
+    /// A caller sequence ([`Log::append_seq`](crate::Log::append_seq),
+    /// [`Entry::seq`](crate::Entry::seq)) not above the log's last one: nothing was
+    /// appended.
+    #[error("sequence {provided} refused: the log's last sequence is {last}, and caller sequences must strictly increase (nothing was appended)")]
+    SequenceViolation {
+        /// The log's last sequence ([`Log::last_seq`](crate::Log::last_seq)).
+        last: u64,
+        /// The sequence given.
+        provided: u64,
+    },
+
+    /// An [`Entry`](crate::Entry) the log cannot store: a key or id over its limit, a
+    /// header name that is not 1 to 64 bytes of visible ASCII or appears twice, too many
+    /// headers, or more extension bytes than a record holds (limits: `docs/design.md`
+    /// 2.2.1). Nothing was appended.
+    #[error("invalid entry: {field}: {reason} (nothing was appended)")]
+    InvalidEntry {
+        /// The field at fault: `key`, `id`, `headers`, or `header "name"`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A backup's destination that cannot take it: it exists and is not an empty
     /// directory.
     #[error("backup destination {}: {reason}", path.display())]

@@ -5,12 +5,22 @@
 //! was wrong; callers attach the file and position. The byte layouts are drawn in
 //! `docs/design.md`.
 
+pub(crate) mod extension;
+pub(crate) mod summary;
+
+pub use extension::Extension;
+
 /// Magic at the start of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"RINGLOG\x01";
 /// Magic at the start of every persisted index file.
 pub const INDEX_MAGIC: [u8; 8] = *b"RLINDEX\x01";
-/// The only segment format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The segment format version this build writes. Version 2 added extended record
+/// frames (key, headers, idempotency id, caller sequence: `docs/design.md` 2.2.1);
+/// version 1 segments are still read.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest segment format version this build reads (version 1 segments hold only
+/// plain frames).
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// The only index file version this build reads and writes (index files are derived
 /// data: one of another version is ignored and rebuilt).
 pub const INDEX_VERSION: u32 = 2;
@@ -34,6 +44,13 @@ pub const MARKER_OFFSET: u64 = u64::MAX;
 /// Set in a record's length word when the next record belongs to the same atomic batch.
 /// Frame lengths never reach it (segments are at most 1 GiB).
 pub const FRAME_CONTINUES: u32 = 1 << 31;
+/// Set in a record's length word (format version 2) when an extension block (key,
+/// headers, id, sequence: [`extension`]) sits between the frame header and the payload.
+/// Frame lengths never reach it (segments are at most 1 GiB), so a version 1 writer
+/// never set it.
+pub const FRAME_EXTENDED: u32 = 1 << 30;
+/// The bits of a length word that hold the frame's length.
+pub const FRAME_LENGTH_MASK: u32 = FRAME_EXTENDED - 1;
 /// `base_offset` of a segment that is prepared but not yet activated.
 pub const UNASSIGNED_BASE: u64 = u64::MAX;
 /// Bytes of the fixed part of an index file.
@@ -54,6 +71,8 @@ const _: () = assert!(MARKER_BYTES % FRAME_ALIGN_BYTES == 0);
 const _: () = assert!(INDEX_HEADER_BYTES % INDEX_ENTRY_BYTES == 0);
 const _: () = assert!(MAX_SEGMENT_BYTES <= u32::MAX as u64);
 const _: () = assert!(MAX_SEGMENT_BYTES < FRAME_CONTINUES as u64);
+const _: () = assert!(MAX_SEGMENT_BYTES <= FRAME_EXTENDED as u64);
+const _: () = assert!(FRAME_EXTENDED & FRAME_CONTINUES == 0);
 const _: () = assert!(MIN_SEGMENT_BYTES % SEGMENT_ALIGN_BYTES == 0);
 const _: () = assert!(MAX_SEGMENT_BYTES % SEGMENT_ALIGN_BYTES == 0);
 
@@ -88,7 +107,7 @@ impl std::fmt::Display for FormatError {
             FormatError::BadMagic => write!(f, "bad magic number"),
             FormatError::UnknownVersion(v) => write!(
                 f,
-                "unknown format version {v} (this build reads segments of version {FORMAT_VERSION} and index files of version {INDEX_VERSION})"
+                "unknown format version {v} (this build reads segments of versions {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION} and index files of version {INDEX_VERSION})"
             ),
             FormatError::ChecksumMismatch { stored, computed } => write!(
                 f,
@@ -107,6 +126,12 @@ pub const fn padded_frame_bytes(frame_len: u64) -> u64 {
 /// Bytes a record with `payload_bytes` of payload occupies in a segment.
 pub const fn record_bytes(payload_bytes: u64) -> u64 {
     padded_frame_bytes(FRAME_HEADER_BYTES + payload_bytes)
+}
+
+/// Bytes an extended record occupies in a segment: `extension_bytes` of extension block
+/// ([`Extension::encoded_bytes`]) and `payload_bytes` of payload.
+pub const fn entry_record_bytes(extension_bytes: u64, payload_bytes: u64) -> u64 {
+    padded_frame_bytes(FRAME_HEADER_BYTES + extension_bytes + payload_bytes)
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
@@ -138,6 +163,8 @@ fn need(bytes: &[u8], needed_bytes: u64) -> Result<(), FormatError> {
 /// The 64-byte header at the start of every segment file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentHeader {
+    /// The format version the segment was written in: which frames it may hold.
+    pub format_version: u32,
     /// Dense, increasing id; also the file name.
     pub segment_id: u64,
     /// Offset of the first record, or [`UNASSIGNED_BASE`] while the segment is a spare.
@@ -164,7 +191,7 @@ impl SegmentHeader {
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES as usize] {
         let mut out = [0u8; SEGMENT_HEADER_BYTES as usize];
         out[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out[8..12].copy_from_slice(&self.format_version.to_le_bytes());
         out[12..16].copy_from_slice(&(SEGMENT_HEADER_BYTES as u32).to_le_bytes());
         out[16..24].copy_from_slice(&self.segment_id.to_le_bytes());
         out[24..32].copy_from_slice(&self.base_offset.to_le_bytes());
@@ -189,7 +216,7 @@ impl SegmentHeader {
             return Err(FormatError::ChecksumMismatch { stored, computed });
         }
         let version = u32_at(bytes, 8);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(FormatError::UnknownVersion(version));
         }
         let header_bytes = u32_at(bytes, 12) as u64;
@@ -200,6 +227,7 @@ impl SegmentHeader {
             });
         }
         let header = SegmentHeader {
+            format_version: version,
             segment_id: u64_at(bytes, 16),
             base_offset: u64_at(bytes, 24),
             nonce: u64_at(bytes, 32),
@@ -258,6 +286,35 @@ pub fn encode_record(
     seal_frame(out, seed);
 }
 
+/// Writes a complete extended record frame (format version 2) into `out`, which must be
+/// exactly [`entry_record_bytes`]`(extension.encoded_bytes(), payload.len())` long: the
+/// frame header with [`FRAME_EXTENDED`] set, the extension block, the payload, zero
+/// padding. `extension` must have passed [`Extension::validate`] and not be empty.
+pub fn encode_entry_record(
+    out: &mut [u8],
+    seed: u32,
+    (offset, timestamp_ms): (u64, u64),
+    extension: &Extension<'_>,
+    payload: &[u8],
+    continues: bool,
+) {
+    let extension_bytes = extension.encoded_bytes() as usize;
+    let frame_len = FRAME_HEADER_BYTES as usize + extension_bytes + payload.len();
+    debug_assert_eq!(out.len() as u64, padded_frame_bytes(frame_len as u64));
+    debug_assert!((frame_len as u64) < FRAME_EXTENDED as u64);
+    debug_assert_ne!(offset, MARKER_OFFSET);
+    let header_end = FRAME_HEADER_BYTES as usize;
+    let payload_start = header_end + extension_bytes;
+    let flags = FRAME_EXTENDED | if continues { FRAME_CONTINUES } else { 0 };
+    out[4..8].copy_from_slice(&(frame_len as u32 | flags).to_le_bytes());
+    out[8..16].copy_from_slice(&offset.to_le_bytes());
+    out[16..24].copy_from_slice(&timestamp_ms.to_le_bytes());
+    extension.encode(&mut out[header_end..payload_start]);
+    out[payload_start..frame_len].copy_from_slice(payload);
+    out[frame_len..].fill(0);
+    seal_frame(out, seed);
+}
+
 /// Writes a commit marker into `out` ([`MARKER_BYTES`] long). `durable_position` is a
 /// segment position below which every byte was durable when the marker was written.
 pub fn encode_marker(out: &mut [u8], seed: u32, timestamp_ms: u64, durable_position: u64) {
@@ -271,7 +328,7 @@ pub fn encode_marker(out: &mut [u8], seed: u32, timestamp_ms: u64, durable_posit
 }
 
 /// Computes and stores the CRC of an encoded, padded frame.
-fn seal_frame(frame: &mut [u8], seed: u32) {
+pub(crate) fn seal_frame(frame: &mut [u8], seed: u32) {
     let crc = frame_crc(frame, seed);
     frame[0..4].copy_from_slice(&crc.to_le_bytes());
 }
@@ -301,6 +358,9 @@ pub struct Frame {
     pub timestamp_ms: u64,
     /// Payload bytes (records) or body bytes (markers).
     pub payload_bytes: u64,
+    /// Bytes of the record's extension block, between the frame header and the payload
+    /// (0 for a plain frame).
+    pub extension_bytes: u64,
     /// Bytes the whole frame occupies, padding included.
     pub padded_bytes: u64,
 }
@@ -316,7 +376,12 @@ pub enum FrameError {
 
 /// Decodes and fully checks the frame at the start of `bytes` (which runs to the end of
 /// the segment). Checks the length against the bytes available, the checksum against
-/// `seed`, and that a marker's body is well formed.
+/// `seed`, that a marker's body is well formed, and that an extended record's
+/// extension block is ([`extension::decode`]).
+///
+/// The length word's [`FRAME_EXTENDED`] bit is honoured in segments of either version:
+/// a version 1 writer never set it (lengths stay below it), so only forged bytes could
+/// carry it there, and those are checked like any other extended frame.
 pub fn decode_frame(bytes: &[u8], seed: u32) -> Result<Frame, FrameError> {
     if (bytes.len() as u64) < FRAME_HEADER_BYTES {
         if bytes.iter().all(|b| *b == 0) {
@@ -336,7 +401,8 @@ pub fn decode_frame(bytes: &[u8], seed: u32) -> Result<Frame, FrameError> {
         return Err(FrameError::Invalid("zero length with a non-zero checksum"));
     }
     let continues = length_word & FRAME_CONTINUES != 0;
-    let frame_len = (length_word & !FRAME_CONTINUES) as u64;
+    let extended = length_word & FRAME_EXTENDED != 0;
+    let frame_len = (length_word & FRAME_LENGTH_MASK) as u64;
     if frame_len < FRAME_HEADER_BYTES {
         return Err(FrameError::Invalid(
             "length field smaller than a frame header",
@@ -357,10 +423,13 @@ pub fn decode_frame(bytes: &[u8], seed: u32) -> Result<Frame, FrameError> {
     }
     let offset = u64_at(frame, 8);
     let timestamp_ms = u64_at(frame, 16);
-    let payload_bytes = frame_len - FRAME_HEADER_BYTES;
+    let body_bytes = frame_len - FRAME_HEADER_BYTES;
     let kind = if offset == MARKER_OFFSET {
-        if payload_bytes != MARKER_BODY_BYTES || continues {
+        if body_bytes != MARKER_BODY_BYTES || continues {
             return Err(FrameError::Invalid("commit marker with a bad body length"));
+        }
+        if extended {
+            return Err(FrameError::Invalid("commit marker with an extension block"));
         }
         FrameKind::Marker {
             durable_position: u64_at(frame, FRAME_HEADER_BYTES as usize),
@@ -368,10 +437,19 @@ pub fn decode_frame(bytes: &[u8], seed: u32) -> Result<Frame, FrameError> {
     } else {
         FrameKind::Record { offset, continues }
     };
+    let extension_bytes = if extended {
+        let body = &frame[FRAME_HEADER_BYTES as usize..frame_len as usize];
+        extension::decode(body)
+            .map_err(FrameError::Invalid)?
+            .block_bytes
+    } else {
+        0
+    };
     Ok(Frame {
         kind,
         timestamp_ms,
-        payload_bytes,
+        payload_bytes: body_bytes - extension_bytes,
+        extension_bytes,
         padded_bytes,
     })
 }
@@ -383,7 +461,7 @@ pub fn peek_frame(bytes: &[u8]) -> Option<(u64, u64)> {
     if (bytes.len() as u64) < FRAME_HEADER_BYTES {
         return None;
     }
-    let frame_len = (u32_at(bytes, 4) & !FRAME_CONTINUES) as u64;
+    let frame_len = (u32_at(bytes, 4) & FRAME_LENGTH_MASK) as u64;
     let padded_bytes = padded_frame_bytes(frame_len);
     if frame_len < FRAME_HEADER_BYTES || padded_bytes > bytes.len() as u64 {
         return None;
@@ -403,6 +481,12 @@ pub fn peek_header(bytes: &[u8]) -> Option<(u64, u64, u64)> {
 /// batch (its length word's top bit), without checking it.
 pub fn peek_continues(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && u32_at(bytes, 4) & FRAME_CONTINUES != 0
+}
+
+/// Whether the frame at the start of `bytes` says it carries an extension block (its
+/// length word's [`FRAME_EXTENDED`] bit), without checking it.
+pub fn peek_extended(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && u32_at(bytes, 4) & FRAME_EXTENDED != 0
 }
 
 // ---------------------------------------------------------------------------------------
@@ -578,6 +662,7 @@ mod tests {
 
     fn header() -> SegmentHeader {
         SegmentHeader {
+            format_version: FORMAT_VERSION,
             segment_id: 7,
             base_offset: 1000,
             nonce: 0xdead_beef_1234_5678,
@@ -613,14 +698,21 @@ mod tests {
             SegmentHeader::decode(&bytes[..63]),
             Err(FormatError::Short { .. })
         ));
-        let mut v2 = bytes;
-        v2[8] = 2;
-        let crc = crc32c::crc32c(&v2[0..60]);
-        v2[60..64].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(
-            SegmentHeader::decode(&v2),
-            Err(FormatError::UnknownVersion(2))
-        );
+        let with_version = |version: u32| {
+            let mut out = bytes;
+            out[8..12].copy_from_slice(&version.to_le_bytes());
+            let crc = crc32c::crc32c(&out[0..60]);
+            out[60..64].copy_from_slice(&crc.to_le_bytes());
+            out
+        };
+        for unknown in [0, FORMAT_VERSION + 1, u32::MAX] {
+            assert_eq!(
+                SegmentHeader::decode(&with_version(unknown)),
+                Err(FormatError::UnknownVersion(unknown))
+            );
+        }
+        let v1 = SegmentHeader::decode(&with_version(1)).expect("version 1 reads");
+        assert_eq!(v1.format_version, 1);
     }
 
     fn record(payload: &[u8], offset: u64, seed: u32) -> Vec<u8> {
@@ -724,6 +816,128 @@ mod tests {
             decode_frame(&[1u8; 5], seed),
             Err(FrameError::Invalid(_))
         ));
+    }
+
+    fn entry_record(ext: &Extension<'_>, payload: &[u8], seed: u32) -> Vec<u8> {
+        let len = entry_record_bytes(ext.encoded_bytes(), payload.len() as u64);
+        let mut out = vec![0xAA; len as usize];
+        encode_entry_record(&mut out, seed, (5, 42), ext, payload, false);
+        out
+    }
+
+    fn sample_extension() -> Extension<'static> {
+        const HEADERS: &[(&str, &[u8])] = &[("kind", b"job.started")];
+        Extension {
+            seq: Some(9),
+            key: Some(b"job-42"),
+            id: None,
+            headers: HEADERS,
+        }
+    }
+
+    #[test]
+    fn extended_record_round_trips() {
+        let seed = frame_seed(9);
+        let ext = sample_extension();
+        for len in 0..20usize {
+            let payload: Vec<u8> = (0..len as u8).collect();
+            let bytes = entry_record(&ext, &payload, seed);
+            assert_eq!(bytes.len() % 8, 0);
+            assert_ne!(u32_at(&bytes, 4) & FRAME_EXTENDED, 0);
+            assert!(peek_extended(&bytes));
+            let frame = decode_frame(&bytes, seed).expect("valid frame");
+            assert_eq!(frame.extension_bytes, ext.encoded_bytes());
+            assert_eq!(frame.payload_bytes, len as u64);
+            assert_eq!(frame.padded_bytes, bytes.len() as u64);
+            assert_eq!(peek_frame(&bytes), Some((5, bytes.len() as u64)));
+            let payload_at = 24 + frame.extension_bytes as usize;
+            assert_eq!(&bytes[payload_at..payload_at + len], &payload[..]);
+            let view = extension::decode(&bytes[24..payload_at]).expect("extension");
+            assert_eq!(view.seq, Some(9));
+            assert_eq!(view.key, Some(&b"job-42"[..]));
+        }
+        // A plain frame is exactly what it was: no extension bit, same length.
+        let plain = record(b"abc", 5, seed);
+        assert!(!peek_extended(&plain));
+        assert_eq!(plain.len() as u64, record_bytes(3));
+        assert_eq!(
+            decode_frame(&plain, seed).expect("plain").extension_bytes,
+            0
+        );
+    }
+
+    #[test]
+    fn extended_record_detects_every_bit_flip() {
+        let seed = frame_seed(9);
+        let bytes = entry_record(&sample_extension(), b"payload", seed);
+        for bit in 0..bytes.len() * 8 {
+            let mut damaged = bytes.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                matches!(decode_frame(&damaged, seed), Err(FrameError::Invalid(_))),
+                "bit {bit} undetected"
+            );
+        }
+    }
+
+    /// Re-seals a frame after its bytes were changed, as a buggy or hostile writer would.
+    fn reseal(mut frame: Vec<u8>, seed: u32) -> Vec<u8> {
+        seal_frame(&mut frame, seed);
+        frame
+    }
+
+    #[test]
+    fn malformed_extensions_with_valid_checksums_are_invalid_frames() {
+        let seed = frame_seed(9);
+        let good = entry_record(&sample_extension(), b"payload", seed);
+        let frame_len = (u32_at(&good, 4) & FRAME_LENGTH_MASK) as usize;
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("block longer than the frame", {
+                let mut b = good.clone();
+                b[24..28].copy_from_slice(&(frame_len as u32).to_le_bytes());
+                b
+            }),
+            ("block shorter than its fixed part", {
+                let mut b = good.clone();
+                b[24..28].copy_from_slice(&4u32.to_le_bytes());
+                b
+            }),
+            ("unknown field bit", {
+                let mut b = good.clone();
+                b[28] |= 0x80;
+                b
+            }),
+            ("header count past the block", {
+                let mut b = good.clone();
+                b[29] = 2;
+                b
+            }),
+            ("extended bit on a frame too short for a block", {
+                let mut b = vec![0u8; 32];
+                b[4..8].copy_from_slice(&(28u32 | FRAME_EXTENDED).to_le_bytes());
+                b[8..16].copy_from_slice(&3u64.to_le_bytes());
+                b
+            }),
+            ("extended bit on a plain frame", {
+                let mut b = record(b"plain payload!", 5, seed);
+                b[7] |= (FRAME_EXTENDED >> 24) as u8;
+                b
+            }),
+            ("extended commit marker", {
+                let mut b = vec![0u8; MARKER_BYTES as usize];
+                encode_marker(&mut b, seed, 1, 64);
+                b[7] |= (FRAME_EXTENDED >> 24) as u8;
+                b
+            }),
+        ];
+        for (what, bytes) in cases {
+            let bytes = reseal(bytes, seed);
+            assert!(
+                matches!(decode_frame(&bytes, seed), Err(FrameError::Invalid(_))),
+                "{what}: {:?}",
+                decode_frame(&bytes, seed)
+            );
+        }
     }
 
     fn index() -> IndexFile {

@@ -714,16 +714,7 @@ impl Log {
     /// clock (it would pin every later record's timestamp); otherwise as [`Log::append`].
     pub fn append_at(&self, ts_ms: u64, payload: &[u8]) -> Result<u64> {
         self.check_not_removed()?;
-        let limit_ms = crate::segment::now_ms().saturating_add(APPEND_AT_AHEAD_MAX_MS);
-        if ts_ms > limit_ms {
-            return Err(Error::InvalidTimestamp {
-                ts_ms,
-                reason: format!(
-                    "more than a day ahead of the wall clock (at most {limit_ms} now); \
-                     timestamps never decrease, so it would pin every later record's"
-                ),
-            });
-        }
+        check_append_timestamp(ts_ms)?;
         let (range, writer_idle) = self.core.shared.stage_at(&[payload], Some(ts_ms))?;
         if self.core.shared.opts.durability == Durability::Sync {
             self.core.shared.kick(writer_idle, true)?;
@@ -1056,6 +1047,30 @@ impl Log {
         &self.core
     }
 
+    /// Appends `records` as [`Log::append_batch`] does (durable on return under
+    /// [`Durability::Sync`]), with their timestamp given or the wall clock's.
+    pub(crate) fn append_records(
+        &self,
+        records: crate::writer::Records<'_>,
+        timestamp_ms: Option<u64>,
+    ) -> Result<Range<u64>> {
+        self.check_not_removed()?;
+        if let Some(ts_ms) = timestamp_ms {
+            check_append_timestamp(ts_ms)?;
+        }
+        let (range, writer_idle) = self.core.shared.stage_records(records, timestamp_ms)?;
+        if range.is_empty() {
+            return Ok(range);
+        }
+        if self.core.shared.opts.durability == Durability::Sync {
+            self.core.shared.kick(writer_idle, true)?;
+            self.core.shared.wait_durable(range.end - 1)?;
+        } else {
+            self.core.shared.kick(writer_idle, false)?;
+        }
+        Ok(range)
+    }
+
     /// A handle on a core the store keeps.
     pub(crate) fn from_arc(core: Arc<LogCore>) -> Log {
         Log { core }
@@ -1125,6 +1140,22 @@ impl Drop for LogCore {
     fn drop(&mut self) {
         let _ = self.close();
     }
+}
+
+/// Refuses a record timestamp more than a day ahead of the wall clock: one bad value
+/// would pin every later record's (timestamps never decrease).
+fn check_append_timestamp(ts_ms: u64) -> Result<()> {
+    let limit_ms = crate::segment::now_ms().saturating_add(APPEND_AT_AHEAD_MAX_MS);
+    if ts_ms > limit_ms {
+        return Err(Error::InvalidTimestamp {
+            ts_ms,
+            reason: format!(
+                "more than a day ahead of the wall clock (at most {limit_ms} now); \
+                 timestamps never decrease, so it would pin every later record's"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Takes the directory's advisory writer lock.

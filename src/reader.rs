@@ -21,6 +21,8 @@ pub struct Record {
     timestamp_ms: u64,
     payload_position: usize,
     payload_bytes: usize,
+    /// Bytes of the extension block just before the payload (0: a plain record).
+    extension_bytes: usize,
 }
 
 impl Record {
@@ -39,6 +41,16 @@ impl Record {
     /// The payload, borrowed from the segment mapping.
     pub fn payload(&self) -> &[u8] {
         &self.segment.mapped()[self.payload_position..self.payload_position + self.payload_bytes]
+    }
+
+    /// The record's extension block (key, headers, id, sequence), empty for a plain
+    /// record: checked when the frame was read (`entry.rs` reads its fields).
+    pub(crate) fn extension_block(&self) -> &[u8] {
+        let start = self.payload_position - self.extension_bytes;
+        self.segment
+            .mapped()
+            .get(start..self.payload_position)
+            .unwrap_or_default()
     }
 }
 
@@ -318,7 +330,7 @@ fn skip_damaged(
     }
     let at = position as usize;
     let word = u32::from_le_bytes(bytes.get(at + 4..at + 8)?.try_into().ok()?);
-    let frame_len = (word & !format::FRAME_CONTINUES) as u64;
+    let frame_len = (word & format::FRAME_LENGTH_MASK) as u64;
     if frame_len < format::FRAME_HEADER_BYTES {
         return None;
     }
@@ -360,8 +372,11 @@ pub(crate) fn read_frame(
                     segment: segment.clone(),
                     offset,
                     timestamp_ms: frame.timestamp_ms,
-                    payload_position: (position + format::FRAME_HEADER_BYTES) as usize,
+                    payload_position: (position
+                        + format::FRAME_HEADER_BYTES
+                        + frame.extension_bytes) as usize,
                     payload_bytes: frame.payload_bytes as usize,
+                    extension_bytes: frame.extension_bytes as usize,
                 };
                 return Ok((record, position + frame.padded_bytes));
             }

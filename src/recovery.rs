@@ -463,7 +463,7 @@ fn look_past(bytes: &[u8], seed: u32, from: u64, offset_floor: u64, search_end: 
             continue;
         }
         found.last_nonzero_end = position + 8;
-        let frame_len = ((word >> 32) as u32 & !format::FRAME_CONTINUES) as u64;
+        let frame_len = ((word >> 32) as u32 & format::FRAME_LENGTH_MASK) as u64;
         let claimed_offset = bytes
             .get(at + 8..at + 16)
             .and_then(|b| b.try_into().ok())

@@ -163,6 +163,7 @@ fn prepare_at(
     file.sync_data()
         .map_err(|e| Error::io("fdatasync segment", path, e))?;
     let header = SegmentHeader {
+        format_version: format::FORMAT_VERSION,
         segment_id: id,
         base_offset: format::UNASSIGNED_BASE,
         nonce: random_nonce(),

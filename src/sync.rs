@@ -121,6 +121,12 @@ mod model {
         guard: Option<shuttle::sync::MutexGuard<'a, T>>,
     }
 
+    impl<T: Default> Default for Mutex<T> {
+        fn default() -> Mutex<T> {
+            Mutex::new(T::default())
+        }
+    }
+
     impl<T> Mutex<T> {
         pub(crate) fn new(value: T) -> Mutex<T> {
             Mutex {

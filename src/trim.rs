@@ -134,6 +134,8 @@ pub(crate) fn remove_segment_files(dir: &Path, id: u64) -> Result<()> {
         Err(e) => return Err(Error::io("remove segment", &path, e)),
     }
     let _ = std::fs::remove_file(segment::index_path(dir, id));
+    // Its entry summary, if it had one (derived data: a leftover is never read again).
+    let _ = std::fs::remove_file(crate::summary::summary_path(dir, id));
     Ok(())
 }
 

@@ -274,6 +274,8 @@ fn check(dir: &Path, beside_writer: bool) -> Result<VerifyReport> {
     let stops: Vec<Option<u64>> = (0..chain.len())
         .map(|i| chain.get(i + 1).map(|next| next.2.base_offset))
         .collect();
+    // Caller sequences strictly increase along the log (`entry.rs`).
+    let mut previous_seq = None;
     for ((path, file, header, len), stop) in chain.into_iter().zip(stops) {
         let segment = match Segment::new(path.clone(), file, header, len) {
             Ok(s) => s,
@@ -285,6 +287,18 @@ fn check(dir: &Path, beside_writer: bool) -> Result<VerifyReport> {
             }
         };
         check_segment(dir, &segment, stop, beside_writer, &mut report);
+        let end = stop.unwrap_or(u64::MAX);
+        if let Some((position, message)) =
+            crate::entry::backward_sequence(&segment, end, &mut previous_seq)
+        {
+            report.problems.push(Problem {
+                kind: ProblemKind::Corruption,
+                path: segment.path.clone(),
+                position,
+                length_bytes: 0,
+                message,
+            });
+        }
     }
     Ok(report)
 }

@@ -19,12 +19,16 @@ use std::time::{Duration, Instant};
 
 mod commit;
 mod handoff;
+mod records;
 mod rollover;
 
 use handoff::{Handoff, Staged};
+pub(crate) use records::Records;
 
 use crate::engine::Engine;
+use crate::entry::LastSeq;
 use crate::housekeeping::{Checkpoint, Chore, PendingChores};
+use crate::idempotency::IdIndex;
 use crate::sync::{Condvar, Mutex, RwLock};
 
 use crate::error::{Error, Result};
@@ -87,6 +91,12 @@ pub(crate) struct Staging {
     last_entry_position: Option<u64>,
     next_offset: u64,
     last_timestamp_ms: u64,
+    /// The last caller sequence staged or found on disk (`append_seq`): the next must be
+    /// above it. Checked and moved under this lock, so two producers never pass the
+    /// check with the same one. Read from disk when first needed (`entry.rs`).
+    pub(crate) last_seq: LastSeq,
+    /// The ids the log holds (`idempotency.rs`): checked and recorded under this lock.
+    pub(crate) ids: IdIndex,
     pub(crate) spare: Option<Spare>,
     pub(crate) spare_failure: Option<PrepareFailure>,
     /// A spare exists or its preparation was asked for.
@@ -128,6 +138,12 @@ impl Staging {
     /// staged (staging is frozen and was committed).
     pub(crate) fn restart_at(&mut self, segment: Arc<Segment>, offset: u64) {
         debug_assert!(self.chunks.is_empty(), "a cut with records staged");
+        if offset < self.next_offset {
+            // A truncation: the records from `offset` on are gone, and with them their
+            // ids and caller sequences (`entry.rs`, `idempotency.rs`).
+            self.last_seq = LastSeq::Unknown;
+            self.ids.forget_from(offset);
+        }
         self.segment = segment;
         self.position = SEGMENT_HEADER_BYTES;
         self.last_entry_position = None;
@@ -345,6 +361,8 @@ impl Shared {
                     last_entry_position,
                     next_offset: start.active.end.offset,
                     last_timestamp_ms: 0,
+                    last_seq: LastSeq::Unknown,
+                    ids: IdIndex::new(start.active.end.offset),
                     spare: start.spare,
                     spare_failure: None,
                     spare_requested: prepare,
@@ -413,20 +431,33 @@ impl Shared {
         payloads: &[&[u8]],
         timestamp_ms: Option<u64>,
     ) -> Result<(Range<u64>, bool)> {
+        self.stage_records(Records::Plain(payloads), timestamp_ms)
+    }
+
+    /// Like [`Shared::stage_at`], for plain records or an entry. An entry's caller
+    /// sequence must be above the log's last one ([`Error::SequenceViolation`], nothing
+    /// staged); it is checked and becomes the last one under the staging lock. An entry
+    /// staged "once" whose id the log holds is not staged: the result is the empty range
+    /// at the offset of the record that has it.
+    pub(crate) fn stage_records(
+        &self,
+        records: Records<'_>,
+        timestamp_ms: Option<u64>,
+    ) -> Result<(Range<u64>, bool)> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
         let max = self.opts.max_record_bytes_effective();
         let mut frames_bytes = 0u64;
-        for payload in payloads {
-            let len = payload.len() as u64;
+        for i in 0..records.count() {
+            let len = records.body_bytes(i);
             if len > max {
                 return Err(Error::RecordTooLarge {
                     record_bytes: len,
                     max_record_bytes: max,
                 });
             }
-            frames_bytes += format::record_bytes(len);
+            frames_bytes += records.frame_bytes(i);
         }
         let room = self.opts.segment_bytes_effective() - SEGMENT_HEADER_BYTES - MARKER_BYTES;
         if frames_bytes > room {
@@ -436,7 +467,7 @@ impl Shared {
             });
         }
         let mut st = self.staging.lock();
-        if payloads.is_empty() {
+        if records.count() == 0 {
             if self.marks.is_poisoned() {
                 return Err(self.poisoned());
             }
@@ -457,6 +488,20 @@ impl Shared {
                 self.room_cv.wait(&mut st);
                 continue;
             }
+            if records.seq().is_some() && st.last_seq == LastSeq::Unknown {
+                // The first sequence since open: the last one on disk is read outside
+                // the lock (no sequence is staged until it is known).
+                drop(st);
+                self.load_last_seq()?;
+                st = self.staging.lock();
+                continue;
+            }
+            if records.extended() && st.segment.header.format_version < format::FORMAT_VERSION {
+                // A segment of an older format version (a log written by an older build)
+                // holds only plain frames: extended ones start in the next segment.
+                self.roll_staging(&mut st, SEGMENT_HEADER_BYTES + MARKER_BYTES + frames_bytes)?;
+                continue;
+            }
             if st.staged_bytes > 0 && st.staged_bytes + frames_bytes > self.opts.max_batch_bytes {
                 if st.handoff.room_needed() {
                     self.schedule_writer();
@@ -473,6 +518,20 @@ impl Shared {
                 break;
             }
             self.roll_staging(&mut st, SEGMENT_HEADER_BYTES + MARKER_BYTES + frames_bytes)?;
+        }
+        // After the wait above (which lets go of the lock): checked and moved under the
+        // same lock as the staging, so no two producers pass it with one sequence or, for
+        // `append_once`, one id.
+        let id_hash = records.id().map(|id| st.ids.hash(id));
+        let first_offset = self.first_offset.load(std::sync::atomic::Ordering::SeqCst);
+        if let Some(original) = id_hash
+            .filter(|_| records.once())
+            .and_then(|h| st.ids.find(h, first_offset))
+        {
+            return Ok((original..original, false));
+        }
+        if let Some(provided) = records.seq() {
+            st.last_seq.advance(provided)?;
         }
         let opens_chunk = !st
             .chunks
@@ -502,17 +561,16 @@ impl Shared {
         let chunk = st.chunks.last_mut().expect("a chunk is open");
         let seed = st.segment.seed;
         let interval = self.opts.index_interval_bytes;
-        for (i, payload) in payloads.iter().enumerate() {
-            let frame_bytes = format::record_bytes(payload.len() as u64);
+        for i in 0..records.count() {
+            let frame_bytes = records.frame_bytes(i);
             let at = chunk.buf.len();
             chunk.buf.resize(at + frame_bytes as usize, 0);
-            let continues = i + 1 < payloads.len();
-            format::encode_record(
+            let continues = i + 1 < records.count();
+            records.encode(
+                i,
                 &mut chunk.buf[at..],
                 seed,
-                st.next_offset,
-                timestamp_ms,
-                payload,
+                (st.next_offset, timestamp_ms),
                 continues,
             );
             if st
@@ -529,6 +587,9 @@ impl Shared {
             st.next_offset += 1;
         }
         chunk.end_offset = st.next_offset;
+        if let Some(hash) = id_hash {
+            st.ids.staged(hash, first, first_offset);
+        }
         st.staged_bytes += frames_bytes;
         if st.spare.is_none()
             && !st.spare_requested

@@ -675,3 +675,84 @@ fn store_failure_poisons_only_its_topic() {
         );
     }
 }
+
+/// Two `Sync` producers racing with the same caller sequences and the same idempotency
+/// ids (docs/design.md 2.2.1, 2.2.2), on a log reopened so that the first of them also
+/// races the load of the last sequence and of the ids on disk: each sequence is taken at
+/// most once and they increase with the offsets; each id is appended exactly once, every
+/// caller gets its offset, and that record is durable when either of them returns.
+#[test]
+fn sequences_and_idempotent_appends_race() {
+    explore(
+        "sequences_and_idempotent_appends_race",
+        iterations(),
+        || {
+            let disk = SimDisk::new();
+            let world = World::open(Durability::Sync, disk.clone()).expect("open");
+            world.log.append_seq(1, b"seq 1").expect("seq 1");
+            world.log.append_once(b"id-0", b"id 0").expect("id 0");
+            world.log.close().expect("close");
+            let log =
+                Log::open_with_backend(world.dir.path(), options(Durability::Sync), disk.backend())
+                    .expect("reopen");
+            let world = Arc::new(World {
+                dir: world.dir,
+                disk,
+                log,
+            });
+            let mut handles = Vec::new();
+            for producer in 0..2u64 {
+                let world = world.clone();
+                handles.push(shuttle::thread::spawn(move || {
+                    let mut seqs = Vec::new();
+                    let mut ids = Vec::new();
+                    for i in 0..2u64 {
+                        let seq = 2 + i;
+                        match world
+                            .log
+                            .append_seq(seq, format!("{producer} seq {seq}").as_bytes())
+                        {
+                            Ok(offset) => seqs.push((seq, offset)),
+                            Err(Error::SequenceViolation { last, provided }) => {
+                                assert!(last >= provided, "refused {provided} below {last}");
+                            }
+                            Err(e) => panic!("append_seq: {e}"),
+                        }
+                        let id = format!("id-{i}");
+                        let (offset, appended) = world
+                            .log
+                            .append_once(id.as_bytes(), b"payload")
+                            .expect("append_once");
+                        let record = (
+                            offset,
+                            world.log.read(offset).expect("read").payload().to_vec(),
+                        );
+                        world.assert_durable(&[record], "append_once");
+                        ids.push((id, offset, appended));
+                    }
+                    (seqs, ids)
+                }));
+            }
+            let results: Vec<_> = handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect();
+            let mut seqs: Vec<(u64, u64)> = results.iter().flat_map(|(s, _)| s.clone()).collect();
+            seqs.sort_by_key(|(_, offset)| *offset);
+            for pair in seqs.windows(2) {
+                assert!(pair[0].0 < pair[1].0, "sequences out of order: {seqs:?}");
+            }
+            let taken: std::collections::BTreeSet<u64> = seqs.iter().map(|(s, _)| *s).collect();
+            assert_eq!(taken.len(), seqs.len(), "a sequence taken twice: {seqs:?}");
+            for i in 0..2 {
+                let calls: Vec<&(String, u64, bool)> =
+                    results.iter().map(|(_, ids)| &ids[i]).collect();
+                assert_eq!(calls[0].1, calls[1].1, "one offset per id: {calls:?}");
+                let appended = calls.iter().filter(|c| c.2).count();
+                assert_eq!(appended, usize::from(i != 0), "{calls:?}");
+            }
+            assert_eq!(world.log.last_seq(), taken.last().copied().or(Some(1)));
+            world.log.close().expect("close");
+        },
+    );
+}

@@ -30,6 +30,16 @@ struct RecordJson<'a> {
     payload: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     payload_encoding: Option<&'a str>,
+    /// An entry's caller sequence, key, id and headers (left out for plain records):
+    /// bytes shown as `--payload utf8` shows them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    headers: Vec<(&'a str, String)>,
 }
 
 impl RecordStyle {
@@ -49,6 +59,13 @@ impl RecordStyle {
                     PayloadFormat::Base64 => Some("base64"),
                     PayloadFormat::None => None,
                 },
+                seq: record.seq(),
+                key: record.key().map(escape_utf8),
+                id: record.id().map(escape_utf8),
+                headers: record
+                    .headers()
+                    .map(|(name, value)| (name, escape_utf8(value)))
+                    .collect(),
             };
             serde_json::to_string(&json)
                 .map_err(|e| Failure::usage(format!("cannot encode a record as JSON: {e}")))?
@@ -59,6 +76,18 @@ impl RecordStyle {
                 format_time_ms(record.timestamp_ms()),
                 record.payload().len()
             );
+            if let Some(seq) = record.seq() {
+                let _ = write!(line, "  seq {seq}");
+            }
+            if let Some(key) = record.key() {
+                let _ = write!(line, "  key {}", escape_utf8(key));
+            }
+            if let Some(id) = record.id() {
+                let _ = write!(line, "  id {}", escape_utf8(id));
+            }
+            for (name, value) in record.headers() {
+                let _ = write!(line, "  {name}={}", escape_utf8(value));
+            }
             if let Some(payload) = payload {
                 line.push_str("  ");
                 line.push_str(&payload);

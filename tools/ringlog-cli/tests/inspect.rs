@@ -13,8 +13,9 @@ fn info_describes_segments_offsets_and_lock_holder() {
 
     let run = ringlog(&["info", arg(dir.path())]);
     assert_eq!(run.code, 0, "{run:?}");
+    let version = format!("format version  {}", ringlog::FORMAT_VERSION);
     for expected in [
-        "format version  1",
+        version.as_str(),
         "lock holder     none",
         "offsets         first 0, next 3000, durable 3000",
         "records         3000",
@@ -27,7 +28,7 @@ fn info_describes_segments_offsets_and_lock_holder() {
     let run = ringlog(&["info", arg(dir.path()), "--json"]);
     assert_eq!(run.code, 0, "{run:?}");
     let info: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(info["format_version"], 1);
+    assert_eq!(info["format_version"], ringlog::FORMAT_VERSION);
     assert_eq!(info["next_offset"], 3000);
     assert_eq!(info["lock_holder_pid"], serde_json::Value::Null);
     let segments = info["segments"].as_array().unwrap();
@@ -239,4 +240,45 @@ fn info_shows_every_file_of_the_log_and_the_disk_it_takes() {
 /// `ringlog`'s rendering of a size of whole KiB below 1 MiB.
 fn format_kib(bytes: u64) -> String {
     format!("{:.1} KiB", bytes as f64 / 1024.0)
+}
+
+#[test]
+fn dump_shows_the_fields_of_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(dir.path(), Options::default().segment_bytes(64 << 10)).unwrap();
+        log.append(b"plain").unwrap();
+        log.append_entry(
+            ringlog::Entry::new(b"started")
+                .key(b"job-42")
+                .id(b"evt-1")
+                .seq(7)
+                .header("kind", b"job.started"),
+        )
+        .unwrap();
+        log.close().unwrap();
+    }
+    let run = ringlog(&["dump", arg(dir.path())]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    assert!(lines[0].ends_with("length 5  plain"), "{}", lines[0]);
+    assert!(
+        lines[1].ends_with("length 7  seq 7  key job-42  id evt-1  kind=job.started  started"),
+        "{}",
+        lines[1]
+    );
+    let run = ringlog(&["dump", arg(dir.path()), "--json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let records = ndjson(&run.stdout);
+    assert!(records[0].get("seq").is_none(), "{}", records[0]);
+    assert!(records[0].get("headers").is_none(), "{}", records[0]);
+    assert_eq!(records[1]["seq"], 7);
+    assert_eq!(records[1]["key"], "job-42");
+    assert_eq!(records[1]["id"], "evt-1");
+    assert_eq!(
+        records[1]["headers"],
+        serde_json::json!([["kind", "job.started"]])
+    );
+    assert_eq!(records[1]["payload"], "started");
 }

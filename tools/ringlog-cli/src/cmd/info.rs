@@ -153,7 +153,9 @@ pub fn run(args: &InfoArgs) -> CliResult<()> {
             .as_ref()
             .map(|store| store.dir().display().to_string()),
         topic: args.topic.clone(),
-        format_version: segments.first().and_then(|s| read_format_version(&s.path)),
+        // The newest segment's: what new records are written in (a log written by an
+        // older build keeps its older segments' version).
+        format_version: segments.last().and_then(|s| read_format_version(&s.path)),
         lock_holder_pid,
         first_offset: stats.first_offset,
         next_offset: stats.next_offset,
@@ -327,6 +329,9 @@ fn list_files(dir: &Path, last_segment_id: Option<u64>) -> CliResult<Vec<FileRow
             }
         } else if name.ends_with(".idx") {
             "index"
+        } else if name.ends_with(".entries") {
+            // Ids and caller sequences of a sealed segment (docs/design.md 2.2.3).
+            "entry summary"
         } else if name == "ringlog.lock" {
             "lock"
         } else if name == START_FILE {
