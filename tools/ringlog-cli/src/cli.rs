@@ -48,6 +48,9 @@ pub enum Command {
     /// Copy a log or store, live or not, into a new directory that opens and verifies
     /// clean (read-only on DIR).
     Backup(BackupArgs),
+    /// Import a JSON-lines event log (and its rotated files, oldest first): one record
+    /// per line, named fields as key, idempotency id, sequence and timestamp.
+    Import(ImportArgs),
 }
 
 /// `ringlog info`.
@@ -252,6 +255,43 @@ pub struct TruncateArgs {
     /// Say what would go (records, segment files, bytes), change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ringlog import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The log's directory, or the store's with --topic (created if needed).
+    pub dir: PathBuf,
+    /// The JSON-lines files; each with its rotations (`F.1`, `F.2`, ..., read oldest
+    /// first: the highest number first, F itself last).
+    #[arg(long = "jsonl", value_name = "FILE", required = true, num_args = 1..)]
+    pub jsonl: Vec<PathBuf>,
+    /// Topic NAME of the store in DIR (the store and the topic are created if needed).
+    #[arg(long, value_name = "NAME")]
+    pub topic: Option<String>,
+    /// The field whose value becomes the record's key (a string or a number).
+    #[arg(long, value_name = "FIELD")]
+    pub key_field: Option<String>,
+    /// The field whose value becomes the record's idempotency id: a line whose id the log
+    /// holds is not appended again (so a re-run appends nothing twice).
+    #[arg(long, value_name = "FIELD")]
+    pub id_field: Option<String>,
+    /// The field whose value (an unsigned integer) becomes the record's caller sequence:
+    /// a line whose sequence is not above the log's last is taken as imported already.
+    #[arg(long, value_name = "FIELD")]
+    pub seq_field: Option<String>,
+    /// The field whose value becomes the record's timestamp: milliseconds since the Unix
+    /// epoch, or an RFC 3339 time ("2026-12-06T10:00:00Z", offsets and fractions
+    /// accepted). Timestamps never decrease along a log: an earlier one is raised.
+    #[arg(long, value_name = "FIELD")]
+    pub time_field: Option<String>,
+    /// Import the lines after a malformed one too, counting and naming each skipped line
+    /// (without it, a malformed line stops the import: nothing after it is imported).
+    #[arg(long)]
+    pub skip_bad: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,

@@ -5,6 +5,7 @@ mod backup;
 mod bench;
 mod cut;
 mod dump;
+mod import;
 mod info;
 mod repair;
 mod tail;
@@ -36,6 +37,7 @@ pub fn run(command: Command) -> CliResult<ExitCode> {
         Command::Trim(args) => cut::run_trim(&args).map(|()| ExitCode::SUCCESS),
         Command::Truncate(args) => cut::run_truncate(&args).map(|()| ExitCode::SUCCESS),
         Command::Backup(args) => backup::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Import(args) => import::run(&args).map(|()| ExitCode::SUCCESS),
     }
 }
 
