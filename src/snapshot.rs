@@ -155,6 +155,41 @@ fn remove_stale_temporaries(dir: &Path) {
     }
 }
 
+/// `verify`'s look at the snapshots of the log in `log_dir` whose records end at
+/// `next_offset`: every snapshot file must be intact, and none may cover records the log
+/// does not hold. Returns (file, what is wrong) for each that fails.
+pub(crate) fn check_snapshots(log_dir: &Path, next_offset: u64) -> Vec<(PathBuf, String)> {
+    let dir = log_dir.join(SNAPSHOTS_DIR);
+    let Ok(files) = listed(&dir) else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    for (offset, path) in files {
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue; // removed by a save meanwhile
+        };
+        match decode(&bytes) {
+            Err(why) => problems.push((
+                path,
+                format!("damaged snapshot ({why}); latest_snapshot falls back to an older one"),
+            )),
+            Ok(s) if s.offset != offset => problems.push((
+                path,
+                format!("the file is named for offset {offset} but holds offset {}", s.offset),
+            )),
+            Ok(_) if offset > next_offset => problems.push((
+                path,
+                format!(
+                    "snapshot of the state after offset {offset}, but the log ends at {next_offset}: \
+                     records it covers are missing"
+                ),
+            )),
+            Ok(_) => {}
+        }
+    }
+    problems
+}
+
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl Log {

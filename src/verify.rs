@@ -300,6 +300,15 @@ fn check(dir: &Path, beside_writer: bool) -> Result<VerifyReport> {
             });
         }
     }
+    for (path, message) in crate::snapshot::check_snapshots(dir, report.next_offset) {
+        report.problems.push(Problem {
+            kind: ProblemKind::Corruption,
+            path,
+            position: 0,
+            length_bytes: 0,
+            message,
+        });
+    }
     Ok(report)
 }
 

@@ -105,3 +105,45 @@ fn a_crash_mid_save_leaves_the_previous_snapshot() {
     let report = ringlog::verify(dir.path()).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
+
+#[test]
+fn verify_reports_a_damaged_snapshot_and_one_ahead_of_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.append(b"a").unwrap();
+    log.save_snapshot(1, b"good").unwrap();
+    drop(log);
+    assert!(ringlog::verify(dir.path()).unwrap().problems.is_empty());
+    let snapshot = snap_files(dir.path()).pop().unwrap();
+    // A snapshot of records the log does not hold (a copy from elsewhere, or a log that
+    // lost its tail).
+    let ahead = dir.path().join("snapshots").join(format!("{:020}.snap", 9));
+    let log = open(dir.path());
+    for _ in 0..9 {
+        log.append(b"x").unwrap();
+    }
+    log.save_snapshot(9, b"ahead").unwrap();
+    log.truncate_from(2).unwrap();
+    drop(log);
+    let report = ringlog::verify(dir.path()).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.path == ahead && p.message.contains("ends at 2")),
+        "{:?}",
+        report.problems
+    );
+    let mut bytes = std::fs::read(&snapshot).unwrap();
+    bytes[42] ^= 0xFF;
+    std::fs::write(&snapshot, bytes).unwrap();
+    let report = ringlog::verify(dir.path()).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.path == snapshot && p.message.contains("damaged snapshot")),
+        "{:?}",
+        report.problems
+    );
+}
