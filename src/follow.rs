@@ -319,6 +319,12 @@ impl futures_core::Stream for Follower {
     }
 }
 
+/// Where the valid data a refresh found ends.
+struct Found {
+    end_position: u64,
+    next_offset: u64,
+}
+
 impl Shared {
     /// A read-only handle's view of the writer's control file: attached on first use,
     /// once a writer has made one.
@@ -339,7 +345,10 @@ impl Shared {
         loop {
             let (active, position, next_offset) = st.cursor();
             let last_entry = active.index.read().entries.last().copied();
-            let outcome = recovery::scan(
+            // The valid frames past what it knows, whole batches only; nothing is judged
+            // or searched past them (a read-only handle repairs nothing, and searching
+            // the rest of a 64 MiB segment at every wake-up cost ~7 ms each).
+            let frames = recovery::read_frames(
                 active.bytes()?,
                 active.seed,
                 ScanStart {
@@ -352,10 +361,15 @@ impl Shared {
                 },
                 self.opts.index_interval_bytes,
             );
+            let outcome = Found {
+                end_position: frames.complete_position,
+                next_offset: frames.complete_offset,
+            };
             if outcome.next_offset > next_offset {
-                let fresh = outcome
+                let fresh = frames
                     .entries
                     .into_iter()
+                    .filter(|e| e.offset < outcome.next_offset)
                     .skip(last_entry.is_some() as usize);
                 active.index.write().entries.extend(fresh);
                 st.advance_to(active.clone(), outcome.end_position, outcome.next_offset);

@@ -469,6 +469,14 @@ pub fn peek_frame(bytes: &[u8]) -> Option<(u64, u64)> {
     Some((u64_at(bytes, 8), padded_bytes))
 }
 
+/// The offset and timestamp in the header of the frame at the start of `bytes`, and its
+/// padded length, without checking its checksum (for searches whose answer is then read
+/// in full: `seek_time`). `None` if the bytes cannot start a frame.
+pub fn peek_header(bytes: &[u8]) -> Option<(u64, u64, u64)> {
+    let (offset, padded_bytes) = peek_frame(bytes)?;
+    Some((offset, u64_at(bytes, 16), padded_bytes))
+}
+
 /// Whether the frame at the start of `bytes` says the next record belongs to the same
 /// batch (its length word's top bit), without checking it.
 pub fn peek_continues(bytes: &[u8]) -> bool {

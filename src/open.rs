@@ -56,6 +56,8 @@ pub(crate) struct Found {
     pub(crate) file: File,
     pub(crate) header: std::result::Result<SegmentHeader, format::FormatError>,
     pub(crate) len: u64,
+    /// The first record's timestamp as its header says (a hint for `seek_time`).
+    pub(crate) first_timestamp: Option<u64>,
 }
 
 impl Found {
@@ -66,14 +68,15 @@ impl Found {
             .write(writable)
             .open(&path)
             .map_err(|e| Error::io("open segment", &path, e))?;
-        let (header, len) =
-            segment::read_header(&file).map_err(|e| Error::io("read segment", &path, e))?;
+        let (header, len, first_timestamp) = segment::read_header_and_first_timestamp(&file)
+            .map_err(|e| Error::io("read segment", &path, e))?;
         Ok(Found {
             id,
             path,
             file,
             header,
             len,
+            first_timestamp,
         })
     }
 
@@ -501,7 +504,11 @@ fn check_chain(dir: &Path, chain: Vec<Found>) -> Result<Vec<Arc<Segment>>> {
             // Sealed: nothing writes to it again, and it is mapped by name when read.
             previous.release_file();
         }
-        segments.push(Segment::new(f.path, f.file, header, f.len)?);
+        let segment = Segment::new(f.path, f.file, header, f.len)?;
+        if let Some(ts) = f.first_timestamp {
+            segment.set_first_timestamp_hint(ts);
+        }
+        segments.push(segment);
     }
     Ok(segments)
 }

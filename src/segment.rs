@@ -269,6 +269,10 @@ pub(crate) struct Segment {
     /// Deleted from its log by a trim, truncation or retention: nothing persists its
     /// index again (readers may still map it).
     retired: AtomicBool,
+    /// The timestamp in its first record's header, unchecked: a hint for `seek_time`'s
+    /// search (read with the header at open, or at the first search), whose answer is
+    /// proven by checked reads.
+    first_timestamp_hint: OnceLock<u64>,
 }
 
 impl std::fmt::Debug for Segment {
@@ -313,6 +317,7 @@ impl Segment {
             promised_bound: Mutex::new(0),
             write_bound: AtomicU64::new(0),
             retired: AtomicBool::new(false),
+            first_timestamp_hint: OnceLock::new(),
         }))
     }
 
@@ -325,6 +330,16 @@ impl Segment {
         File::open(&self.path)
             .map(Arc::new)
             .map_err(|e| Error::io("open segment", &self.path, e))
+    }
+
+    /// See [`Segment::first_timestamp_hint`]'s field.
+    pub(crate) fn first_timestamp_hint(&self) -> Option<u64> {
+        self.first_timestamp_hint.get().copied()
+    }
+
+    /// Remembers the first record's timestamp as its header says.
+    pub(crate) fn set_first_timestamp_hint(&self, timestamp_ms: u64) {
+        let _ = self.first_timestamp_hint.set(timestamp_ms);
     }
 
     /// Marks the segment deleted from its log (see `trim.rs`).
@@ -581,11 +596,45 @@ pub(crate) fn write_file_synced(path: &Path, bytes: &[u8], sync: bool) -> Result
 pub(crate) fn read_header(
     file: &File,
 ) -> io::Result<(Result<SegmentHeader, format::FormatError>, u64)> {
+    let (header, len, _) = read_header_and_first_timestamp(file)?;
+    Ok((header, len))
+}
+
+/// Bytes read at the start of a segment at open: its header and, in the same read, the
+/// first frames (a commit marker, then the first record's header), whose timestamp is a
+/// hint for `seek_time`.
+const OPEN_READ_BYTES: usize = 512;
+
+/// [`read_header`], and the timestamp the first record's header carries (unchecked).
+pub(crate) fn read_header_and_first_timestamp(
+    file: &File,
+) -> io::Result<(Result<SegmentHeader, format::FormatError>, u64, Option<u64>)> {
     let len = file.metadata()?.len();
-    let mut bytes = [0u8; format::SEGMENT_HEADER_BYTES as usize];
+    let mut bytes = [0u8; OPEN_READ_BYTES];
     let available = (len as usize).min(bytes.len());
     file.read_exact_at(&mut bytes[..available], 0)?;
-    Ok((SegmentHeader::decode(&bytes[..available]), len))
+    let bytes = &bytes[..available];
+    let header = SegmentHeader::decode(bytes);
+    let first_timestamp = header
+        .as_ref()
+        .ok()
+        .filter(|h| h.is_activated())
+        .and_then(|h| first_record_timestamp(bytes, h.base_offset));
+    Ok((header, len, first_timestamp))
+}
+
+/// The timestamp in the header of the record `base_offset` among the first frames in
+/// `bytes` (the start of a segment file), skipping commit markers; unchecked.
+pub(crate) fn first_record_timestamp(bytes: &[u8], base_offset: u64) -> Option<u64> {
+    let mut at = format::SEGMENT_HEADER_BYTES;
+    loop {
+        let (offset, timestamp_ms, padded) = format::peek_header(bytes.get(at as usize..)?)?;
+        if offset == format::MARKER_OFFSET {
+            at += padded;
+            continue;
+        }
+        return (offset == base_offset).then_some(timestamp_ms);
+    }
 }
 
 #[cfg(test)]
