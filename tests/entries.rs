@@ -1106,3 +1106,32 @@ fn a_trim_deletes_the_entry_summaries_of_the_segments_it_deletes() {
     );
     assert_eq!(log.append_once(b"evt-79", b"x").expect("kept"), (79, false));
 }
+
+/// Entries carry their timestamps like plain records: `seek_time` (which walks frame
+/// headers) finds them across rollovers, and iteration and following read them.
+#[test]
+fn entries_are_found_by_time_and_followed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(dir.path(), opts()).expect("open");
+    let filler = vec![9u8; 2500];
+    for i in 0..80u64 {
+        let key = format!("k-{i}");
+        let entry = Entry::new(&filler)
+            .key(&key)
+            .seq(i)
+            .timestamp_ms(1_000_000 + i * 10);
+        log.append_entry(entry).expect("entry");
+        if i % 3 == 0 {
+            log.append_at(1_000_000 + i * 10, b"plain").expect("plain");
+        }
+    }
+    assert!(log.segments().expect("segments").len() >= 3);
+    let at = log.seek_time(1_000_000 + 500).expect("seek");
+    let record = log.read(at).expect("read");
+    assert_eq!(record.timestamp_ms(), 1_000_000 + 500);
+    assert_eq!(record.key(), Some(&b"k-50"[..]));
+    let mut follower = log.follow(at).expect("follow");
+    let next = follower.next().expect("one").expect("record");
+    assert_eq!(next.offset(), at);
+    assert_eq!(next.seq(), Some(50));
+}
