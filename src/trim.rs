@@ -317,6 +317,9 @@ impl Shared {
             CutKind::Truncate if base > next => Err(self.out_of_range(base)),
             // Nothing past it: the call is a flush.
             CutKind::Truncate if base == next => self.flush_everything(),
+            // Appends reached the new start meanwhile: the log continues as it is (the
+            // caller trims below it).
+            CutKind::Restart if base <= next => Ok(Vec::new()),
             _ => self
                 .spare_for_cut()
                 .and_then(|spare| self.cut_over_frozen(base, kind, spare)),
