@@ -317,3 +317,41 @@ fn appends_racing_a_truncation_get_offsets_that_read_back() {
     let log = Log::open(dir.path(), opts(Durability::Sync)).unwrap();
     assert_eq!(log.next_offset(), next);
 }
+
+#[test]
+fn a_trim_past_the_end_racing_appends_never_repeats_an_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), opts(Durability::Sync)).unwrap();
+    fill(&log, 50, 1);
+    let offsets = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..3 {
+            scope.spawn(|| {
+                for _ in 0..300 {
+                    let offset = log.append(&[9u8; 64]).unwrap();
+                    offsets.lock().unwrap().push(offset);
+                }
+            });
+        }
+        for _ in 0..20 {
+            let target = log.next_offset() + 3;
+            let first = log.trim_before(target).unwrap();
+            assert!(first >= target.min(log.next_offset()));
+        }
+    });
+    let mut offsets = offsets.into_inner().unwrap();
+    let total = offsets.len();
+    offsets.sort_unstable();
+    offsets.dedup();
+    assert_eq!(offsets.len(), total, "an offset was handed out twice");
+    let next = log.next_offset();
+    drop(log);
+    let log = Log::open(dir.path(), opts(Durability::Sync)).unwrap();
+    assert_eq!(log.next_offset(), next);
+    let mut expected = log.first_offset();
+    for record in log.iter(expected) {
+        assert_eq!(record.unwrap().offset(), expected);
+        expected += 1;
+    }
+    assert_eq!(expected, next);
+}
