@@ -318,8 +318,8 @@ impl Shared {
             // Nothing past it: the call is a flush.
             CutKind::Truncate if base == next => self.flush_everything(),
             // Appends reached the new start meanwhile: the log continues as it is (the
-            // caller trims below it).
-            CutKind::Restart if base <= next => Ok(Vec::new()),
+            // caller trims below it), its records made readable first.
+            CutKind::Restart if base <= next => self.flush_everything(),
             _ => self
                 .spare_for_cut()
                 .and_then(|spare| self.cut_over_frozen(base, kind, spare)),
