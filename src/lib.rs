@@ -41,6 +41,7 @@ compile_error!("ringlog supports Linux only: it relies on io_uring, fdatasync an
 
 mod consumer;
 mod control;
+mod crc;
 mod durable;
 mod engine;
 mod error;

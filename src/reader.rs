@@ -4,26 +4,56 @@
 //! segment's sparse index, then a short forward walk in which every frame's checksum and
 //! offset are checked. Readers take no lock the writer holds while writing.
 
+use std::ops::Range;
 use std::sync::Arc;
 
+use crate::crc;
 use crate::error::{Error, Result};
 use crate::format::{self, FrameError, FrameKind, SEGMENT_HEADER_BYTES};
 use crate::recovery::{self, ScanStart, Tail};
-use crate::segment::Segment;
+use crate::segment::{self, Segment};
 use crate::writer::Shared;
 
-/// One record: its offset, timestamp and payload. Owns a reference to its segment's
-/// mapping, so it stays valid (and zero-copy) however long it is kept.
+/// One record: its offset, timestamp and payload. Stays valid however long it is kept:
+/// a payload of up to [`Record::INLINE_PAYLOAD_BYTES`] is copied into it; a larger one
+/// stays in place (zero copy) and the record holds a reference to its segment's mapping.
 #[derive(Clone)]
 pub struct Record {
-    segment: Arc<Segment>,
     offset: u64,
     timestamp_ms: u64,
-    payload_position: usize,
-    payload_bytes: usize,
+    payload: Payload,
 }
 
+/// Where a record's payload is. A small one is copied, because copying it costs less than
+/// the two atomic reference count updates (one when the record is made, one when it is
+/// dropped) that holding the mapping costs; a scan of small records spent about a third
+/// of its time on them (docs/design.md 4.4).
+#[derive(Clone)]
+enum Payload {
+    /// `bytes` bytes from `position` in the segment's mapping, kept mapped by the record.
+    Mapped {
+        segment: Arc<Segment>,
+        position: usize,
+        bytes: usize,
+    },
+    /// A copy: the first `bytes` bytes of `data`.
+    Inline { bytes: u8, data: InlineBytes },
+}
+
+/// Aligned like the words it is copied and moved in.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct InlineBytes([u8; Record::INLINE_PAYLOAD_BYTES]);
+
+// Two cache lines, the same as its frame for a payload of the largest inline size.
+const _: () = assert!(std::mem::size_of::<Record>() <= 128);
+const _: () = assert!(Record::INLINE_PAYLOAD_BYTES <= u8::MAX as usize);
+
 impl Record {
+    /// Payloads up to this many bytes are copied into the record; larger ones are read
+    /// in place from the segment's mapping.
+    pub const INLINE_PAYLOAD_BYTES: usize = 104;
+
     /// The record's offset in the log.
     pub fn offset(&self) -> u64 {
         self.offset
@@ -36,9 +66,17 @@ impl Record {
         self.timestamp_ms
     }
 
-    /// The payload, borrowed from the segment mapping.
+    /// The payload: a slice of the segment mapping, or of the record's own copy of a
+    /// small payload.
     pub fn payload(&self) -> &[u8] {
-        &self.segment.mapped()[self.payload_position..self.payload_position + self.payload_bytes]
+        match &self.payload {
+            Payload::Mapped {
+                segment,
+                position,
+                bytes,
+            } => &segment.mapped()[*position..*position + *bytes],
+            Payload::Inline { bytes, data } => &data.0[..usize::from(*bytes)],
+        }
     }
 }
 
@@ -47,7 +85,7 @@ impl std::fmt::Debug for Record {
         f.debug_struct("Record")
             .field("offset", &self.offset)
             .field("timestamp_ms", &self.timestamp_ms)
-            .field("payload_bytes", &self.payload_bytes)
+            .field("payload_bytes", &self.payload().len())
             .finish()
     }
 }
@@ -356,13 +394,7 @@ pub(crate) fn read_frame(
         match frame.kind {
             FrameKind::Marker { .. } => position += frame.padded_bytes,
             FrameKind::Record { offset, .. } if offset == expected => {
-                let record = Record {
-                    segment: segment.clone(),
-                    offset,
-                    timestamp_ms: frame.timestamp_ms,
-                    payload_position: (position + format::FRAME_HEADER_BYTES) as usize,
-                    payload_bytes: frame.payload_bytes as usize,
-                };
+                let record = Checked::new(position, &frame).record(segment, offset);
                 return Ok((record, position + frame.padded_bytes));
             }
             FrameKind::Record { offset, .. } => {
@@ -375,6 +407,65 @@ pub(crate) fn read_frame(
         }
     }
 }
+
+/// Where a checked record's payload lies, and its timestamp.
+#[derive(Clone, Copy, Default)]
+struct Checked {
+    timestamp_ms: u64,
+    payload_position: usize,
+    payload_bytes: usize,
+}
+
+impl Checked {
+    /// The record of `frame`, which starts at `position`.
+    fn new(position: u64, frame: &format::Frame) -> Checked {
+        Checked {
+            timestamp_ms: frame.timestamp_ms,
+            payload_position: (position + format::FRAME_HEADER_BYTES) as usize,
+            payload_bytes: frame.payload_bytes as usize,
+        }
+    }
+
+    /// The record, in `segment` (mapped: its frame was checked).
+    fn record(self, segment: &Arc<Segment>, offset: u64) -> Record {
+        let payload = match u8::try_from(self.payload_bytes) {
+            Ok(bytes) if self.payload_bytes <= Record::INLINE_PAYLOAD_BYTES => {
+                let mapped = &segment.mapped()[self.payload_position..];
+                // A copy of fixed length is a few vector moves, where one of the payload's
+                // length is a call to memcpy; the bytes past the payload (the rest of its
+                // frame, or the next one's) are never shown. At the end of the mapping,
+                // the exact length.
+                let mut data = InlineBytes([0; Record::INLINE_PAYLOAD_BYTES]);
+                match mapped.get(..Record::INLINE_PAYLOAD_BYTES) {
+                    Some(window) => data.0.copy_from_slice(window),
+                    None => copy_short(&mut data, &mapped[..self.payload_bytes]),
+                }
+                Payload::Inline { bytes, data }
+            }
+            _ => Payload::Mapped {
+                segment: segment.clone(),
+                position: self.payload_position,
+                bytes: self.payload_bytes,
+            },
+        };
+        Record {
+            offset,
+            timestamp_ms: self.timestamp_ms,
+            payload,
+        }
+    }
+}
+
+/// The copy of a payload at the very end of a mapping (kept out of line, so that the
+/// fixed-length copy stays a few moves).
+#[cold]
+#[inline(never)]
+fn copy_short(data: &mut InlineBytes, payload: &[u8]) {
+    data.0[..payload.len()].copy_from_slice(payload);
+}
+
+/// Frames a scan checks at a time: their checksums run side by side (`crate::crc`).
+const AHEAD_FRAMES: usize = 16;
 
 /// Iterates records in offset order from a starting offset up to the read watermark.
 ///
@@ -391,11 +482,92 @@ pub struct Iter {
 }
 
 /// Where the iterator is: the segment, the position of the next frame, and the offset
-/// the segment ends at (`u64::MAX` while it was the active segment).
+/// the segment ends at (`u64::MAX` while it was the active segment); and the records
+/// checked ahead of the iterator: `ahead[taken..checked]` are the records from the
+/// iterator's next offset on, and `position` lies past the last of them.
 struct Cursor {
     segment: Arc<Segment>,
     position: u64,
     end_offset: u64,
+    ahead: [Checked; AHEAD_FRAMES],
+    taken: usize,
+    checked: usize,
+}
+
+impl Cursor {
+    fn new(segment: Arc<Segment>, position: u64, end_offset: u64) -> Cursor {
+        Cursor {
+            segment,
+            position,
+            end_offset,
+            ahead: [Checked::default(); AHEAD_FRAMES],
+            taken: 0,
+            checked: 0,
+        }
+    }
+
+    /// The record `offset`, if it was checked ahead.
+    fn take(&mut self, offset: u64) -> Option<Record> {
+        let checked = *self.ahead[..self.checked].get(self.taken)?;
+        self.taken += 1;
+        Some(checked.record(&self.segment, offset))
+    }
+
+    /// Checks the frames of records from `next` (below `limit`) ahead, all of them in
+    /// full (checksum, offset, padding), the checksums of several at once. Stops before
+    /// anything unexpected, which the caller's frame-by-frame read then explains.
+    fn check_ahead(&mut self, next: u64, limit: u64) -> Result<()> {
+        debug_assert_eq!(self.taken, self.checked);
+        self.taken = 0;
+        self.checked = 0;
+        let bytes = self.segment.bytes()?;
+        let mut frames: [Range<usize>; AHEAD_FRAMES] = std::array::from_fn(|_| 0..0);
+        let mut frames_count = 0;
+        let mut position = self.position as usize;
+        let mut expected = next;
+        while frames_count < AHEAD_FRAMES && expected < limit {
+            let Some((offset, padded_bytes)) = bytes.get(position..).and_then(format::peek_frame)
+            else {
+                break;
+            };
+            if offset == expected {
+                expected += 1;
+            } else if offset != format::MARKER_OFFSET {
+                break;
+            }
+            frames[frames_count] = position..position + padded_bytes as usize;
+            frames_count += 1;
+            position += padded_bytes as usize;
+        }
+        // The next frames, while these are checked and read: a scan waits on memory more
+        // than on anything else.
+        let ahead = (position - self.position as usize).clamp(1 << 10, 4 << 10);
+        segment::prefetch(
+            bytes
+                .get(position..)
+                .map_or(&[], |rest| &rest[..ahead.min(rest.len())]),
+        );
+        let frames = &frames[..frames_count];
+        let mut crcs = [0u32; AHEAD_FRAMES];
+        crc::frame_crcs(bytes, self.segment.seed, frames, &mut crcs[..frames_count]);
+        let mut expected = next;
+        for (frame, crc) in frames.iter().zip(crcs) {
+            let Ok(decoded) = format::decode_frame_with(&bytes[frame.start..], |_| crc) else {
+                break;
+            };
+            match decoded.kind {
+                FrameKind::Marker { .. } => {}
+                FrameKind::Record { offset, .. } if offset == expected => {
+                    self.ahead[self.checked] = Checked::new(frame.start as u64, &decoded);
+                    self.checked += 1;
+                    expected += 1;
+                }
+                FrameKind::Record { .. } => break,
+            }
+            self.position = frame.end as u64;
+        }
+        Ok(())
+    }
 }
 
 impl Iter {
@@ -443,7 +615,16 @@ impl Iter {
 
     fn advance(&mut self) -> Result<Record> {
         if let Some(cursor) = &mut self.cursor {
+            if let Some(record) = cursor.take(self.next) {
+                self.next += 1;
+                return Ok(record);
+            }
             if self.next < cursor.end_offset {
+                cursor.check_ahead(self.next, self.visible.min(cursor.end_offset))?;
+                if let Some(record) = cursor.take(self.next) {
+                    self.next += 1;
+                    return Ok(record);
+                }
                 match read_frame(&cursor.segment, cursor.position, self.next) {
                     Ok((record, after)) => {
                         cursor.position = after;
@@ -468,11 +649,7 @@ impl Iter {
             .ok_or_else(|| self.shared.out_of_range(self.next))?;
         let (record, after) = self.shared.find(&segment, self.next)?;
         let end_offset = segment.end_offset.read().unwrap_or(u64::MAX);
-        self.cursor = Some(Cursor {
-            segment,
-            position: after,
-            end_offset,
-        });
+        self.cursor = Some(Cursor::new(segment, after, end_offset));
         self.next += 1;
         Ok(record)
     }
