@@ -54,10 +54,11 @@ pub enum PeerId {
     Sqlite,
     JsonLines,
     Framed,
+    Channel,
 }
 
 impl PeerId {
-    pub const ALL: [PeerId; 7] = [
+    pub const ALL: [PeerId; 8] = [
         PeerId::Ringlog,
         PeerId::Okaywal,
         PeerId::Commitlog,
@@ -65,6 +66,7 @@ impl PeerId {
         PeerId::Sqlite,
         PeerId::JsonLines,
         PeerId::Framed,
+        PeerId::Channel,
     ];
 
     /// Short name, used on the command line and in tables.
@@ -77,6 +79,7 @@ impl PeerId {
             PeerId::Sqlite => "sqlite-wal",
             PeerId::JsonLines => "json-lines",
             PeerId::Framed => "framed-file",
+            PeerId::Channel => "channel-log",
         }
     }
 
@@ -121,6 +124,14 @@ impl PeerId {
                  bulk: frames gathered in a 1 MiB buffer, one `write` per buffer, one `fsync` \
                  per batch (at the end). Mutex around the file."
             }
+            PeerId::Channel => {
+                "hand-written baseline (issue 14): one writer thread fed by a bounded channel, \
+                 length + CRC32C frames appended to one growing file, a dense in-memory index \
+                 of record positions; the writer writes what the channel holds (up to 1 MiB) \
+                 with one `write` and, if any of it asked, one `fdatasync` for all of it \
+                 (group commit); bulk: no fdatasync until `sync`. Reads: `pread` at the \
+                 indexed position; scan: 1 MiB reads."
+            }
         }
     }
 
@@ -139,6 +150,7 @@ impl PeerId {
             PeerId::Sqlite => peers::sqlite::open(dir, mode),
             PeerId::JsonLines => peers::json_lines::open(dir, mode),
             PeerId::Framed => peers::framed::open(dir, mode),
+            PeerId::Channel => peers::channel::open(dir, mode),
         }
     }
 }

@@ -486,7 +486,9 @@ fn open_note(peer: PeerId, note: String) -> String {
         PeerId::Okaywal => "replays (reads and checks) every entry not checkpointed",
         PeerId::RaftEngine => "replays every log file to rebuild its in-memory index",
         PeerId::Sqlite => "reads the schema; after a crash, rebuilds the WAL index",
-        PeerId::JsonLines | PeerId::Framed => "scans the whole file to rebuild the record index",
+        PeerId::JsonLines | PeerId::Framed | PeerId::Channel => {
+            "scans the whole file to rebuild the record index"
+        }
         PeerId::Ringlog => return note,
     };
     if note.is_empty() {

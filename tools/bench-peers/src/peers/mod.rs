@@ -1,5 +1,6 @@
 //! One module per peer, each implementing [`crate::peer::Peer`].
 
+pub mod channel;
 pub mod commitlog;
 pub mod framed;
 pub mod json_lines;
