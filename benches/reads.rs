@@ -5,7 +5,8 @@
 //!
 //! `cargo bench --bench reads` (10 M records); `RINGLOG_READS_RECORDS=200000` for a run
 //! small enough for `valgrind --tool=callgrind`; `RINGLOG_READS_ONLY=scan|read` for one
-//! half; `RINGLOG_BENCH_DIR` to choose the disk.
+//! half; `RINGLOG_READS_INDEX_INTERVAL` to set `index_interval_bytes`; `RINGLOG_BENCH_DIR`
+//! to choose the disk.
 
 use std::time::Instant;
 
@@ -67,7 +68,11 @@ fn main() {
         Some(d) => tempfile::tempdir_in(d).expect("tempdir"),
         None => tempfile::tempdir_in(".").expect("tempdir"),
     };
-    let log = Log::open(dir.path(), Options::default().durability(Durability::None)).unwrap();
+    let mut options = Options::default().durability(Durability::None);
+    if let Ok(interval) = std::env::var("RINGLOG_READS_INDEX_INTERVAL") {
+        options = options.index_interval_bytes(interval.parse().expect("a number of bytes"));
+    }
+    let log = Log::open(dir.path(), options).unwrap();
     let payloads = Payloads::new();
     for i in 0..records_count {
         log.append(payloads.get(i)).unwrap();

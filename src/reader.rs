@@ -206,11 +206,18 @@ impl Shared {
     /// it and the position after it.
     pub(crate) fn find(&self, segment: &Arc<Segment>, offset: u64) -> Result<(Record, u64)> {
         self.ensure_index(segment, false)?;
-        let (floor, unchecked) = {
+        let (floor, next, unchecked) = {
             let index = segment.index.read();
-            let floor = index.floor(offset);
-            (floor, floor.is_some_and(|e| index.is_unchecked(e)))
+            // Where the record is if the segment's records are all the same size: its
+            // page starts loading (the costly part of a random read: a TLB miss, then the
+            // line) while the index is searched.
+            if let (Some(first), Some(last)) = (index.entries.first(), index.entries.last()) {
+                prefetch_walk(segment, Some(*first), Some(*last), offset, 1)?;
+            }
+            let (floor, next) = index.bracket(offset);
+            (floor, next, floor.is_some_and(|e| index.is_unchecked(e)))
         };
+        prefetch_walk(segment, floor, next, offset, LINES_WALKED)?;
         let found = walk(segment, floor, offset).and_then(|p| read_frame(segment, p, offset));
         match found {
             Err(_) if unchecked => {
@@ -263,6 +270,43 @@ impl Shared {
 fn corruption(segment: &Segment, position: u64, reason: impl Into<String>) -> Error {
     Error::corruption(&segment.path, position, reason)
 }
+
+/// Before a walk from `floor` to the record `target`: asks the CPU for the last `lines`
+/// cache lines up to the end of the target's frame, where it would be if the frames
+/// between `floor` and `next` were all the same size, so that they load together rather
+/// than one after the other (each frame header gives the next one's position, and on a
+/// virtual machine the first touch of a page is a costly two-level page walk). Only a
+/// hint: the walk reads and checks every header all the same, wherever they are.
+fn prefetch_walk(
+    segment: &Segment,
+    floor: Option<format::IndexEntry>,
+    next: Option<format::IndexEntry>,
+    target: u64,
+    lines: u64,
+) -> Result<()> {
+    let (Some(floor), Some(next)) = (floor, next) else {
+        return Ok(());
+    };
+    let (Some(records), Some(bytes_between)) = (
+        next.offset.checked_sub(floor.offset).filter(|&n| n > 0),
+        next.position.checked_sub(floor.position),
+    ) else {
+        return Ok(());
+    };
+    let frame_bytes = (bytes_between / records).max(format::FRAME_HEADER_BYTES);
+    let steps = target.saturating_sub(floor.offset);
+    // The last `lines` lines through the end of the target's frame, as far as the frames
+    // are all the same size.
+    let end = (floor.position + (steps + 1) * frame_bytes).min(next.position);
+    let start = end.saturating_sub(lines * 64).max(floor.position);
+    let bytes = segment.bytes()?;
+    segment::prefetch(bytes.get(start as usize..end as usize).unwrap_or_default());
+    Ok(())
+}
+
+/// Lines a random read asks for ahead of its walk: an index interval's worth, at the
+/// default interval (4 KiB).
+const LINES_WALKED: u64 = 64;
 
 /// Walks frames from an index entry (or the data start) to the record `target`.
 fn walk(segment: &Segment, floor: Option<format::IndexEntry>, target: u64) -> Result<u64> {
