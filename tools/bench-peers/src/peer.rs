@@ -55,10 +55,11 @@ pub enum PeerId {
     JsonLines,
     Framed,
     Channel,
+    Walrus,
 }
 
 impl PeerId {
-    pub const ALL: [PeerId; 8] = [
+    pub const ALL: [PeerId; 9] = [
         PeerId::Ringlog,
         PeerId::Okaywal,
         PeerId::Commitlog,
@@ -67,6 +68,7 @@ impl PeerId {
         PeerId::JsonLines,
         PeerId::Framed,
         PeerId::Channel,
+        PeerId::Walrus,
     ];
 
     /// Short name, used on the command line and in tables.
@@ -80,6 +82,7 @@ impl PeerId {
             PeerId::JsonLines => "json-lines",
             PeerId::Framed => "framed-file",
             PeerId::Channel => "channel-log",
+            PeerId::Walrus => "walrus",
         }
     }
 
@@ -132,12 +135,20 @@ impl PeerId {
                  (group commit); bulk: no fdatasync until `sync`. Reads: `pread` at the \
                  indexed position; scan: 1 MiB reads."
             }
+            PeerId::Walrus => {
+                "NOT DURABLE: walrus-rust 0.2, one topic; its fsync schedule is process-wide \
+                 (the first instance's), so both modes use the default fsync every 200 ms and \
+                 an append returns before it is durable; there is no sync call, so `sync` \
+                 waits 250 ms (counted in W3). Reads: a consuming cursor (scan: \
+                 `batch_read_for_topic`, 1 MiB at a time); no read by position (W5 and W6 \
+                 fail with that reason). Storage root from `WALRUS_DATA_DIR`."
+            }
         }
     }
 
     /// Whether `append_durable` really waits for the disk.
     pub fn is_durable(self) -> bool {
-        self != PeerId::Commitlog
+        !matches!(self, PeerId::Commitlog | PeerId::Walrus)
     }
 
     /// Opens (creating or recovering) the log in `dir`.
@@ -151,6 +162,7 @@ impl PeerId {
             PeerId::JsonLines => peers::json_lines::open(dir, mode),
             PeerId::Framed => peers::framed::open(dir, mode),
             PeerId::Channel => peers::channel::open(dir, mode),
+            PeerId::Walrus => peers::walrus::open(dir, mode),
         }
     }
 }

@@ -489,6 +489,7 @@ fn open_note(peer: PeerId, note: String) -> String {
         PeerId::JsonLines | PeerId::Framed | PeerId::Channel => {
             "scans the whole file to rebuild the record index"
         }
+        PeerId::Walrus => "rebuilds its block chain from the files",
         PeerId::Ringlog => return note,
     };
     if note.is_empty() {

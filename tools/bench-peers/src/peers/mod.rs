@@ -8,3 +8,4 @@ pub mod okaywal;
 pub mod raft_engine;
 pub mod ringlog;
 pub mod sqlite;
+pub mod walrus;
