@@ -31,7 +31,8 @@ usage: bench-peers [--quick] [--dir DIR] [--peers NAME,NAME,..]
   --dir DIR      where to put the scratch directory (default: the current directory);
                  it is created inside DIR and removed at the end
   --peers LIST   only these (default: all): ringlog, okaywal, commitlog, raft-engine,
-                 sqlite-wal, json-lines, framed-file, channel-log, walrus";
+                 sqlite-wal, json-lines, framed-file, channel-log, walrus,
+                 spacetimedb-commitlog";
 
 struct Args {
     quick: bool,

@@ -56,10 +56,11 @@ pub enum PeerId {
     Framed,
     Channel,
     Walrus,
+    Spacetime,
 }
 
 impl PeerId {
-    pub const ALL: [PeerId; 9] = [
+    pub const ALL: [PeerId; 10] = [
         PeerId::Ringlog,
         PeerId::Okaywal,
         PeerId::Commitlog,
@@ -69,6 +70,7 @@ impl PeerId {
         PeerId::Framed,
         PeerId::Channel,
         PeerId::Walrus,
+        PeerId::Spacetime,
     ];
 
     /// Short name, used on the command line and in tables.
@@ -83,6 +85,7 @@ impl PeerId {
             PeerId::Framed => "framed-file",
             PeerId::Channel => "channel-log",
             PeerId::Walrus => "walrus",
+            PeerId::Spacetime => "spacetimedb-commitlog",
         }
     }
 
@@ -143,6 +146,13 @@ impl PeerId {
                  `batch_read_for_topic`, 1 MiB at a time); no read by position (W5 and W6 \
                  fail with that reason). Storage root from `WALRUS_DATA_DIR`."
             }
+            PeerId::Spacetime => {
+                "spacetimedb-commitlog 1.3 (2.x needs Rust 1.97), default options (commits of up \
+                 to 65535 records, CRC32C per commit, 1 GiB segments, sparse offset index); \
+                 durable: `append_maybe_flush` + `flush_and_sync` per record (fsync); bulk: \
+                 `append_maybe_flush` per record, `flush_and_sync` at the end. Records are \
+                 length-prefixed transactions; reads decode them (one allocation each)."
+            }
         }
     }
 
@@ -163,6 +173,7 @@ impl PeerId {
             PeerId::Framed => peers::framed::open(dir, mode),
             PeerId::Channel => peers::channel::open(dir, mode),
             PeerId::Walrus => peers::walrus::open(dir, mode),
+            PeerId::Spacetime => peers::spacetimedb::open(dir, mode),
         }
     }
 }

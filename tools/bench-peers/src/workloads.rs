@@ -490,6 +490,7 @@ fn open_note(peer: PeerId, note: String) -> String {
             "scans the whole file to rebuild the record index"
         }
         PeerId::Walrus => "rebuilds its block chain from the files",
+        PeerId::Spacetime => "checks the last segment's commits from its offset index",
         PeerId::Ringlog => return note,
     };
     if note.is_empty() {

@@ -7,5 +7,6 @@ pub mod json_lines;
 pub mod okaywal;
 pub mod raft_engine;
 pub mod ringlog;
+pub mod spacetimedb;
 pub mod sqlite;
 pub mod walrus;
