@@ -508,6 +508,9 @@ fn copy_short(data: &mut InlineBytes, payload: &[u8]) {
     data.0[..payload.len()].copy_from_slice(payload);
 }
 
+/// How far ahead of itself a scan has the mapping populated.
+const POPULATE_AHEAD_BYTES: usize = 2 << 20;
+
 /// Frames a scan checks at a time: their checksums run side by side (`crate::crc`).
 const AHEAD_FRAMES: usize = 16;
 
@@ -536,6 +539,8 @@ struct Cursor {
     ahead: [Checked; AHEAD_FRAMES],
     taken: usize,
     checked: usize,
+    /// The mapping is populated below this position (`Segment::populate`).
+    populated: usize,
 }
 
 impl Cursor {
@@ -547,6 +552,7 @@ impl Cursor {
             ahead: [Checked::default(); AHEAD_FRAMES],
             taken: 0,
             checked: 0,
+            populated: 0,
         }
     }
 
@@ -582,6 +588,11 @@ impl Cursor {
             frames[frames_count] = position..position + padded_bytes as usize;
             frames_count += 1;
             position += padded_bytes as usize;
+        }
+        if position + POPULATE_AHEAD_BYTES / 2 > self.populated {
+            let start = self.populated.max(position);
+            self.populated = start + POPULATE_AHEAD_BYTES;
+            self.segment.populate(start..self.populated);
         }
         // The next frames, while these are checked and read: a scan waits on memory more
         // than on anything else.
