@@ -318,3 +318,41 @@ fn reads_work_after_close() {
     assert_eq!(last.len(), 3);
     assert_eq!(last[2].payload(), payload(1999, 100).as_slice());
 }
+
+#[test]
+fn records_of_every_size_around_the_inline_limit_read_back_and_outlive_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small(ringlog::IoBackend::Pwrite)).unwrap();
+    let limit = ringlog::Record::INLINE_PAYLOAD_BYTES;
+    // Sizes on both sides of the limit, and tiny ones, cycled so that records of each
+    // size land at many positions, segment ends included.
+    let sizes: Vec<usize> = [0, 1, 7, 8, 9, 200, 1000]
+        .into_iter()
+        .chain(limit - 9..=limit + 9)
+        .collect();
+    let len = |offset: u64| sizes[(offset as usize * 7) % sizes.len()];
+    let bytes = |offset: u64| {
+        let mut p = payload(offset, len(offset));
+        p.truncate(len(offset));
+        p
+    };
+    let count = 3000u64;
+    for offset in 0..count {
+        assert_eq!(log.append(&bytes(offset)).unwrap(), offset);
+    }
+    assert!(log.segments().unwrap().len() > 3, "rolled over several times");
+    let scanned: Vec<ringlog::Record> = log.iter(0).map(|r| r.unwrap()).collect();
+    assert_eq!(scanned.len() as u64, count);
+    for (offset, record) in (0..count).zip(&scanned) {
+        assert_eq!(record.offset(), offset);
+        assert_eq!(record.payload(), bytes(offset).as_slice(), "offset {offset}");
+    }
+    let read: Vec<ringlog::Record> = (0..count).rev().map(|o| log.read(o).unwrap()).collect();
+    log.close().unwrap();
+    drop(log);
+    // Kept records, and clones of them, stay valid once the log is gone.
+    for (record, offset) in read.iter().zip((0..count).rev()) {
+        assert_eq!(record.clone().payload(), bytes(offset).as_slice(), "offset {offset}");
+    }
+    assert_eq!(scanned[2999].payload(), bytes(2999).as_slice());
+}
