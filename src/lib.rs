@@ -78,7 +78,7 @@ pub use io::{write_sync_now, Backend, FaultPlan, PwriteBackend};
 pub use io::{BackendKind, PoisonCause};
 pub use log::{lock_holder, AppendTicket, Log};
 pub use options::{Durability, IoBackend, Options, Preallocate, RecoveryPolicy};
-pub use reader::{Iter, Record};
+pub use reader::{Iter, Record, RecordRef};
 pub use report::{RecoveryReport, SegmentInfo, SegmentScan, Stats, Truncation};
 pub use store::{Store, StoreStats};
 pub use verify::{repair, verify, Problem, ProblemKind, RepairReport, VerifyReport};

@@ -80,6 +80,32 @@ impl Record {
     }
 }
 
+/// A record borrowed from its segment's mapping, as [`Log::scan`](crate::Log::scan) hands
+/// it to its visitor: checked like every record a read returns, and valid for the call.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    offset: u64,
+    timestamp_ms: u64,
+    payload: &'a [u8],
+}
+
+impl<'a> RecordRef<'a> {
+    /// The record's offset in the log.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// As [`Record::timestamp_ms`].
+    pub fn timestamp_ms(&self) -> u64 {
+        self.timestamp_ms
+    }
+
+    /// The payload, borrowed from the segment mapping (zero copy).
+    pub fn payload(&self) -> &'a [u8] {
+        self.payload
+    }
+}
+
 impl std::fmt::Debug for Record {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Record")
@@ -666,6 +692,44 @@ impl Iter {
     /// The offset of the record `next` will return.
     pub fn next_offset(&self) -> u64 {
         self.next
+    }
+
+    /// Calls `visit` on each record from the next one up to the read watermark, until it
+    /// returns `false` (the iterator then stands after that record). Records checked ahead
+    /// are handed over as borrowed slices, with no copy or reference count.
+    pub(crate) fn visit(&mut self, mut visit: impl FnMut(RecordRef<'_>) -> bool) -> Result<()> {
+        loop {
+            if let Some(cursor) = &mut self.cursor {
+                let bytes = cursor.segment.mapped();
+                while let Some(checked) = cursor.ahead[..cursor.checked].get(cursor.taken) {
+                    cursor.taken += 1;
+                    let record = RecordRef {
+                        offset: self.next,
+                        timestamp_ms: checked.timestamp_ms,
+                        payload: &bytes[checked.payload_position..][..checked.payload_bytes],
+                    };
+                    self.next += 1;
+                    if !visit(record) {
+                        return Ok(());
+                    }
+                }
+            }
+            // One record the slow way (which checks the next ones ahead), or the end.
+            match self.next() {
+                None => return Ok(()),
+                Some(Err(error)) => return Err(error),
+                Some(Ok(record)) => {
+                    let record = RecordRef {
+                        offset: record.offset,
+                        timestamp_ms: record.timestamp_ms,
+                        payload: record.payload(),
+                    };
+                    if !visit(record) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
     }
 
     fn advance(&mut self) -> Result<Record> {

@@ -37,6 +37,17 @@ pub trait Peer: Send + Sync {
     /// has them. Stops early when `visit` returns `false`.
     fn read_sequential(&self, visit: &mut dyn FnMut(&[u8]) -> bool) -> Result<()>;
 
+    /// The name of a second way to visit every record, where the peer has one worth its
+    /// own W4 row (ringlog's `Log::scan`, beside `iter`).
+    fn other_scan(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Visits every record the second way (see [`Peer::other_scan`]).
+    fn read_sequential_other(&self, _visit: &mut dyn FnMut(&[u8]) -> bool) -> Result<()> {
+        anyhow::bail!("no second way to scan")
+    }
+
     /// Reads record number `index` (from 0, in append order).
     fn read_at(&self, index: u64, visit: &mut dyn FnMut(&[u8])) -> Result<()>;
 
