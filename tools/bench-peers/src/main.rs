@@ -141,7 +141,8 @@ fn main() -> Result<()> {
     let _ = writeln!(
         out,
         "\nNo peer was dropped: all of them build here (raft-engine without its default \
-         `scripting` feature). A peer that fails at run time shows the error in its row.\n"
+         `scripting` feature; spacetimedb-commitlog 1.3, as 2.x needs Rust 1.97). A peer \
+         that fails at run time shows the error in its row.\n"
     );
     let _ = writeln!(
         out,
