@@ -383,6 +383,15 @@ pub enum FrameError {
 /// a version 1 writer never set it (lengths stay below it), so only forged bytes could
 /// carry it there, and those are checked like any other extended frame.
 pub fn decode_frame(bytes: &[u8], seed: u32) -> Result<Frame, FrameError> {
+    decode_frame_with(bytes, |frame| frame_crc(frame, seed))
+}
+
+/// As [`decode_frame`], with the frame's checksum computed by `crc` (given the padded
+/// frame): a scan computes those of several frames at once (`crate::crc`).
+pub fn decode_frame_with(
+    bytes: &[u8],
+    crc: impl FnOnce(&[u8]) -> u32,
+) -> Result<Frame, FrameError> {
     if (bytes.len() as u64) < FRAME_HEADER_BYTES {
         if bytes.iter().all(|b| *b == 0) {
             return Err(FrameError::End);
@@ -415,7 +424,7 @@ pub fn decode_frame(bytes: &[u8], seed: u32) -> Result<Frame, FrameError> {
         ));
     }
     let frame = &bytes[..padded_bytes as usize];
-    if u32_at(frame, 0) != frame_crc(frame, seed) {
+    if u32_at(frame, 0) != crc(frame) {
         return Err(FrameError::Invalid("checksum mismatch"));
     }
     if frame[frame_len as usize..].iter().any(|b| *b != 0) {

@@ -2,10 +2,11 @@
 //!
 //! A durable, append-only, segmented log for Linux. Records go into preallocated
 //! fixed-size segment files through io_uring (or `pwritev`), many producers share each
-//! `fdatasync` (group commit), and readers get zero-copy slices of memory-mapped
-//! segments, found through a sparse offset index. Segments roll over without renaming
-//! anything, and opening a log after a crash cuts a torn tail but refuses to skip damage
-//! to durable data.
+//! `fdatasync` (group commit), and readers get slices of memory-mapped segments (a
+//! [`Record`] copies a payload of up to 104 bytes, cheaper than a reference count), found
+//! through a sparse offset index. Segments roll over without renaming anything, and
+//! opening a log after a crash cuts a torn tail but refuses to skip damage to durable
+//! data.
 //!
 //! ```
 //! use ringlog::{Durability, Log, Options};
@@ -56,6 +57,7 @@ compile_error!("ringlog supports Linux only: it relies on io_uring, fdatasync an
 mod backup;
 mod consumer;
 mod control;
+mod crc;
 mod durable;
 mod engine;
 mod entry;
@@ -104,7 +106,7 @@ pub use io::{write_sync_now, Backend, FaultPlan, PwriteBackend};
 pub use io::{BackendKind, PoisonCause};
 pub use log::{lock_holder, AppendTicket, Log};
 pub use options::{Durability, IoBackend, Options, Preallocate, RecoveryPolicy};
-pub use reader::{Iter, Record};
+pub use reader::{Iter, Record, RecordRef};
 pub use report::{RecoveryReport, SegmentInfo, SegmentScan, Stats, Truncation};
 pub use retention::{RemovedSegment, Retention, RetentionReason, RetentionReport};
 pub use snapshot::{Snapshot, MAX_SNAPSHOT_BYTES};

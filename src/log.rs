@@ -17,7 +17,7 @@ use crate::follow::Follower;
 use crate::io::{self, FaultPlan};
 use crate::open::Access;
 use crate::options::{Durability, Options};
-use crate::reader::{Iter, Record};
+use crate::reader::{Iter, Record, RecordRef};
 use crate::report::{RecoveryReport, SegmentInfo, Stats};
 use crate::writer::{Shared, Start};
 
@@ -441,6 +441,39 @@ impl Log {
             return Iter::failed_with(self.core.shared.clone(), e);
         }
         Iter::new(self.core.shared.clone(), from)
+    }
+
+    /// Calls `visit` on each record from `from` in offset order, up to the read
+    /// watermark, until it returns `false`; returns the offset after the last record
+    /// visited. The records are borrowed from the segment mappings, with no copy and no
+    /// reference count each: the fastest way through a log. Every record is checked as
+    /// [`Log::iter`] checks it.
+    ///
+    /// ```
+    /// # fn main() -> ringlog::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let log = ringlog::Log::open(dir.path(), ringlog::Options::default())?;
+    /// log.append(b"one")?;
+    /// log.append(b"two")?;
+    /// let mut bytes = 0;
+    /// let end = log.scan(0, |record| {
+    ///     bytes += record.payload().len();
+    ///     true
+    /// })?;
+    /// assert_eq!((end, bytes), (2, 6));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Log::iter`] yields them: [`Error::OffsetOutOfRange`] for an out-of-range
+    /// `from`; [`Error::Corruption`] at a damaged record (the records before it were
+    /// visited).
+    pub fn scan(&self, from: u64, visit: impl FnMut(RecordRef<'_>) -> bool) -> Result<u64> {
+        let mut iter = self.iter(from);
+        iter.visit(visit)?;
+        Ok(iter.next_offset())
     }
 
     /// Up to `max_records` records starting at `from`.

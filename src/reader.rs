@@ -4,28 +4,58 @@
 //! segment's sparse index, then a short forward walk in which every frame's checksum and
 //! offset are checked. Readers take no lock the writer holds while writing.
 
+use std::ops::Range;
 use std::sync::Arc;
 
+use crate::crc;
 use crate::error::{Error, Result};
 use crate::format::{self, FrameError, FrameKind, SEGMENT_HEADER_BYTES};
 use crate::recovery::{self, ScanStart, Tail};
-use crate::segment::Segment;
+use crate::segment::{self, Segment};
 use crate::writer::Shared;
 
-/// One record: its offset, timestamp and payload. Owns a reference to its segment's
-/// mapping, so it stays valid (and zero-copy) however long it is kept.
+/// One record: its offset, timestamp and payload. Stays valid however long it is kept:
+/// a payload of up to [`Record::INLINE_PAYLOAD_BYTES`] is copied into it; a larger one
+/// stays in place (zero copy) and the record holds a reference to its segment's mapping.
 #[derive(Clone)]
 pub struct Record {
-    segment: Arc<Segment>,
     offset: u64,
     timestamp_ms: u64,
-    payload_position: usize,
-    payload_bytes: usize,
-    /// Bytes of the extension block just before the payload (0: a plain record).
-    extension_bytes: usize,
+    payload: Payload,
 }
 
+/// Where a record's payload is. A small one is copied, because copying it costs less than
+/// the two atomic reference count updates (one when the record is made, one when it is
+/// dropped) that holding the mapping costs; a scan of small records spent about a third
+/// of its time on them (docs/design.md 4.4).
+#[derive(Clone)]
+enum Payload {
+    /// `bytes` bytes from `position` in the segment's mapping, kept mapped by the record;
+    /// an entry's extension block (`extension_bytes`, 0 for a plain record) just before.
+    Mapped {
+        segment: Arc<Segment>,
+        position: usize,
+        bytes: usize,
+        extension_bytes: u32,
+    },
+    /// A copy: the first `bytes` bytes of `data` (plain records only).
+    Inline { bytes: u8, data: InlineBytes },
+}
+
+/// Aligned like the words it is copied and moved in.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct InlineBytes([u8; Record::INLINE_PAYLOAD_BYTES]);
+
+// Two cache lines, the same as its frame for a payload of the largest inline size.
+const _: () = assert!(std::mem::size_of::<Record>() <= 128);
+const _: () = assert!(Record::INLINE_PAYLOAD_BYTES <= u8::MAX as usize);
+
 impl Record {
+    /// Payloads up to this many bytes are copied into the record; larger ones are read
+    /// in place from the segment's mapping.
+    pub const INLINE_PAYLOAD_BYTES: usize = 104;
+
     /// The record's offset in the log.
     pub fn offset(&self) -> u64 {
         self.offset
@@ -38,19 +68,61 @@ impl Record {
         self.timestamp_ms
     }
 
-    /// The payload, borrowed from the segment mapping.
+    /// The payload: a slice of the segment mapping, or of the record's own copy of a
+    /// small payload.
     pub fn payload(&self) -> &[u8] {
-        &self.segment.mapped()[self.payload_position..self.payload_position + self.payload_bytes]
+        match &self.payload {
+            Payload::Mapped {
+                segment,
+                position,
+                bytes,
+                ..
+            } => &segment.mapped()[*position..*position + *bytes],
+            Payload::Inline { bytes, data } => &data.0[..usize::from(*bytes)],
+        }
     }
 
     /// The record's extension block (key, headers, id, sequence), empty for a plain
     /// record: checked when the frame was read (`entry.rs` reads its fields).
     pub(crate) fn extension_block(&self) -> &[u8] {
-        let start = self.payload_position - self.extension_bytes;
-        self.segment
-            .mapped()
-            .get(start..self.payload_position)
-            .unwrap_or_default()
+        match &self.payload {
+            Payload::Mapped {
+                segment,
+                position,
+                extension_bytes,
+                ..
+            } => {
+                let start = position - *extension_bytes as usize;
+                segment.mapped().get(start..*position).unwrap_or_default()
+            }
+            Payload::Inline { .. } => &[],
+        }
+    }
+}
+
+/// A record borrowed from its segment's mapping, as [`Log::scan`](crate::Log::scan) hands
+/// it to its visitor: checked like every record a read returns, and valid for the call.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    offset: u64,
+    timestamp_ms: u64,
+    payload: &'a [u8],
+}
+
+impl<'a> RecordRef<'a> {
+    /// The record's offset in the log.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// As [`Record::timestamp_ms`].
+    pub fn timestamp_ms(&self) -> u64 {
+        self.timestamp_ms
+    }
+
+    /// The payload, borrowed from the segment mapping (zero copy).
+    pub fn payload(&self) -> &'a [u8] {
+        self.payload
     }
 }
 
@@ -59,7 +131,7 @@ impl std::fmt::Debug for Record {
         f.debug_struct("Record")
             .field("offset", &self.offset)
             .field("timestamp_ms", &self.timestamp_ms)
-            .field("payload_bytes", &self.payload_bytes)
+            .field("payload_bytes", &self.payload().len())
             .finish()
     }
 }
@@ -180,11 +252,18 @@ impl Shared {
     /// it and the position after it.
     pub(crate) fn find(&self, segment: &Arc<Segment>, offset: u64) -> Result<(Record, u64)> {
         self.ensure_index(segment, false)?;
-        let (floor, unchecked) = {
+        let (floor, next, unchecked) = {
             let index = segment.index.read();
-            let floor = index.floor(offset);
-            (floor, floor.is_some_and(|e| index.is_unchecked(e)))
+            // Where the record is if the segment's records are all the same size: its
+            // page starts loading (the costly part of a random read: a TLB miss, then the
+            // line) while the index is searched.
+            if let (Some(first), Some(last)) = (index.entries.first(), index.entries.last()) {
+                prefetch_walk(segment, Some(*first), Some(*last), offset, 1)?;
+            }
+            let (floor, next) = index.bracket(offset);
+            (floor, next, floor.is_some_and(|e| index.is_unchecked(e)))
         };
+        prefetch_walk(segment, floor, next, offset, LINES_WALKED)?;
         let found = walk(segment, floor, offset).and_then(|p| read_frame(segment, p, offset));
         match found {
             Err(_) if unchecked => {
@@ -237,6 +316,43 @@ impl Shared {
 fn corruption(segment: &Segment, position: u64, reason: impl Into<String>) -> Error {
     Error::corruption(&segment.path, position, reason)
 }
+
+/// Before a walk from `floor` to the record `target`: asks the CPU for the last `lines`
+/// cache lines up to the end of the target's frame, where it would be if the frames
+/// between `floor` and `next` were all the same size, so that they load together rather
+/// than one after the other (each frame header gives the next one's position, and on a
+/// virtual machine the first touch of a page is a costly two-level page walk). Only a
+/// hint: the walk reads and checks every header all the same, wherever they are.
+fn prefetch_walk(
+    segment: &Segment,
+    floor: Option<format::IndexEntry>,
+    next: Option<format::IndexEntry>,
+    target: u64,
+    lines: u64,
+) -> Result<()> {
+    let (Some(floor), Some(next)) = (floor, next) else {
+        return Ok(());
+    };
+    let (Some(records), Some(bytes_between)) = (
+        next.offset.checked_sub(floor.offset).filter(|&n| n > 0),
+        next.position.checked_sub(floor.position),
+    ) else {
+        return Ok(());
+    };
+    let frame_bytes = (bytes_between / records).max(format::FRAME_HEADER_BYTES);
+    let steps = target.saturating_sub(floor.offset);
+    // The last `lines` lines through the end of the target's frame, as far as the frames
+    // are all the same size.
+    let end = (floor.position + (steps + 1) * frame_bytes).min(next.position);
+    let start = end.saturating_sub(lines * 64).max(floor.position);
+    let bytes = segment.bytes()?;
+    segment::prefetch(bytes.get(start as usize..end as usize).unwrap_or_default());
+    Ok(())
+}
+
+/// Lines a random read asks for ahead of its walk: an index interval's worth, at the
+/// default interval (4 KiB).
+const LINES_WALKED: u64 = 64;
 
 /// Walks frames from an index entry (or the data start) to the record `target`.
 fn walk(segment: &Segment, floor: Option<format::IndexEntry>, target: u64) -> Result<u64> {
@@ -368,16 +484,7 @@ pub(crate) fn read_frame(
         match frame.kind {
             FrameKind::Marker { .. } => position += frame.padded_bytes,
             FrameKind::Record { offset, .. } if offset == expected => {
-                let record = Record {
-                    segment: segment.clone(),
-                    offset,
-                    timestamp_ms: frame.timestamp_ms,
-                    payload_position: (position
-                        + format::FRAME_HEADER_BYTES
-                        + frame.extension_bytes) as usize,
-                    payload_bytes: frame.payload_bytes as usize,
-                    extension_bytes: frame.extension_bytes as usize,
-                };
+                let record = Checked::new(position, &frame).record(segment, offset);
                 return Ok((record, position + frame.padded_bytes));
             }
             FrameKind::Record { offset, .. } => {
@@ -390,6 +497,78 @@ pub(crate) fn read_frame(
         }
     }
 }
+
+/// Where a checked record's payload lies, and its timestamp.
+#[derive(Clone, Copy, Default)]
+struct Checked {
+    timestamp_ms: u64,
+    payload_position: usize,
+    payload_bytes: usize,
+    /// An entry's extension block, just before the payload (0: a plain record).
+    extension_bytes: u32,
+}
+
+impl Checked {
+    /// The record of `frame`, which starts at `position`.
+    fn new(position: u64, frame: &format::Frame) -> Checked {
+        Checked {
+            timestamp_ms: frame.timestamp_ms,
+            payload_position: (position + format::FRAME_HEADER_BYTES + frame.extension_bytes)
+                as usize,
+            payload_bytes: frame.payload_bytes as usize,
+            // An extension block is at most 64 KiB (`entry.rs`).
+            extension_bytes: u32::try_from(frame.extension_bytes).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The record, in `segment` (mapped: its frame was checked).
+    fn record(self, segment: &Arc<Segment>, offset: u64) -> Record {
+        let payload = match u8::try_from(self.payload_bytes) {
+            // An entry keeps its extension block readable in the mapping.
+            Ok(bytes)
+                if self.payload_bytes <= Record::INLINE_PAYLOAD_BYTES
+                    && self.extension_bytes == 0 =>
+            {
+                let mapped = &segment.mapped()[self.payload_position..];
+                // A copy of fixed length is a few vector moves, where one of the payload's
+                // length is a call to memcpy; the bytes past the payload (the rest of its
+                // frame, or the next one's) are never shown. At the end of the mapping,
+                // the exact length.
+                let mut data = InlineBytes([0; Record::INLINE_PAYLOAD_BYTES]);
+                match mapped.get(..Record::INLINE_PAYLOAD_BYTES) {
+                    Some(window) => data.0.copy_from_slice(window),
+                    None => copy_short(&mut data, &mapped[..self.payload_bytes]),
+                }
+                Payload::Inline { bytes, data }
+            }
+            _ => Payload::Mapped {
+                segment: segment.clone(),
+                position: self.payload_position,
+                bytes: self.payload_bytes,
+                extension_bytes: self.extension_bytes,
+            },
+        };
+        Record {
+            offset,
+            timestamp_ms: self.timestamp_ms,
+            payload,
+        }
+    }
+}
+
+/// The copy of a payload at the very end of a mapping (kept out of line, so that the
+/// fixed-length copy stays a few moves).
+#[cold]
+#[inline(never)]
+fn copy_short(data: &mut InlineBytes, payload: &[u8]) {
+    data.0[..payload.len()].copy_from_slice(payload);
+}
+
+/// How far ahead of itself a scan has the mapping populated.
+const POPULATE_AHEAD_BYTES: usize = 2 << 20;
+
+/// Frames a scan checks at a time: their checksums run side by side (`crate::crc`).
+const AHEAD_FRAMES: usize = 16;
 
 /// Iterates records in offset order from a starting offset up to the read watermark.
 ///
@@ -414,11 +593,100 @@ pub struct Iter {
 }
 
 /// Where the iterator is: the segment, the position of the next frame, and the offset
-/// the segment ends at (`u64::MAX` while it was the active segment).
+/// the segment ends at (`u64::MAX` while it was the active segment); and the records
+/// checked ahead of the iterator: `ahead[taken..checked]` are the records from the
+/// iterator's next offset on, and `position` lies past the last of them.
 struct Cursor {
     segment: Arc<Segment>,
     position: u64,
     end_offset: u64,
+    ahead: [Checked; AHEAD_FRAMES],
+    taken: usize,
+    checked: usize,
+    /// The mapping is populated below this position (`Segment::populate`).
+    populated: usize,
+}
+
+impl Cursor {
+    fn new(segment: Arc<Segment>, position: u64, end_offset: u64) -> Cursor {
+        Cursor {
+            segment,
+            position,
+            end_offset,
+            ahead: [Checked::default(); AHEAD_FRAMES],
+            taken: 0,
+            checked: 0,
+            populated: 0,
+        }
+    }
+
+    /// The record `offset`, if it was checked ahead.
+    fn take(&mut self, offset: u64) -> Option<Record> {
+        let checked = *self.ahead[..self.checked].get(self.taken)?;
+        self.taken += 1;
+        Some(checked.record(&self.segment, offset))
+    }
+
+    /// Checks the frames of records from `next` (below `limit`) ahead, all of them in
+    /// full (checksum, offset, padding), the checksums of several at once. Stops before
+    /// anything unexpected, which the caller's frame-by-frame read then explains.
+    fn check_ahead(&mut self, next: u64, limit: u64) -> Result<()> {
+        debug_assert_eq!(self.taken, self.checked);
+        self.taken = 0;
+        self.checked = 0;
+        let bytes = self.segment.bytes()?;
+        let mut frames: [Range<usize>; AHEAD_FRAMES] = std::array::from_fn(|_| 0..0);
+        let mut frames_count = 0;
+        let mut position = self.position as usize;
+        let mut expected = next;
+        while frames_count < AHEAD_FRAMES && expected < limit {
+            let Some((offset, padded_bytes)) = bytes.get(position..).and_then(format::peek_frame)
+            else {
+                break;
+            };
+            if offset == expected {
+                expected += 1;
+            } else if offset != format::MARKER_OFFSET {
+                break;
+            }
+            frames[frames_count] = position..position + padded_bytes as usize;
+            frames_count += 1;
+            position += padded_bytes as usize;
+        }
+        if position + POPULATE_AHEAD_BYTES / 2 > self.populated {
+            let start = self.populated.max(position);
+            self.populated = start + POPULATE_AHEAD_BYTES;
+            self.segment.populate(start..self.populated);
+        }
+        // The next frames, while these are checked and read: a scan waits on memory more
+        // than on anything else.
+        let ahead = (position - self.position as usize).clamp(1 << 10, 4 << 10);
+        segment::prefetch(
+            bytes
+                .get(position..)
+                .map_or(&[], |rest| &rest[..ahead.min(rest.len())]),
+        );
+        let frames = &frames[..frames_count];
+        let mut crcs = [0u32; AHEAD_FRAMES];
+        crc::frame_crcs(bytes, self.segment.seed, frames, &mut crcs[..frames_count]);
+        let mut expected = next;
+        for (frame, crc) in frames.iter().zip(crcs) {
+            let Ok(decoded) = format::decode_frame_with(&bytes[frame.start..], |_| crc) else {
+                break;
+            };
+            match decoded.kind {
+                FrameKind::Marker { .. } => {}
+                FrameKind::Record { offset, .. } if offset == expected => {
+                    self.ahead[self.checked] = Checked::new(frame.start as u64, &decoded);
+                    self.checked += 1;
+                    expected += 1;
+                }
+                FrameKind::Record { .. } => break,
+            }
+            self.position = frame.end as u64;
+        }
+        Ok(())
+    }
 }
 
 impl Iter {
@@ -499,9 +767,56 @@ impl Iter {
         Ok(())
     }
 
+    /// Calls `visit` on each record from the next one up to the read watermark, until it
+    /// returns `false` (the iterator then stands after that record). Records checked ahead
+    /// are handed over as borrowed slices, with no copy or reference count.
+    pub(crate) fn visit(&mut self, mut visit: impl FnMut(RecordRef<'_>) -> bool) -> Result<()> {
+        loop {
+            if let Some(cursor) = &mut self.cursor {
+                let bytes = cursor.segment.mapped();
+                while let Some(checked) = cursor.ahead[..cursor.checked].get(cursor.taken) {
+                    cursor.taken += 1;
+                    let record = RecordRef {
+                        offset: self.next,
+                        timestamp_ms: checked.timestamp_ms,
+                        payload: &bytes[checked.payload_position..][..checked.payload_bytes],
+                    };
+                    self.next += 1;
+                    if !visit(record) {
+                        return Ok(());
+                    }
+                }
+            }
+            // One record the slow way (which checks the next ones ahead), or the end.
+            match self.next() {
+                None => return Ok(()),
+                Some(Err(error)) => return Err(error),
+                Some(Ok(record)) => {
+                    let record = RecordRef {
+                        offset: record.offset,
+                        timestamp_ms: record.timestamp_ms,
+                        payload: record.payload(),
+                    };
+                    if !visit(record) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
     fn advance(&mut self) -> Result<Record> {
         if let Some(cursor) = &mut self.cursor {
+            if let Some(record) = cursor.take(self.next) {
+                self.next += 1;
+                return Ok(record);
+            }
             if self.next < cursor.end_offset {
+                cursor.check_ahead(self.next, self.visible.min(cursor.end_offset))?;
+                if let Some(record) = cursor.take(self.next) {
+                    self.next += 1;
+                    return Ok(record);
+                }
                 match read_frame(&cursor.segment, cursor.position, self.next) {
                     Ok((record, after)) => {
                         cursor.position = after;
@@ -526,11 +841,7 @@ impl Iter {
             .ok_or_else(|| self.shared.out_of_range(self.next))?;
         let (record, after) = self.shared.find(&segment, self.next)?;
         let end_offset = segment.end_offset.read().unwrap_or(u64::MAX);
-        self.cursor = Some(Cursor {
-            segment,
-            position: after,
-            end_offset,
-        });
+        self.cursor = Some(Cursor::new(segment, after, end_offset));
         self.next += 1;
         Ok(record)
     }

@@ -318,3 +318,155 @@ fn reads_work_after_close() {
     assert_eq!(last.len(), 3);
     assert_eq!(last[2].payload(), payload(1999, 100).as_slice());
 }
+
+#[test]
+fn records_of_every_size_around_the_inline_limit_read_back_and_outlive_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small(ringlog::IoBackend::Pwrite)).unwrap();
+    let limit = ringlog::Record::INLINE_PAYLOAD_BYTES;
+    // Sizes on both sides of the limit, and tiny ones, cycled so that records of each
+    // size land at many positions, segment ends included.
+    let sizes: Vec<usize> = [0, 1, 7, 8, 9, 200, 1000]
+        .into_iter()
+        .chain(limit - 9..=limit + 9)
+        .collect();
+    let len = |offset: u64| sizes[(offset as usize * 7) % sizes.len()];
+    let bytes = |offset: u64| {
+        let mut p = payload(offset, len(offset));
+        p.truncate(len(offset));
+        p
+    };
+    let count = 3000u64;
+    for offset in 0..count {
+        assert_eq!(log.append(&bytes(offset)).unwrap(), offset);
+    }
+    assert!(
+        log.segments().unwrap().len() > 3,
+        "rolled over several times"
+    );
+    let scanned: Vec<ringlog::Record> = log.iter(0).map(|r| r.unwrap()).collect();
+    assert_eq!(scanned.len() as u64, count);
+    for (offset, record) in (0..count).zip(&scanned) {
+        assert_eq!(record.offset(), offset);
+        assert_eq!(
+            record.payload(),
+            bytes(offset).as_slice(),
+            "offset {offset}"
+        );
+    }
+    let read: Vec<ringlog::Record> = (0..count).rev().map(|o| log.read(o).unwrap()).collect();
+    log.close().unwrap();
+    drop(log);
+    // Kept records, and clones of them, stay valid once the log is gone.
+    for (record, offset) in read.iter().zip((0..count).rev()) {
+        assert_eq!(
+            record.clone().payload(),
+            bytes(offset).as_slice(),
+            "offset {offset}"
+        );
+    }
+    assert_eq!(scanned[2999].payload(), bytes(2999).as_slice());
+}
+
+#[test]
+fn scan_visits_what_iter_yields_and_stops_where_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small(ringlog::IoBackend::Pwrite)).unwrap();
+    let count = 2000u64;
+    for offset in 0..count {
+        log.append(&payload(offset, 20 + (offset as usize * 13) % 300))
+            .unwrap();
+    }
+    assert!(
+        log.segments().unwrap().len() > 3,
+        "rolled over several times"
+    );
+    let mut seen = Vec::new();
+    let end = log
+        .scan(5, |record| {
+            assert_eq!(
+                record.payload(),
+                payload(record.offset(), 20 + (record.offset() as usize * 13) % 300).as_slice()
+            );
+            seen.push((record.offset(), record.timestamp_ms()));
+            true
+        })
+        .unwrap();
+    assert_eq!(end, count);
+    let iterated: Vec<(u64, u64)> = log
+        .iter(5)
+        .map(|r| r.map(|r| (r.offset(), r.timestamp_ms())).unwrap())
+        .collect();
+    assert_eq!(seen, iterated);
+    // Stopped by the visitor: the offset after the last record visited.
+    let mut visited = 0;
+    let end = log
+        .scan(0, |record| {
+            visited += 1;
+            record.offset() < 1234
+        })
+        .unwrap();
+    assert_eq!((visited, end), (1235, 1235));
+    assert!(matches!(
+        log.scan(count + 1, |_| true),
+        Err(Error::OffsetOutOfRange { .. })
+    ));
+    assert_eq!(
+        log.scan(count, |_| panic!("nothing to visit")).unwrap(),
+        count
+    );
+}
+
+#[test]
+fn scan_reports_damage_where_iter_does_after_visiting_the_same_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = 1500u64;
+    {
+        let log = Log::open(dir.path(), small(ringlog::IoBackend::Pwrite)).unwrap();
+        for offset in 0..count {
+            log.append(&payload(offset, 100)).unwrap();
+        }
+        log.close().unwrap();
+    }
+    // A flipped bit in the middle of the second segment's data.
+    let mut segments: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segments.sort();
+    let damaged = &segments[1];
+    let mut bytes = std::fs::read(damaged).unwrap();
+    bytes[20_000] ^= 0x10;
+    std::fs::write(damaged, &bytes).unwrap();
+
+    let log = Log::open_read_only(dir.path(), small(ringlog::IoBackend::Pwrite)).unwrap();
+    let mut iterated = Vec::new();
+    let iter_error = log
+        .iter(0)
+        .find_map(|r| match r {
+            Ok(record) => {
+                iterated.push(record.offset());
+                None
+            }
+            Err(e) => Some(e),
+        })
+        .expect("iter reports the damage");
+    let mut scanned = Vec::new();
+    let scan_error = log
+        .scan(0, |record| {
+            scanned.push(record.offset());
+            true
+        })
+        .expect_err("scan reports the damage");
+    assert!(
+        matches!(scan_error, Error::Corruption { .. }),
+        "{scan_error}"
+    );
+    assert_eq!(scan_error.to_string(), iter_error.to_string());
+    assert!(scan_error
+        .to_string()
+        .contains(&damaged.display().to_string()));
+    assert_eq!(scanned, iterated);
+    assert!(!scanned.is_empty() && (scanned.len() as u64) < count);
+}

@@ -31,7 +31,8 @@ usage: bench-peers [--quick] [--dir DIR] [--peers NAME,NAME,..]
   --dir DIR      where to put the scratch directory (default: the current directory);
                  it is created inside DIR and removed at the end
   --peers LIST   only these (default: all): ringlog, okaywal, commitlog, raft-engine,
-                 sqlite-wal, json-lines, framed-file";
+                 sqlite-wal, json-lines, framed-file, channel-log, walrus,
+                 spacetimedb-commitlog";
 
 struct Args {
     quick: bool,
@@ -140,7 +141,8 @@ fn main() -> Result<()> {
     let _ = writeln!(
         out,
         "\nNo peer was dropped: all of them build here (raft-engine without its default \
-         `scripting` feature). A peer that fails at run time shows the error in its row.\n"
+         `scripting` feature; spacetimedb-commitlog 1.3, as 2.x needs Rust 1.97). A peer \
+         that fails at run time shows the error in its row.\n"
     );
     let _ = writeln!(
         out,

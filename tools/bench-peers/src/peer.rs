@@ -37,6 +37,17 @@ pub trait Peer: Send + Sync {
     /// has them. Stops early when `visit` returns `false`.
     fn read_sequential(&self, visit: &mut dyn FnMut(&[u8]) -> bool) -> Result<()>;
 
+    /// The name of a second way to visit every record, where the peer has one worth its
+    /// own W4 row (ringlog's `Log::scan`, beside `iter`).
+    fn other_scan(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Visits every record the second way (see [`Peer::other_scan`]).
+    fn read_sequential_other(&self, _visit: &mut dyn FnMut(&[u8]) -> bool) -> Result<()> {
+        anyhow::bail!("no second way to scan")
+    }
+
     /// Reads record number `index` (from 0, in append order).
     fn read_at(&self, index: u64, visit: &mut dyn FnMut(&[u8])) -> Result<()>;
 
@@ -54,10 +65,13 @@ pub enum PeerId {
     Sqlite,
     JsonLines,
     Framed,
+    Channel,
+    Walrus,
+    Spacetime,
 }
 
 impl PeerId {
-    pub const ALL: [PeerId; 7] = [
+    pub const ALL: [PeerId; 10] = [
         PeerId::Ringlog,
         PeerId::Okaywal,
         PeerId::Commitlog,
@@ -65,6 +79,9 @@ impl PeerId {
         PeerId::Sqlite,
         PeerId::JsonLines,
         PeerId::Framed,
+        PeerId::Channel,
+        PeerId::Walrus,
+        PeerId::Spacetime,
     ];
 
     /// Short name, used on the command line and in tables.
@@ -77,6 +94,9 @@ impl PeerId {
             PeerId::Sqlite => "sqlite-wal",
             PeerId::JsonLines => "json-lines",
             PeerId::Framed => "framed-file",
+            PeerId::Channel => "channel-log",
+            PeerId::Walrus => "walrus",
+            PeerId::Spacetime => "spacetimedb-commitlog",
         }
     }
 
@@ -121,12 +141,35 @@ impl PeerId {
                  bulk: frames gathered in a 1 MiB buffer, one `write` per buffer, one `fsync` \
                  per batch (at the end). Mutex around the file."
             }
+            PeerId::Channel => {
+                "hand-written baseline (issue 14): one writer thread fed by a bounded channel, \
+                 length + CRC32C frames appended to one growing file, a dense in-memory index \
+                 of record positions; the writer writes what the channel holds (up to 1 MiB) \
+                 with one `write` and, if any of it asked, one `fdatasync` for all of it \
+                 (group commit); bulk: no fdatasync until `sync`. Reads: `pread` at the \
+                 indexed position; scan: 1 MiB reads."
+            }
+            PeerId::Walrus => {
+                "NOT DURABLE: walrus-rust 0.2, one topic; its fsync schedule is process-wide \
+                 (the first instance's), so both modes use the default fsync every 200 ms and \
+                 an append returns before it is durable; there is no sync call, so `sync` \
+                 waits 250 ms (counted in W3). Reads: a consuming cursor (scan: \
+                 `batch_read_for_topic`, 1 MiB at a time); no read by position (W5 and W6 \
+                 fail with that reason). Storage root from `WALRUS_DATA_DIR`."
+            }
+            PeerId::Spacetime => {
+                "spacetimedb-commitlog 1.3 (2.x needs Rust 1.97), default options (commits of up \
+                 to 65535 records, CRC32C per commit, 1 GiB segments, sparse offset index); \
+                 durable: `append_maybe_flush` + `flush_and_sync` per record (fsync); bulk: \
+                 `append_maybe_flush` per record, `flush_and_sync` at the end. Records are \
+                 length-prefixed transactions; reads decode them (one allocation each)."
+            }
         }
     }
 
     /// Whether `append_durable` really waits for the disk.
     pub fn is_durable(self) -> bool {
-        self != PeerId::Commitlog
+        !matches!(self, PeerId::Commitlog | PeerId::Walrus)
     }
 
     /// Opens (creating or recovering) the log in `dir`.
@@ -139,6 +182,9 @@ impl PeerId {
             PeerId::Sqlite => peers::sqlite::open(dir, mode),
             PeerId::JsonLines => peers::json_lines::open(dir, mode),
             PeerId::Framed => peers::framed::open(dir, mode),
+            PeerId::Channel => peers::channel::open(dir, mode),
+            PeerId::Walrus => peers::walrus::open(dir, mode),
+            PeerId::Spacetime => peers::spacetimedb::open(dir, mode),
         }
     }
 }

@@ -13,7 +13,7 @@ use anyhow::{anyhow, ensure, Context, Result};
 
 use crate::peer::{Mode, Peer};
 
-const HEADER_BYTES: usize = 8;
+pub(crate) const HEADER_BYTES: usize = 8;
 /// Largest frame the scan accepts: a larger length is garbage from a torn write.
 const MAX_PAYLOAD_BYTES: usize = 64 << 20;
 /// Bulk appends write whenever this much is buffered.
@@ -68,7 +68,7 @@ fn frame_into(buffer: &mut Vec<u8>, payload: &[u8]) {
 }
 
 /// Reads the next frame into `payload`. `Ok(false)` at the end of valid data.
-fn read_frame(input: &mut impl Read, payload: &mut Vec<u8>) -> Result<bool> {
+pub(crate) fn read_frame(input: &mut impl Read, payload: &mut Vec<u8>) -> Result<bool> {
     let mut header = [0u8; HEADER_BYTES];
     match input.read_exact(&mut header) {
         Ok(()) => {}
@@ -90,7 +90,7 @@ fn read_frame(input: &mut impl Read, payload: &mut Vec<u8>) -> Result<bool> {
 }
 
 /// Finds the start of every valid frame, and the end of the last one.
-fn scan(path: &Path) -> Result<(Vec<u64>, u64)> {
+pub(crate) fn scan(path: &Path) -> Result<(Vec<u64>, u64)> {
     let file = File::open(path).with_context(|| format!("framed: open {}", path.display()))?;
     let mut input = BufReader::with_capacity(1 << 20, file);
     let mut starts = Vec::new();

@@ -58,6 +58,17 @@ impl Peer for Ringlog {
         Ok(())
     }
 
+    fn other_scan(&self) -> Option<&'static str> {
+        Some("ringlog scan (callback)")
+    }
+
+    fn read_sequential_other(&self, visit: &mut dyn FnMut(&[u8]) -> bool) -> Result<()> {
+        self.log
+            .scan(self.log.first_offset(), |record| visit(record.payload()))
+            .context("ringlog: scan")?;
+        Ok(())
+    }
+
     fn read_at(&self, index: u64, visit: &mut dyn FnMut(&[u8])) -> Result<()> {
         let offset = self.log.first_offset() + index;
         let record = self
