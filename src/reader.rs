@@ -244,8 +244,30 @@ impl Shared {
         let segment = self
             .segment_for(offset)
             .ok_or_else(|| self.out_of_range(offset))?;
-        let (record, _) = self.find(&segment, offset)?;
+        let (record, _) = self
+            .find(&segment, offset)
+            .map_err(|e| self.explain_missing(e, offset))?;
         Ok(record)
+    }
+
+    /// A segment file that is gone when a read maps it (sealed segments are mapped by
+    /// name on first use): a trim or retention deleted it since the read looked (the
+    /// record is out of range now), or the topic was removed (the log is closed).
+    /// Anything else is the error as it is.
+    pub(crate) fn explain_missing(&self, error: Error, offset: u64) -> Error {
+        let missing = matches!(&error, Error::Io { source, .. }
+            if source.kind() == std::io::ErrorKind::NotFound);
+        if !missing {
+            return error;
+        }
+        let first = self.first_offset.load(std::sync::atomic::Ordering::SeqCst);
+        if offset < first {
+            return self.out_of_range(offset);
+        }
+        if self.marks.state() != crate::watermark::OPEN {
+            return Error::Closed;
+        }
+        error
     }
 
     /// Finds and reads the record `offset` (known to be visible) in `segment`; returns
@@ -839,7 +861,10 @@ impl Iter {
             .shared
             .segment_for(self.next)
             .ok_or_else(|| self.shared.out_of_range(self.next))?;
-        let (record, after) = self.shared.find(&segment, self.next)?;
+        let (record, after) = self
+            .shared
+            .find(&segment, self.next)
+            .map_err(|e| self.shared.explain_missing(e, self.next))?;
         let end_offset = segment.end_offset.read().unwrap_or(u64::MAX);
         self.cursor = Some(Cursor::new(segment, after, end_offset));
         self.next += 1;

@@ -541,3 +541,25 @@ fn a_closed_interval_topic_lets_its_files_go_at_once() {
         b"x"
     );
 }
+
+#[test]
+fn an_iterator_over_a_removed_topics_unread_segments_ends_with_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let topic = store.topic("orders").unwrap();
+    for i in 0..2_000u32 {
+        topic.append(&[i as u8; 300]).unwrap();
+    }
+    assert!(topic.segments().unwrap().len() > 2);
+    drop(topic);
+    store.close().unwrap();
+    // Reopened: its sealed segments are not mapped until read.
+    let store = Store::open(dir.path(), Options::default()).unwrap();
+    let topic = store.topic("orders").unwrap();
+    let mut iter = topic.iter(0);
+    store.remove_topic("orders").unwrap();
+    match iter.next() {
+        Some(Err(ringlog::Error::Closed)) | None => {}
+        other => panic!("an unread segment of a removed topic: {other:?}"),
+    }
+}
