@@ -5,7 +5,7 @@ use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
@@ -384,38 +384,48 @@ where
             }
         }
         let (tx, rx) = mpsc::channel(FLUSH_QUEUE_LEN);
-        tokio::spawn(run_flusher(self.shared.clone(), rx));
+        tokio::spawn(run_flusher(Arc::downgrade(&self.shared), rx));
         self.flusher = Some(tx.clone());
         tx
     }
 }
 
 /// Fires each flush callback, in append order, once ringlog's durable watermark has passed
-/// its last entry: one task per store, however many appends.
+/// its last entry: one task per store, however many appends. While idle it holds the store
+/// only weakly, so dropping the store closes the log at once (a reopen right after a drop
+/// does not find the directory locked).
 async fn run_flusher<C: RaftTypeConfig>(
-    shared: Arc<Shared>,
+    shared: Weak<Shared>,
     mut rx: mpsc::Receiver<PendingFlush<C>>,
 ) {
     while let Some(pending) = rx.recv().await {
-        let result = match shared.log().wait_durable_async(pending.index).await {
-            Ok(()) => Ok(()),
-            Err(ringlog::Error::OffsetOutOfRange { .. })
-                if pending.epoch < shared.epoch.load(SeqCst) =>
-            {
-                // Truncated away after a truncation's flush: nothing left to flush.
-                Ok(())
-            }
-            Err(e) => Err(std::io::Error::other(format!(
-                "{}: flush of index {}: {e}",
-                shared.log().dir().display(),
-                pending.index
-            ))),
-        };
-        if result.is_ok() {
-            let durable = shared.log().durable_offset();
-            lock(&shared.tail).prune_below(durable);
-        }
+        let result = flush_one(&shared, pending.index, pending.epoch).await;
         pending.callback.log_io_completed(result);
+    }
+}
+
+async fn flush_one(shared: &Weak<Shared>, index: u64, epoch: u64) -> std::io::Result<()> {
+    let Some(log) = shared.upgrade().map(|s| s.log()) else {
+        return Err(std::io::Error::other(
+            "the store was dropped before the flush",
+        ));
+    };
+    let waited = log.wait_durable_async(index).await;
+    let Some(shared) = shared.upgrade() else {
+        return waited.map_err(|e| std::io::Error::other(e.to_string()));
+    };
+    match waited {
+        Ok(()) => {
+            let durable = log.durable_offset();
+            lock(&shared.tail).prune_below(durable);
+            Ok(())
+        }
+        // Truncated away after a truncation's flush: nothing left to flush.
+        Err(ringlog::Error::OffsetOutOfRange { .. }) if epoch < shared.epoch.load(SeqCst) => Ok(()),
+        Err(e) => Err(std::io::Error::other(format!(
+            "{}: flush of index {index}: {e}",
+            log.dir().display()
+        ))),
     }
 }
 
