@@ -121,13 +121,22 @@ async fn main() {
         nodes.insert(id, start_node(root.path(), id, &router).await);
     }
     let members: BTreeMap<u64, BasicNode> = (1..=3).map(|id| (id, BasicNode::default())).collect();
-    nodes[&1].raft.initialize(members).await.expect("initialize");
+    nodes[&1]
+        .raft
+        .initialize(members)
+        .await
+        .expect("initialize");
     let first_leader = leader(&nodes).await;
     println!("leader: node {first_leader}");
 
     let mut last = 0;
     for i in 0..100 {
-        last = set(&nodes[&first_leader].raft, format!("key-{i:03}"), format!("value {i}")).await;
+        last = set(
+            &nodes[&first_leader].raft,
+            format!("key-{i:03}"),
+            format!("value {i}"),
+        )
+        .await;
     }
     for (id, node) in &nodes {
         wait_applied(node, last).await;
@@ -148,7 +157,12 @@ async fn main() {
 
     let leader_id = leader(&nodes).await;
     for i in 100..150 {
-        last = set(&nodes[&leader_id].raft, format!("key-{i:03}"), format!("value {i}")).await;
+        last = set(
+            &nodes[&leader_id].raft,
+            format!("key-{i:03}"),
+            format!("value {i}"),
+        )
+        .await;
     }
     println!("wrote 50 more keys with node {victim} down");
 
