@@ -73,9 +73,15 @@ async fn run<LS: RaftLogStorage<Tc>>(mut make_store: impl FnMut(u64) -> LS) -> F
     let router = Router::<Tc>::default();
     let mut rafts = BTreeMap::new();
     for id in 1..=3u64 {
-        let raft = Raft::new(id, config(), router.clone(), make_store(id), Sm::default())
-            .await
-            .expect("start a node");
+        let raft = Raft::new(
+            id,
+            config(),
+            router.for_node(id),
+            make_store(id),
+            Sm::default(),
+        )
+        .await
+        .expect("start a node");
         router.add(id, raft.clone());
         rafts.insert(id, raft);
     }

@@ -77,7 +77,7 @@ async fn start_node(root: &std::path::Path, id: u64, router: &Router<Kv>) -> Nod
     .expect("open the node's log");
     let log = store.log();
     let sm = Sm::default();
-    let raft = Raft::new(id, config, router.clone(), store, sm.clone())
+    let raft = Raft::new(id, config, router.for_node(id), store, sm.clone())
         .await
         .expect("start the node");
     router.add(id, raft.clone());

@@ -1,8 +1,8 @@
 //! An in-process cluster's network: a router that delivers openraft's RPCs by calling the
 //! target node's [`Raft`] directly (no sockets). A node removed from the router (killed) is
-//! unreachable.
+//! unreachable; an isolated node (a network partition) neither sends nor receives.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
@@ -16,12 +16,17 @@ use openraft::{Raft, RaftTypeConfig};
 /// Delivers RPCs to the nodes registered with it. Clones share the registry.
 pub struct Router<C: RaftTypeConfig> {
     nodes: Arc<Mutex<BTreeMap<u64, Raft<C>>>>,
+    isolated: Arc<Mutex<BTreeSet<u64>>>,
+    /// The node this router sends for (see [`Router::for_node`]).
+    source: Option<u64>,
 }
 
 impl<C: RaftTypeConfig> Clone for Router<C> {
     fn clone(&self) -> Self {
         Router {
             nodes: self.nodes.clone(),
+            isolated: self.isolated.clone(),
+            source: self.source,
         }
     }
 }
@@ -30,6 +35,8 @@ impl<C: RaftTypeConfig> Default for Router<C> {
     fn default() -> Self {
         Router {
             nodes: Arc::new(Mutex::new(BTreeMap::new())),
+            isolated: Arc::new(Mutex::new(BTreeSet::new())),
+            source: None,
         }
     }
 }
@@ -45,9 +52,44 @@ impl<C: RaftTypeConfig<NodeId = u64>> Router<C> {
         self.lock().remove(&id)
     }
 
-    /// The handle of node `id`, if it is reachable.
+    /// The handle of node `id`, if it is registered.
     pub fn get(&self, id: u64) -> Option<Raft<C>> {
         self.lock().get(&id).cloned()
+    }
+
+    /// The router to give node `id`'s `Raft`: it knows who sends, for partitions.
+    pub fn for_node(&self, id: u64) -> Router<C> {
+        Router {
+            source: Some(id),
+            ..self.clone()
+        }
+    }
+
+    /// Cuts node `id` off the network (both ways) until [`Router::heal`].
+    pub fn isolate(&self, id: u64) {
+        self.isolated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id);
+    }
+
+    /// Ends [`Router::isolate`] for node `id`.
+    pub fn heal(&self, id: u64) {
+        self.isolated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    /// The target's handle if a message from this router's node can reach it now.
+    fn reach(&self, target: u64) -> Option<Raft<C>> {
+        {
+            let isolated = self.isolated.lock().unwrap_or_else(|p| p.into_inner());
+            if isolated.contains(&target) || self.source.is_some_and(|s| isolated.contains(&s)) {
+                return None;
+            }
+        }
+        self.get(target)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Raft<C>>> {
@@ -93,7 +135,7 @@ where
     {
         let raft = self
             .router
-            .get(self.target)
+            .reach(self.target)
             .ok_or_else(|| unreachable(self.target))?;
         raft.append_entries(rpc)
             .await
@@ -110,7 +152,7 @@ where
     > {
         let raft = self
             .router
-            .get(self.target)
+            .reach(self.target)
             .ok_or_else(|| unreachable(self.target))?;
         raft.install_snapshot(rpc)
             .await
@@ -124,7 +166,7 @@ where
     ) -> Result<VoteResponse<u64>, RPCError<u64, openraft::BasicNode, RaftError<u64>>> {
         let raft = self
             .router
-            .get(self.target)
+            .reach(self.target)
             .ok_or_else(|| unreachable(self.target))?;
         raft.vote(rpc)
             .await

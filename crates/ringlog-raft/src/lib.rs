@@ -35,4 +35,4 @@ pub mod meta;
 mod store;
 
 pub use header::RecordData;
-pub use store::{LogReader, LogStore, OpenError};
+pub use store::{LogReader, LogStore, OpenError, StoreCounters};

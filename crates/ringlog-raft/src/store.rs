@@ -1,5 +1,9 @@
 //! [`LogStore`]: openraft's `RaftLogStorage` and `RaftLogReader` on a ringlog `Log`.
 
+// openraft's traits return its `StorageError` (224 bytes); the helpers return what the
+// trait methods pass on.
+#![allow(clippy::result_large_err)]
+
 use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -138,6 +142,7 @@ struct Shared {
     /// epoch whose offset the truncation removed was made durable by the truncation's
     /// flush (or is gone), so it completes successfully.
     epoch: AtomicU64,
+    counters: Arc<StoreCounters>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -245,6 +250,17 @@ impl Shared {
         }
         Ok(())
     }
+}
+
+/// What a store did, counted since it was opened (see [`LogStore::counters`]).
+#[derive(Debug, Default)]
+pub struct StoreCounters {
+    /// Entries appended.
+    pub entries_appended: AtomicU64,
+    /// Truncations started that remove at least one entry (some may have failed).
+    pub truncations: AtomicU64,
+    /// Purges started that trim the log (some may have failed).
+    pub purges: AtomicU64,
 }
 
 /// One append's flush callback, waiting for ringlog's durable watermark to pass `index`.
@@ -363,6 +379,7 @@ where
                 last_log_id,
             }),
             epoch: AtomicU64::new(0),
+            counters: Arc::default(),
         };
         Ok(LogStore {
             shared: Arc::new(shared),
@@ -374,6 +391,11 @@ where
     /// The ringlog log under the store (for tests, stats and crash simulation).
     pub fn log(&self) -> ringlog::Log {
         self.shared.log()
+    }
+
+    /// What this store did since it was opened (shared: keep it to read it later).
+    pub fn counters(&self) -> Arc<StoreCounters> {
+        self.shared.counters.clone()
     }
 
     /// The flusher task's queue, started on the current tokio runtime when needed.
@@ -571,6 +593,7 @@ where
             tail.entries.push_back(std::mem::take(&mut self.buf));
             tail.last_log_id = Some(entry.log_id);
             last_index = Some(index);
+            self.shared.counters.entries_appended.fetch_add(1, SeqCst);
         }
         match last_index {
             None => callback.log_io_completed(Ok(())),
@@ -597,6 +620,7 @@ where
         if index >= self.shared.log().next_offset() {
             return Ok(());
         }
+        self.shared.counters.truncations.fetch_add(1, SeqCst);
         self.shared.log().truncate_from(index).map_err(log_err)?;
         let mut tail = lock(&self.shared.tail);
         if index >= tail.start {
@@ -629,6 +653,7 @@ where
             meta.purged = Some(log_id);
             self.shared.write_meta(meta)?;
         }
+        self.shared.counters.purges.fetch_add(1, SeqCst);
         self.shared.log().trim_before(index + 1).map_err(log_err)?;
         let mut tail = lock(&self.shared.tail);
         if tail.next_index() <= index + 1 {

@@ -107,9 +107,9 @@ async fn three_nodes_survive_each_node_killed_in_turn() {
     }
     assert_eq!(logs[0].len(), logs[1].len());
     assert_eq!(logs[1].len(), logs[2].len());
-    for i in 0..logs[0].len() {
-        assert_eq!(logs[0][i].log_id, logs[1][i].log_id, "entry {i}");
-        assert_eq!(logs[1][i].log_id, logs[2][i].log_id, "entry {i}");
+    for (i, ((a, b), c)) in logs[0].iter().zip(&logs[1]).zip(&logs[2]).enumerate() {
+        assert_eq!(a.log_id, b.log_id, "entry {i}");
+        assert_eq!(b.log_id, c.log_id, "entry {i}");
     }
     assert_eq!(payloads(&logs[0]), payloads(&logs[1]));
     assert_eq!(payloads(&logs[1]), payloads(&logs[2]));

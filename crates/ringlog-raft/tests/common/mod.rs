@@ -42,10 +42,16 @@ pub struct Node {
     pub raft: Raft<TC>,
     pub sm: Sm,
     pub log: ringlog::Log,
+    pub counters: Arc<ringlog_raft::StoreCounters>,
 }
 
 pub struct Cluster {
     pub root: PathBuf,
+    pub config: Arc<Config>,
+    /// Some(state machines by node) to keep each node's state machine across its restarts
+    /// (a state machine that persists what it applies, as openraft expects when logs are
+    /// purged); None to start each node with an empty one.
+    pub kept_sms: Option<BTreeMap<u64, Sm>>,
     pub router: Router<TC>,
     pub nodes: BTreeMap<u64, Node>,
 }
@@ -56,8 +62,14 @@ pub fn node_dir(root: &Path, id: u64) -> PathBuf {
 
 impl Cluster {
     pub async fn start(root: &Path, ids: &[u64]) -> Cluster {
+        Cluster::start_with(root, ids, raft_config()).await
+    }
+
+    pub async fn start_with(root: &Path, ids: &[u64], config: Arc<Config>) -> Cluster {
         let mut cluster = Cluster {
             root: root.to_path_buf(),
+            config,
+            kept_sms: None,
             router: Router::default(),
             nodes: BTreeMap::new(),
         };
@@ -77,22 +89,58 @@ impl Cluster {
     pub async fn start_node(&mut self, id: u64) {
         let store: LogStore<TC> =
             LogStore::open(node_dir(&self.root, id), store_opts()).expect("open the store");
+        self.run_node(id, store).await;
+    }
+
+    /// Starts node `id` with its log on ringlog's simulated disk `disk`.
+    pub async fn start_node_sim(&mut self, id: u64, disk: &Arc<ringlog::sim::SimDisk>) {
+        let dir = node_dir(&self.root, id);
+        let opts = store_opts()
+            .durability(ringlog::Durability::Sync)
+            .io(ringlog::IoBackend::Pwrite);
+        let log = ringlog::Log::open_with_backend(dir.join("log"), opts, disk.backend())
+            .expect("open the log on the simulated disk");
+        let store: LogStore<TC> = LogStore::with_log(log, &dir).expect("open the store");
+        self.run_node(id, store).await;
+    }
+
+    async fn run_node(&mut self, id: u64, store: LogStore<TC>) {
         let log = store.log();
-        let sm = Sm::default();
-        let raft = Raft::new(id, raft_config(), self.router.clone(), store, sm.clone())
-            .await
-            .expect("start raft");
+        let counters = store.counters();
+        let sm = match &mut self.kept_sms {
+            Some(kept) => kept.entry(id).or_default().clone(),
+            None => Sm::default(),
+        };
+        let raft = Raft::new(
+            id,
+            self.config.clone(),
+            self.router.for_node(id),
+            store,
+            sm.clone(),
+        )
+        .await
+        .expect("start raft");
         self.router.add(id, raft.clone());
-        self.nodes.insert(id, Node { id, raft, sm, log });
+        self.nodes.insert(
+            id,
+            Node {
+                id,
+                raft,
+                sm,
+                log,
+                counters,
+            },
+        );
     }
 
     /// Kills node `id`: unreachable at once, its log stopped as a killed process would
     /// (staged records dropped, nothing more written), then dropped without a close.
-    pub async fn kill(&mut self, id: u64) {
+    pub async fn kill(&mut self, id: u64) -> Node {
         self.router.remove(id);
         let node = self.nodes.remove(&id).expect("a running node");
         node.log.abandon();
         let _ = node.raft.shutdown().await;
+        node
     }
 
     pub async fn leader(&self, timeout: Duration) -> u64 {
