@@ -5,8 +5,11 @@
 //! in-memory log stores (the upper bound: nothing is written to disk).
 //!
 //! ```text
-//! cargo run --release -p ringlog-raft --example bench_replication [-- ringlog|memory]
+//! cargo run --release -p ringlog-raft --example bench_replication [-- both|ringlog|memory|disk [batched]]
 //! ```
+//!
+//! With `batched`, the clients hand their records to one proposer task on the leader,
+//! which proposes what came in meanwhile as one entry (see `run_proposer`).
 //!
 //! `RINGLOG_RAFT_BENCH_SECS` (default 10) sets the measured time per store, after a
 //! 1-second warm-up; `RINGLOG_RAFT_BENCH_CLIENTS` (default 16) the number of clients.
@@ -69,7 +72,38 @@ struct Figures {
     records: u64,
 }
 
-async fn run<LS: RaftLogStorage<Tc>>(mut make_store: impl FnMut(u64) -> LS) -> Figures {
+/// A client's request to the batching proposer: its record, and where to say it committed.
+type Proposal = (Vec<u8>, tokio::sync::oneshot::Sender<()>);
+
+/// Proposes what the clients sent meanwhile as one entry (up to `MAX_BATCH` records, each
+/// a u32 length and its bytes), one entry at a time: the application-level group commit an
+/// application on openraft 0.9 uses, whose leader flushes each entry before the next.
+async fn run_proposer(raft: Raft<Tc>, mut rx: tokio::sync::mpsc::Receiver<Proposal>) {
+    const MAX_BATCH: usize = 64;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let mut entry = Vec::with_capacity(batch.len() * (PAYLOAD_BYTES + 4));
+        for (record, _) in &batch {
+            entry.extend_from_slice(&(record.len() as u32).to_le_bytes());
+            entry.extend_from_slice(record);
+        }
+        raft.client_write(entry).await.expect("the batch commits");
+        for (_, done) in batch {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn run<LS: RaftLogStorage<Tc>>(
+    mut make_store: impl FnMut(u64) -> LS,
+    batched: bool,
+) -> Figures {
     let router = Router::<Tc>::default();
     let mut rafts = BTreeMap::new();
     for id in 1..=3u64 {
@@ -94,6 +128,11 @@ async fn run<LS: RaftLogStorage<Tc>>(mut make_store: impl FnMut(u64) -> LS) -> F
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let raft = rafts[&leader].clone();
+    let proposer = batched.then(|| {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Proposal>(1024);
+        tokio::spawn(run_proposer(raft.clone(), rx));
+        tx
+    });
     let clients = env("RINGLOG_RAFT_BENCH_CLIENTS", 16);
     let measured = Duration::from_secs(env("RINGLOG_RAFT_BENCH_SECS", 10));
     let warmup = Duration::from_secs(1);
@@ -103,6 +142,7 @@ async fn run<LS: RaftLogStorage<Tc>>(mut make_store: impl FnMut(u64) -> LS) -> F
     for client in 0..clients {
         let raft = raft.clone();
         let stop = stop.clone();
+        let proposer = proposer.clone();
         handles.push(tokio::spawn(async move {
             let mut latencies_us = Vec::new();
             let mut i = 0u64;
@@ -110,7 +150,19 @@ async fn run<LS: RaftLogStorage<Tc>>(mut make_store: impl FnMut(u64) -> LS) -> F
                 let mut payload = vec![(client as u8).wrapping_add(i as u8); PAYLOAD_BYTES];
                 payload[..8].copy_from_slice(&i.to_le_bytes());
                 let t = Instant::now();
-                raft.client_write(payload).await.expect("the write commits");
+                match &proposer {
+                    None => {
+                        raft.client_write(payload).await.expect("the write commits");
+                    }
+                    Some(proposer) => {
+                        let (done, committed) = tokio::sync::oneshot::channel();
+                        proposer
+                            .send((payload, done))
+                            .await
+                            .expect("the proposer runs");
+                        committed.await.expect("the batch commits");
+                    }
+                }
                 if t.duration_since(start) >= warmup {
                     latencies_us.push(t.elapsed().as_micros() as u64);
                 }
@@ -126,6 +178,7 @@ async fn run<LS: RaftLogStorage<Tc>>(mut make_store: impl FnMut(u64) -> LS) -> F
         all.extend(h.await.expect("a client"));
     }
     let elapsed = start.elapsed() - warmup;
+    drop(proposer);
     for raft in rafts.values() {
         raft.shutdown().await.expect("shutdown");
     }
@@ -149,19 +202,28 @@ fn print(name: &str, f: &Figures) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "both".into());
+    let batched = std::env::args().nth(2).as_deref() == Some("batched");
+    if batched {
+        println!("batched: each entry carries the records the clients sent while the previous one committed (up to 64)");
+    }
     let mut ringlog_figures = None;
     let mut memory_figures = None;
     if which == "both" || which == "ringlog" {
         let root = tempfile::tempdir().expect("a temporary directory");
         let path = root.path().to_path_buf();
         let mut logs = Vec::new();
-        let f = run(|id| {
-            let store =
-                LogStore::<Tc>::open(path.join(format!("node-{id}")), ringlog::Options::default())
-                    .expect("open the node's log");
-            logs.push(store.log());
-            store
-        })
+        let f = run(
+            |id| {
+                let store = LogStore::<Tc>::open(
+                    path.join(format!("node-{id}")),
+                    ringlog::Options::default(),
+                )
+                .expect("open the node's log");
+                logs.push(store.log());
+                store
+            },
+            batched,
+        )
         .await;
         print("ringlog", &f);
         for (i, log) in logs.iter().enumerate() {
@@ -177,7 +239,7 @@ async fn main() {
         ringlog_figures = Some(f);
     }
     if which == "both" || which == "memory" {
-        let f = run(|_| MemLogStore::<Tc>::default()).await;
+        let f = run(|_| MemLogStore::<Tc>::default(), batched).await;
         print("memory", &f);
         memory_figures = Some(f);
     }
