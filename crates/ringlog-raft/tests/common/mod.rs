@@ -143,6 +143,15 @@ impl Cluster {
         node
     }
 
+    /// Stops node `id` by dropping it without a close (ringlog's drop flushes what is
+    /// staged; nothing else is shut down in order).
+    pub async fn drop_unclosed(&mut self, id: u64) {
+        self.router.remove(id);
+        let node = self.nodes.remove(&id).expect("a running node");
+        let _ = node.raft.shutdown().await;
+        drop(node);
+    }
+
     pub async fn leader(&self, timeout: Duration) -> u64 {
         let deadline = Instant::now() + timeout;
         loop {
