@@ -114,6 +114,25 @@ impl<C: RaftTypeConfig, A: Default> Default for MemStateMachine<C, A> {
     }
 }
 
+impl<C: RaftTypeConfig, A: Clone> MemStateMachine<C, A> {
+    /// A copy that shares nothing with this one: what a state machine that persists each
+    /// apply would find at a restart if its process died now (tests keep it across a
+    /// node's kill, while the dead node's tasks may still touch the original).
+    pub fn deep_clone(&self) -> Self {
+        let inner = lock(&self.inner);
+        MemStateMachine {
+            inner: Arc::new(Mutex::new(SmInner {
+                state: inner.state.clone(),
+                snapshot: inner.snapshot.as_ref().map(|s| StoredSnapshot {
+                    meta: s.meta.clone(),
+                    data: s.data.clone(),
+                }),
+                snapshots_built: inner.snapshots_built,
+            })),
+        }
+    }
+}
+
 impl<C: RaftTypeConfig, A> MemStateMachine<C, A> {
     /// Reads the application state.
     pub fn read<T>(&self, f: impl FnOnce(&A) -> T) -> T {

@@ -104,7 +104,20 @@ impl Cluster {
         self.run_node(id, store).await;
     }
 
-    async fn run_node(&mut self, id: u64, store: LogStore<TC>) {
+    async fn run_node(&mut self, id: u64, mut store: LogStore<TC>) {
+        if let Some(sm) = self.kept_sms.as_ref().and_then(|k| k.get(&id)) {
+            let state = store.get_log_state().await.expect("log state");
+            let applied = sm.last_applied();
+            // It applied only committed entries, which its log had made durable first.
+            assert!(
+                applied <= state.last_log_id,
+                "node {id} starts with its state machine at {applied:?} ahead of its log (last {:?}, purged {:?}, log {}..{})",
+                    state.last_log_id,
+                    state.last_purged_log_id,
+                    store.log().first_offset(),
+                store.log().next_offset()
+            );
+        }
         let log = store.log();
         let counters = store.counters();
         let sm = match &mut self.kept_sms {
@@ -139,8 +152,18 @@ impl Cluster {
         self.router.remove(id);
         let node = self.nodes.remove(&id).expect("a running node");
         node.log.abandon();
+        self.keep_sm(&node);
         let _ = node.raft.shutdown().await;
         node
+    }
+
+    /// With `kept_sms`, what the node's state machine holds now is what its next life
+    /// starts with (a copy: the dead node's state machine task may still apply what it
+    /// was given, as a process's last instructions would never reach the disk).
+    fn keep_sm(&mut self, node: &Node) {
+        if let Some(kept) = &mut self.kept_sms {
+            kept.insert(node.id, node.sm.deep_clone());
+        }
     }
 
     /// Stops node `id` by dropping it without a close (ringlog's drop flushes what is
@@ -149,6 +172,7 @@ impl Cluster {
         self.router.remove(id);
         let node = self.nodes.remove(&id).expect("a running node");
         let _ = node.raft.shutdown().await;
+        self.keep_sm(&node);
         drop(node);
     }
 
