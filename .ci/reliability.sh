@@ -63,7 +63,7 @@ if cargo +nightly --version >/dev/null 2>&1; then
   if cargo +nightly fuzz --version >/dev/null 2>&1; then
     # No sanitizer: the decoders under test are safe Rust, and it runs 2-3x faster.
     cargo +nightly fuzz build -O -s none
-    for target in frame scan index; do
+    for target in frame scan index entry; do
       runs=$FUZZ_RUNS
       [ "$target" = frame ] && runs=$((FUZZ_RUNS * 10))
       step "fuzz $target: up to $runs runs or $FUZZ_MAX_SECONDS s"
