@@ -358,6 +358,7 @@ impl Shared {
                     stop_offset: None,
                     entries: last_entry.into_iter().collect(),
                     search_end: u64::MAX,
+                    recycled: active.header.recycled,
                 },
                 self.opts.index_interval_bytes,
             );

@@ -16,8 +16,19 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"RINGLOG\x01";
 pub const INDEX_MAGIC: [u8; 8] = *b"RLINDEX\x01";
 /// The segment format version this build writes. Version 2 added extended record
 /// frames (key, headers, idempotency id, caller sequence: `docs/design.md` 2.2.1);
-/// version 1 segments are still read.
-pub const FORMAT_VERSION: u32 = 2;
+/// version 3 the header flag of a recycled segment (whose bytes past the end of its
+/// data are an earlier life's, not zeros: 2.1, 4.2); versions 1 and 2 are still read.
+pub const FORMAT_VERSION: u32 = 3;
+/// The first version whose segments may hold extended record frames.
+pub const EXTENDED_FRAMES_VERSION: u32 = 2;
+/// The first version whose header word at byte 56 carries flags above
+/// `dropped_before` (see [`SegmentHeader::recycled`]).
+pub const RECYCLED_FLAG_VERSION: u32 = 3;
+/// Most segments one header can name as dropped (`dropped_before` is 31 bits from
+/// version 3 on; the top bit is the recycled flag).
+pub const MAX_DROPPED_BEFORE: u32 = (1 << 31) - 1;
+/// The recycled flag in the header word at byte 56 (version 3 on).
+const RECYCLED_FLAG: u32 = 1 << 31;
 /// The oldest segment format version this build reads (version 1 segments hold only
 /// plain frames).
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
@@ -179,6 +190,12 @@ pub struct SegmentHeader {
     /// that a truncation cut away: their records are gone, and this segment continues
     /// the log where they began (docs/design.md 4.9). Zero for every other segment.
     pub dropped_before: u32,
+    /// The file was an earlier segment of the log, recycled instead of deleted
+    /// (`Options::recycle_segments`, version 3 on): past the end of this segment's data
+    /// lie that earlier life's bytes, not zeros. They never validate under this
+    /// segment's nonce, so recovery does not take them for a torn tail (docs/design.md
+    /// 4.2).
+    pub recycled: bool,
 }
 
 impl SegmentHeader {
@@ -198,7 +215,15 @@ impl SegmentHeader {
         out[32..40].copy_from_slice(&self.nonce.to_le_bytes());
         out[40..48].copy_from_slice(&self.created_ms.to_le_bytes());
         out[48..56].copy_from_slice(&self.segment_bytes.to_le_bytes());
-        out[56..60].copy_from_slice(&self.dropped_before.to_le_bytes());
+        debug_assert!(self.dropped_before <= MAX_DROPPED_BEFORE);
+        debug_assert!(!self.recycled || self.format_version >= RECYCLED_FLAG_VERSION);
+        let word = if self.format_version >= RECYCLED_FLAG_VERSION {
+            (self.dropped_before & MAX_DROPPED_BEFORE)
+                | if self.recycled { RECYCLED_FLAG } else { 0 }
+        } else {
+            self.dropped_before
+        };
+        out[56..60].copy_from_slice(&word.to_le_bytes());
         let crc = crc32c::crc32c(&out[0..60]);
         out[60..64].copy_from_slice(&crc.to_le_bytes());
         out
@@ -226,6 +251,12 @@ impl SegmentHeader {
                 value: header_bytes,
             });
         }
+        let word = u32_at(bytes, 56);
+        let (dropped_before, recycled) = if version >= RECYCLED_FLAG_VERSION {
+            (word & MAX_DROPPED_BEFORE, word & RECYCLED_FLAG != 0)
+        } else {
+            (word, false)
+        };
         let header = SegmentHeader {
             format_version: version,
             segment_id: u64_at(bytes, 16),
@@ -233,7 +264,8 @@ impl SegmentHeader {
             nonce: u64_at(bytes, 32),
             created_ms: u64_at(bytes, 40),
             segment_bytes: u64_at(bytes, 48),
-            dropped_before: u32_at(bytes, 56),
+            dropped_before,
+            recycled,
         };
         if !valid_segment_bytes(header.segment_bytes) {
             return Err(FormatError::BadField {
@@ -678,6 +710,7 @@ mod tests {
             created_ms: 1_700_000_000_000,
             segment_bytes: 1 << 20,
             dropped_before: 0,
+            recycled: false,
         }
     }
 
@@ -685,6 +718,32 @@ mod tests {
     fn header_round_trips() {
         let h = header();
         assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
+        let recycled = SegmentHeader {
+            recycled: true,
+            dropped_before: 3,
+            ..header()
+        };
+        assert_eq!(SegmentHeader::decode(&recycled.encode()), Ok(recycled));
+    }
+
+    #[test]
+    fn the_recycled_bit_is_a_flag_from_version_3_and_part_of_dropped_before_before() {
+        let mut bytes = header().encode();
+        let word = (1u32 << 31) | 5;
+        bytes[56..60].copy_from_slice(&word.to_le_bytes());
+        let reseal = |bytes: &mut [u8; 64], version: u32| {
+            bytes[8..12].copy_from_slice(&version.to_le_bytes());
+            let crc = crc32c::crc32c(&bytes[0..60]);
+            bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+        };
+        reseal(&mut bytes, 3);
+        let v3 = SegmentHeader::decode(&bytes).expect("version 3 reads");
+        assert!(v3.recycled);
+        assert_eq!(v3.dropped_before, 5);
+        reseal(&mut bytes, 2);
+        let v2 = SegmentHeader::decode(&bytes).expect("version 2 reads");
+        assert!(!v2.recycled);
+        assert_eq!(v2.dropped_before, word);
     }
 
     #[test]

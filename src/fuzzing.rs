@@ -232,7 +232,7 @@ pub fn scan_segment(bytes: &[u8], index_interval_bytes: u64) -> Option<ScanSumma
     let outcome = recovery::scan(
         bytes,
         format::frame_seed(header.nonce),
-        ScanStart::from_data_start(header.base_offset, None),
+        ScanStart::from_data_start(header.base_offset, None).in_recycled(header.recycled),
         index_interval_bytes.max(8),
     );
     let (tail, problem_position) = match outcome.tail {
@@ -274,6 +274,7 @@ pub fn build_segment(
         created_ms: 0,
         segment_bytes,
         dropped_before: 0,
+        recycled: false,
     };
     out[..format::SEGMENT_HEADER_BYTES as usize].copy_from_slice(&header.encode());
     let seed = format::frame_seed(nonce);

@@ -137,10 +137,15 @@ impl Shared {
         }
         self.do_urgent_chores(pending.background_flush, pending.checkpoints);
         self.persist_seals(pending.seals);
+        // Recycling: what retention removes can be the next spare, so it goes first.
+        let retention_first = self.opts.recycle_segments;
+        if pending.retention && retention_first {
+            self.apply_retention_in_background();
+        }
         if pending.prepare {
             self.prepare_spare(engine);
         }
-        if pending.retention {
+        if pending.retention && !retention_first {
             self.apply_retention_in_background();
         }
     }
@@ -229,18 +234,36 @@ impl Shared {
                 .next_segment_bytes(st.segment.header.segment_bytes, st.spare_min_bytes);
             (st.segment.id() + 1, bytes)
         };
+        // A removed segment's file first, if one waits (`recycle.rs`): one header write.
+        let recycled = match self.free_files.take() {
+            Some(free) if self.opts.recycle_segments => {
+                let spare = segment::prepare_recycled(&self.dir, id, &free, segment_bytes).ok();
+                if spare.is_some() {
+                    self.free_files.count_recycled();
+                }
+                spare
+            }
+            Some(free) => {
+                let _ = std::fs::remove_file(free);
+                None
+            }
+            None => None,
+        };
         // Checkpoints and background flushes asked for meanwhile (of this log and of
         // the others waiting for the housekeeper) do not wait for it.
-        let result = segment::prepare(
-            &self.dir,
-            id,
-            segment_bytes,
-            self.opts.preallocate_effective(),
-            &mut || {
-                self.urgent_chores_locked();
-                engine.urgent_chores(self);
-            },
-        );
+        let result = match recycled {
+            Some(spare) => Ok(spare),
+            None => segment::prepare(
+                &self.dir,
+                id,
+                segment_bytes,
+                self.opts.preallocate_effective(),
+                &mut || {
+                    self.urgent_chores_locked();
+                    engine.urgent_chores(self);
+                },
+            ),
+        };
         let mut st = self.staging.lock();
         match result {
             Ok(spare) if st.segment.id() + 1 == id && !st.spare_taken_by_cut => {

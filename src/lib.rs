@@ -75,6 +75,7 @@ mod open;
 mod options;
 mod reader;
 mod recovery;
+mod recycle;
 mod report;
 mod retention;
 mod seek;

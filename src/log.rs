@@ -195,6 +195,7 @@ impl Log {
                 active: recovered.active,
                 spare: recovered.spare,
                 leftovers: recovered.leftovers,
+                free_files: recovered.free_files,
                 backend,
                 backend_kind,
                 backend_fallback,
@@ -240,6 +241,9 @@ impl Log {
     pub fn open_read_only(dir: impl AsRef<Path>, opts: Options) -> Result<Log> {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
+        // Before anything is read: while it is held, the writer recycles no segment
+        // file this handle may map (`recycle.rs`).
+        let lease = crate::recycle::ReaderLease::take(&dir);
         let mut no_writes = io::PwriteBackend::default();
         let recovered = crate::open::recover(&dir, &opts, Access::ReadOnly, &mut no_writes)?;
         let shared = Shared::new(
@@ -250,6 +254,7 @@ impl Log {
                 active: recovered.active,
                 spare: None,
                 leftovers: Vec::new(),
+                free_files: Vec::new(),
                 backend: Box::new(io::PwriteBackend::default()),
                 backend_kind: None,
                 backend_fallback: None,
@@ -261,7 +266,8 @@ impl Log {
         Ok(Log::from_core(LogCore {
             shared,
             own_engine: None,
-            lock: Mutex::new(None),
+            // Released at close, with the handle.
+            lock: Mutex::new(lease.map(crate::recycle::ReaderLease::into_file)),
             report: recovered.report,
             closed: AtomicBool::new(false),
             closing: crate::sync::Mutex::new(()),
@@ -1033,6 +1039,8 @@ impl Log {
             },
             pending_release_segments,
             pending_release_bytes,
+            recycled_segments_count: self.core.shared.free_files.recycled_count(),
+            free_segment_files: self.core.shared.free_files.count() as u64,
         }
     }
 

@@ -41,6 +41,8 @@ pub(crate) struct Recovered {
     pub(crate) spare: Option<Spare>,
     /// Files of interrupted segment preparations, for the housekeeper to remove.
     pub(crate) leftovers: Vec<PathBuf>,
+    /// Removed segments' files waiting for reuse (`recycle.rs`), oldest first.
+    pub(crate) free_files: Vec<PathBuf>,
     pub(crate) report: RecoveryReport,
     /// The log's first offset: the first segment's base, or the start a trim recorded.
     pub(crate) first_offset: u64,
@@ -102,8 +104,13 @@ impl Found {
 
     /// Whether any byte past the header is not zero: records were written there. A
     /// spare's data region is all zeros; `thorough` reads all of it (for files whose
-    /// header is damaged), else its first 4 KiB.
+    /// header is damaged), else its first 4 KiB. A recycled spare's data region holds
+    /// its earlier life's bytes: it holds data if a frame valid under its own nonce
+    /// starts where its first frame would.
     pub(crate) fn has_data(&self, thorough: bool) -> std::io::Result<bool> {
+        if let Some(header) = self.spare().filter(|h| h.recycled) {
+            return self.holds_own_frame(&header);
+        }
         let end = if thorough {
             self.len
         } else {
@@ -120,6 +127,24 @@ impl Found {
             position += len as u64;
         }
         Ok(false)
+    }
+
+    fn holds_own_frame(&self, header: &SegmentHeader) -> std::io::Result<bool> {
+        let mut head = [0u8; format::FRAME_HEADER_BYTES as usize];
+        if self.len < SEGMENT_HEADER_BYTES + head.len() as u64 {
+            return Ok(false);
+        }
+        self.file.read_exact_at(&mut head, SEGMENT_HEADER_BYTES)?;
+        let frame_len = u64::from(
+            u32::from_le_bytes([head[4], head[5], head[6], head[7]]) & format::FRAME_LENGTH_MASK,
+        );
+        let padded = format::padded_frame_bytes(frame_len.max(format::FRAME_HEADER_BYTES));
+        if SEGMENT_HEADER_BYTES + padded > self.len {
+            return Ok(false);
+        }
+        let mut frame = vec![0u8; padded as usize];
+        self.file.read_exact_at(&mut frame, SEGMENT_HEADER_BYTES)?;
+        Ok(format::decode_frame(&frame, format::frame_seed(header.nonce)).is_ok())
     }
 
     pub(crate) fn why_broken(&self) -> String {
@@ -147,6 +172,8 @@ pub(crate) struct Listing {
     pub(crate) indexes: Vec<u64>,
     /// Leftover temporary files of interrupted index writes and segment preparations.
     pub(crate) temporaries: Vec<PathBuf>,
+    /// Removed segments' files waiting for reuse (`recycle.rs`).
+    pub(crate) free: Vec<PathBuf>,
 }
 
 /// Lists the files of a log directory; other files are ignored.
@@ -155,6 +182,7 @@ pub(crate) fn list_dir(dir: &Path) -> Result<Listing> {
         segments: BTreeMap::new(),
         indexes: Vec::new(),
         temporaries: Vec::new(),
+        free: Vec::new(),
     };
     let entries = std::fs::read_dir(dir).map_err(|e| match e.kind() {
         // Only a reader gets here without creating the directory first.
@@ -169,6 +197,10 @@ pub(crate) fn list_dir(dir: &Path) -> Result<Listing> {
         let Some(name) = name.to_str() else { continue };
         if name.ends_with(".idx.tmp") || name.ends_with(".seg.tmp") {
             listing.temporaries.push(entry.path());
+            continue;
+        }
+        if crate::recycle::is_free_name(name) {
+            listing.free.push(entry.path());
             continue;
         }
         match segment::parse_name(name) {
@@ -217,7 +249,9 @@ fn recover_phases(
 ) -> Result<Recovered> {
     let writable = access == Access::Write;
     let mut report = RecoveryReport::default();
-    let listing = list_dir(dir)?;
+    let mut listing = list_dir(dir)?;
+    listing.free.sort();
+    let free_files = std::mem::take(&mut listing.free);
     let leftovers = take_temporaries(listing.temporaries, writable, &mut report)?;
     let classified = classify(dir, listing.segments, &listing.indexes, access, &mut report)?;
     if classified.chain.is_empty() {
@@ -240,6 +274,7 @@ fn recover_phases(
             },
             spare: None,
             leftovers,
+            free_files,
             report,
             first_offset: 0,
             restart_at,
@@ -274,6 +309,7 @@ fn recover_phases(
         active: active_end,
         spare: classified.spare,
         leftovers,
+        free_files,
         report,
         first_offset: start.min(active_end.end.offset),
         restart_at: (start > active_end.end.offset).then_some(start),
@@ -664,7 +700,8 @@ fn recover_active(
 ) -> Result<ActiveEnd> {
     let bytes = active.bytes()?;
     let checkpoint = active.load_index_file(dir);
-    let mut start = ScanStart::from_data_start(active.base_offset(), None);
+    let mut start =
+        ScanStart::from_data_start(active.base_offset(), None).in_recycled(active.header.recycled);
     // What a writer may have written past the end is bounded by a trusted index file's
     // write bound (the search stops there); without one the whole segment is searched.
     let mut proven = (SEGMENT_HEADER_BYTES, active.base_offset());
@@ -673,7 +710,12 @@ fn recover_active(
         match recovery::check_checkpoint(bytes, active.base_offset(), &idx) {
             Ok(()) => {
                 let at = idx.data_end as usize;
-                let ends_there = at + 8 > bytes.len() || bytes[at..at + 8] == [0u8; 8];
+                // Nothing was written past a clean close: zeros there, or in a recycled
+                // segment no frame of its own (its earlier life's bytes).
+                let ends_there = at + 8 > bytes.len()
+                    || bytes[at..at + 8] == [0u8; 8]
+                    || (active.header.recycled
+                        && format::decode_frame(&bytes[at..], active.seed).is_err());
                 report.clean_shutdown = idx.clean && ends_there;
                 unchecked_offsets = active.base_offset()..idx.next_offset;
                 proven = (idx.data_end, idx.next_offset);
@@ -684,6 +726,7 @@ fn recover_active(
                     stop_offset: None,
                     entries: idx.entries,
                     search_end: idx.write_bound,
+                    recycled: active.header.recycled,
                 };
             }
             Err(why) => {

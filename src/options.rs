@@ -87,6 +87,7 @@ pub struct Options {
     pub(crate) max_batch_bytes: u64,
     pub(crate) segment_growth: Option<bool>,
     pub(crate) retention: crate::Retention,
+    pub(crate) recycle_segments: bool,
 }
 
 impl Default for Options {
@@ -103,6 +104,7 @@ impl Default for Options {
             max_batch_bytes: 4 << 20,
             segment_growth: None,
             retention: crate::Retention::default(),
+            recycle_segments: false,
         }
     }
 }
@@ -116,6 +118,27 @@ impl Options {
     #[must_use]
     pub fn retention(mut self, retention: crate::Retention) -> Self {
         self.retention = retention;
+        self
+    }
+
+    /// Reuse the files of segments that retention or a trim removed as the log's next
+    /// segments, instead of deleting them and zero-filling new ones. Default `false`.
+    ///
+    /// A recycled file keeps its blocks, so preparing it costs one header write and a
+    /// sync instead of writing the whole file (and a full disk cannot stop a rollover).
+    /// Its earlier records stay in it until overwritten; they are checksummed under the
+    /// earlier segment's nonce and can never be read as new ones (docs/design.md 4.2).
+    /// A file is recycled only when nothing may still read it: no [`Record`] of this
+    /// process holds it, no read-only handle (in any process) has the log open, no hard
+    /// link to it exists (a backup), and it has the log's full segment size; otherwise it
+    /// is deleted as usual. At most two such files wait for reuse, named `<id>.free`, and
+    /// they count toward [`Retention::max_bytes`](crate::Retention::max_bytes). When to
+    /// use it: docs/design.md 4.9.
+    ///
+    /// [`Record`]: crate::Record
+    #[must_use]
+    pub fn recycle_segments(mut self, recycle: bool) -> Self {
+        self.recycle_segments = recycle;
         self
     }
 

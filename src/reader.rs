@@ -193,7 +193,8 @@ impl Shared {
         let outcome = recovery::scan(
             segment.bytes()?,
             segment.seed,
-            ScanStart::from_data_start(segment.base_offset(), Some(end_offset)),
+            ScanStart::from_data_start(segment.base_offset(), Some(end_offset))
+                .in_recycled(segment.header.recycled),
             self.opts.index_interval_bytes,
         );
         if let Tail::Corrupt { position, reason } = outcome.tail {
@@ -313,7 +314,8 @@ impl Shared {
         let frames = recovery::read_frames(
             segment.bytes()?,
             segment.seed,
-            ScanStart::from_data_start(segment.base_offset(), Some(written)),
+            ScanStart::from_data_start(segment.base_offset(), Some(written))
+                .in_recycled(segment.header.recycled),
             self.opts.index_interval_bytes,
         );
         if frames.next_offset <= target {

@@ -10,6 +10,10 @@
 //! - Otherwise what starts at `P` is a torn tail (it could have been in flight at a
 //!   crash): `Strict` refuses to open, `TruncateTorn` zeroes it up to the last non-zero
 //!   byte, syncs, and opens.
+//! - In a recycled segment the bytes past the data are an earlier life's, never zeros,
+//!   and never valid under this segment's nonce: only frames that validate under it
+//!   (an incomplete last batch, or frames past `P`) make a torn tail, zeroed up to the
+//!   last of them; other bytes there end the data cleanly.
 
 use crate::format::{self, FrameError, FrameKind, IndexEntry, IndexFile, SEGMENT_HEADER_BYTES};
 use crate::options::MAX_INDEX_INTERVAL_BYTES;
@@ -31,6 +35,9 @@ pub(crate) struct ScanStart {
     /// the index file): the search past the end of data stops there. `u64::MAX`
     /// searches to the end of the segment.
     pub(crate) search_end: u64,
+    /// The segment is recycled ([`format::SegmentHeader::recycled`]): bytes past its
+    /// data are an earlier life's, so only frames valid under its nonce count there.
+    pub(crate) recycled: bool,
 }
 
 impl ScanStart {
@@ -44,7 +51,14 @@ impl ScanStart {
             stop_offset,
             entries: Vec::new(),
             search_end: u64::MAX,
+            recycled: false,
         }
+    }
+
+    /// The same start in a segment whose header says whether it is `recycled`.
+    pub(crate) fn in_recycled(mut self, recycled: bool) -> ScanStart {
+        self.recycled = recycled;
+        self
     }
 }
 
@@ -188,6 +202,7 @@ pub(crate) fn scan(
     let proven_durable = start.proven_durable;
     let stop_offset = start.stop_offset;
     let search_end = start.search_end;
+    let recycled = start.recycled;
     let frames = read_frames(bytes, seed, start, index_interval_bytes);
     let stopped_at = frames.stopped_at;
     let end_position = frames.complete_position;
@@ -226,6 +241,7 @@ pub(crate) fn scan(
             proven_durable,
             stop_offset,
             search_end,
+            recycled,
         };
         judge_tail(bytes, seed, judged)
     };
@@ -364,6 +380,8 @@ struct Judged {
     stop_offset: Option<u64>,
     /// Where the search past the end of data stops (see [`ScanStart::search_end`]).
     search_end: u64,
+    /// See [`ScanStart::recycled`].
+    recycled: bool,
 }
 
 /// Decides what the data from `position` on is: clean end, torn tail or corruption.
@@ -376,8 +394,16 @@ fn judge_tail(bytes: &[u8], seed: u32, judged: Judged) -> Tail {
         proven_durable,
         stop_offset,
         search_end,
+        recycled,
     } = judged;
     let past = look_past(bytes, seed, stopped_at, offset, search_end);
+    // What this segment wrote past the end: any non-zero byte in a fresh segment; in a
+    // recycled one only frames valid under its nonce (the rest is an earlier life's).
+    let written_end = if recycled {
+        past.last_valid_end
+    } else {
+        past.last_nonzero_end
+    };
     if let Some(stop) = stop_offset {
         return Tail::Corrupt {
             position,
@@ -401,9 +427,7 @@ fn judge_tail(bytes: &[u8], seed: u32, judged: Judged) -> Tail {
     };
     let what = match &problem {
         Some(problem) => problem.clone(),
-        None if past.last_nonzero_end > stopped_at => {
-            "zeroed bytes followed by written data".to_string()
-        }
+        None if written_end > stopped_at => "zeroed bytes followed by written data".to_string(),
         None => "the data ends here".to_string(),
     };
     if let Some(proof) = proof {
@@ -412,14 +436,19 @@ fn judge_tail(bytes: &[u8], seed: u32, judged: Judged) -> Tail {
             reason: format!("{what}; {proof}"),
         };
     }
-    if problem.is_none() && past.last_nonzero_end <= stopped_at {
+    // A recycled segment's data may end at any byte of its earlier life: only frames
+    // of its own past the last complete batch (read, or found by the search) are torn.
+    let ends_cleanly = if recycled {
+        position == stopped_at && written_end <= stopped_at
+    } else {
+        problem.is_none() && written_end <= stopped_at
+    };
+    if ends_cleanly {
         return Tail::Clean;
     }
     Tail::Torn {
         position,
-        garbage_end: past
-            .last_nonzero_end
-            .max(stopped_at + format::FRAME_ALIGN_BYTES),
+        garbage_end: written_end.max(stopped_at + format::FRAME_ALIGN_BYTES),
         reason: what,
     }
 }
@@ -427,7 +456,10 @@ fn judge_tail(bytes: &[u8], seed: u32, judged: Judged) -> Tail {
 struct LookPast {
     marker_durable: u64,
     marker_position: u64,
+    /// End of the last non-zero 8-byte word.
     last_nonzero_end: u64,
+    /// End of the last frame that validates under the segment's nonce.
+    last_valid_end: u64,
 }
 
 /// Searches the bytes after `from` (up to `search_end`) for valid frames and the last
@@ -452,6 +484,7 @@ fn look_past(bytes: &[u8], seed: u32, from: u64, offset_floor: u64, search_end: 
         marker_durable: 0,
         marker_position: 0,
         last_nonzero_end: from,
+        last_valid_end: from,
     };
     let mut crc_budget = len.saturating_mul(LOOKAHEAD_CRC_BUDGET_FACTOR);
     let mut position = from;
@@ -490,6 +523,7 @@ fn look_past(bytes: &[u8], seed: u32, from: u64, offset_floor: u64, search_end: 
                     }
                 }
                 found.last_nonzero_end = position + frame.padded_bytes;
+                found.last_valid_end = position + frame.padded_bytes;
                 position += frame.padded_bytes;
                 continue;
             }
@@ -564,10 +598,116 @@ mod tests {
                     stop_offset: None,
                     entries: vec![],
                     search_end: u64::MAX,
+                    recycled: false,
                 },
                 256,
             )
         }
+    }
+
+    /// A segment file whose earlier life (another nonce, other offsets and frame
+    /// boundaries) filled it with valid frames, now holding `records` frames of its own.
+    fn recycled_with(records: usize) -> Builder {
+        let mut old = Builder::new();
+        old.seed = format::frame_seed(12345);
+        old.offset = 7;
+        while old.position + 2000 < SEG {
+            old.record(300 + old.position % 700);
+            if old.offset % 5 == 0 {
+                old.marker(old.position as u64);
+            }
+        }
+        let mut b = Builder::new();
+        b.bytes = old.bytes;
+        for i in 0..records {
+            b.record(40 + i * 13);
+        }
+        b
+    }
+
+    fn scan_recycled(b: &Builder, proven: u64) -> ScanOutcome {
+        scan(
+            &b.bytes,
+            b.seed,
+            ScanStart::from_data_start(100, None)
+                .in_recycled(true)
+                .tap_proven(proven),
+            256,
+        )
+    }
+
+    impl ScanStart {
+        fn tap_proven(mut self, proven: u64) -> ScanStart {
+            self.proven_durable = proven;
+            self
+        }
+    }
+
+    #[test]
+    fn an_earlier_lifes_frames_end_a_recycled_segment_cleanly() {
+        for records in [0, 1, 5, 40] {
+            let b = recycled_with(records);
+            let out = scan_recycled(&b, 64);
+            assert_eq!(out.tail, Tail::Clean, "{records} records");
+            assert_eq!(out.next_offset, 100 + records as u64);
+            assert_eq!(out.end_position, b.position as u64);
+            // The same bytes in a segment not marked recycled are a torn tail.
+            assert!(matches!(b.scan(64).tail, Tail::Torn { .. }), "{records}");
+        }
+    }
+
+    #[test]
+    fn own_frames_past_the_end_of_a_recycled_segment_are_a_torn_tail() {
+        // An incomplete batch of its own: cut, and zeroed up to its last frame.
+        let mut b = recycled_with(3);
+        let batch_start = b.position as u64;
+        b.continues = true;
+        b.record(100);
+        let end = b.record(100) as u64 + record_bytes(100);
+        let out = scan_recycled(&b, 64);
+        match out.tail {
+            Tail::Torn {
+                position,
+                garbage_end,
+                ..
+            } => {
+                assert_eq!(position, batch_start);
+                assert!(garbage_end >= end, "{garbage_end} < {end}");
+            }
+            other => panic!("expected a torn tail, got {other:?}"),
+        }
+        assert_eq!(out.next_offset, 103);
+        // A frame of its own after a damaged one: torn, up to that frame.
+        let mut b = recycled_with(3);
+        let hole = b.position;
+        b.record(64);
+        let after = b.record(64) as u64 + record_bytes(64);
+        b.bytes[hole + 30] ^= 0xff;
+        match scan_recycled(&b, 64).tail {
+            Tail::Torn { garbage_end, .. } => assert!(garbage_end >= after),
+            other => panic!("expected a torn tail, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn damage_proven_durable_in_a_recycled_segment_is_corruption() {
+        let mut b = recycled_with(6);
+        let damaged = b.position - record_bytes(40 + 5 * 13) as usize;
+        b.marker(b.position as u64);
+        b.bytes[damaged + 30] ^= 0xff;
+        assert!(matches!(scan_recycled(&b, 64).tail, Tail::Corrupt { .. }));
+        let b = recycled_with(6);
+        let mut damaged_bytes = b.bytes.clone();
+        damaged_bytes[200] ^= 0xff;
+        let out = scan(
+            &damaged_bytes,
+            b.seed,
+            ScanStart::from_data_start(100, None)
+                .in_recycled(true)
+                .tap_proven(b.position as u64),
+            256,
+        );
+        assert!(matches!(out.tail, Tail::Corrupt { .. }), "{:?}", out.tail);
     }
 
     #[test]
@@ -669,6 +809,7 @@ mod tests {
                 stop_offset: Some(102),
                 entries: vec![],
                 search_end: u64::MAX,
+                recycled: false,
             },
             256,
         );

@@ -37,6 +37,11 @@ pub struct Stats {
     pub pending_release_segments: u64,
     /// The bytes of those segments.
     pub pending_release_bytes: u64,
+    /// Segments prepared since open from the file of a removed one, instead of a new
+    /// zero-filled file ([`Options::recycle_segments`](crate::Options::recycle_segments)).
+    pub recycled_segments_count: u64,
+    /// Removed segments' files waiting to be reused (`<id>.free`).
+    pub free_segment_files: u64,
 }
 
 /// What opening the log found on disk and did about it.

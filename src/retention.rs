@@ -196,6 +196,9 @@ impl Shared {
                 reason,
             });
         }
+        // The list's references go first: a removed segment nobody else holds can be
+        // recycled (`recycle.rs`).
+        drop(segments);
         let Some(last) = report.removed.last() else {
             return Ok(report);
         };

@@ -121,6 +121,75 @@ pub(crate) fn prepare(
     Ok(spare)
 }
 
+/// Prepares segment `id` from `free`, a removed segment's file kept for reuse
+/// (`recycle.rs`): renamed to the temporary name, given a new header (new nonce, the
+/// recycled flag) that is synced, renamed into place, directory synced. Its bytes past
+/// the header stay as they were. On failure the file is deleted (the caller prepares a
+/// fresh one).
+pub(crate) fn prepare_recycled(
+    dir: &Path,
+    id: u64,
+    free: &Path,
+    segment_bytes: u64,
+) -> Result<Spare> {
+    let path = segment_path(dir, id);
+    let tmp = path.with_extension("seg.tmp");
+    let result = std::fs::rename(free, &tmp)
+        .map_err(|e| Error::io("rename recycled segment", free, e))
+        .and_then(|()| write_recycled_header(&tmp, id, segment_bytes))
+        .and_then(|mut spare| {
+            std::fs::rename(&tmp, &path)
+                .map_err(|e| Error::io("rename prepared segment", &path, e))?;
+            spare.path = path.clone();
+            Ok(spare)
+        });
+    if result.is_err() {
+        let _ = std::fs::remove_file(free);
+        let _ = std::fs::remove_file(&tmp);
+    }
+    let spare = result?;
+    sync_dir(dir)?;
+    Ok(spare)
+}
+
+fn write_recycled_header(path: &Path, id: u64, segment_bytes: u64) -> Result<Spare> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("open recycled segment", path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("stat recycled segment", path, e))?
+        .len();
+    if len != segment_bytes {
+        return Err(Error::io(
+            "recycle segment",
+            path,
+            io::Error::other(format!("{len} bytes, not {segment_bytes}")),
+        ));
+    }
+    let header = SegmentHeader {
+        format_version: format::FORMAT_VERSION,
+        segment_id: id,
+        base_offset: format::UNASSIGNED_BASE,
+        nonce: random_nonce(),
+        created_ms: now_ms(),
+        segment_bytes,
+        dropped_before: 0,
+        recycled: true,
+    };
+    file.write_all_at(&header.encode(), 0)
+        .map_err(|e| Error::io("write segment header", path, e))?;
+    file.sync_data()
+        .map_err(|e| Error::io("fdatasync segment", path, e))?;
+    Ok(Spare {
+        path: path.to_path_buf(),
+        file,
+        header,
+    })
+}
+
 /// `between_chunks` runs between the 1 MiB writes of a zero-fill (which takes tens of
 /// milliseconds for a 64 MiB segment), for a caller with more urgent work.
 fn prepare_at(
@@ -170,6 +239,7 @@ fn prepare_at(
         created_ms: now_ms(),
         segment_bytes,
         dropped_before: 0,
+        recycled: false,
     };
     file.write_all_at(&header.encode(), 0)
         .map_err(|e| Error::io("write segment header", path, e))?;

@@ -246,7 +246,7 @@ impl Shared {
 
     /// Deletes the segments wholly below `start` (never the active one), oldest first:
     /// the caller recorded `start` durably.
-    pub(crate) fn remove_segments_below(&self, start: u64) -> Result<Vec<Arc<Segment>>> {
+    pub(crate) fn remove_segments_below(&self, start: u64) -> Result<()> {
         let doomed: Vec<Arc<Segment>> = {
             let mut segments = self.segments.write();
             let keep_from = segments
@@ -258,10 +258,22 @@ impl Shared {
         for segment in &doomed {
             self.retire_segment(segment);
         }
-        for segment in &doomed {
-            remove_segment_files(&self.dir, segment.id())?;
+        for segment in doomed {
+            self.dispose_segment(segment)?;
         }
-        Ok(doomed)
+        Ok(())
+    }
+
+    /// Deletes the files of a segment removed from the log, or keeps its file to become
+    /// a new segment (`Options::recycle_segments`; `recycle.rs` says when it may).
+    fn dispose_segment(&self, segment: Arc<Segment>) -> Result<()> {
+        let id = segment.id();
+        if self.opts.recycle_segments && !self.read_only {
+            let segment_bytes = self.opts.segment_bytes_effective();
+            // Whether kept or not, the rest goes as for a deleted segment.
+            let _kept = self.free_files.keep(&self.dir, segment, segment_bytes);
+        }
+        remove_segment_files(&self.dir, id)
     }
 
     fn retire_segment(&self, segment: &Arc<Segment>) {
@@ -329,7 +341,7 @@ impl Shared {
         drop(st);
         self.room_cv.notify_all();
         for segment in result? {
-            remove_segment_files(&self.dir, segment.id())?;
+            self.dispose_segment(segment)?;
         }
         Ok(())
     }
@@ -389,7 +401,8 @@ impl Shared {
         debug_assert!(dead.len() as u64 <= dropped);
         let header = format::SegmentHeader {
             base_offset: base,
-            dropped_before: u32::try_from(dropped).unwrap_or(u32::MAX),
+            // More than 2^31 segments would have to exist for this to saturate.
+            dropped_before: dropped.min(u64::from(format::MAX_DROPPED_BEFORE)) as u32,
             ..spare.header
         };
         let Spare { path, file, .. } = spare;

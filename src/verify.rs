@@ -379,6 +379,7 @@ fn check_segment(
         ScanStart {
             proven_durable: proven,
             ..ScanStart::from_data_start(segment.base_offset(), stop)
+                .in_recycled(segment.header.recycled)
         },
         4096,
     );

@@ -233,6 +233,8 @@ pub(crate) struct Shared {
     pub(crate) cuts: Cuts,
     /// Held through a trim, truncation or retention pass: one at a time.
     pub(crate) cutting: Mutex<()>,
+    /// Removed segments' files waiting to become new ones (`recycle.rs`).
+    pub(crate) free_files: crate::recycle::FreeFiles,
     /// What poisoned the log, first.
     poison_cause: Mutex<Option<PoisonCause>>,
     pub(crate) chores: Mutex<PendingChores>,
@@ -267,6 +269,8 @@ pub(crate) struct Start {
     pub(crate) spare: Option<Spare>,
     /// See [`Chore::RemoveLeftovers`].
     pub(crate) leftovers: Vec<PathBuf>,
+    /// Removed segments' files found at open, to reuse (`recycle.rs`).
+    pub(crate) free_files: Vec<PathBuf>,
     pub(crate) backend: Box<dyn Backend>,
     /// The backend to report, when not `backend`'s own (a store's topics write through
     /// companions of the store's backend).
@@ -307,8 +311,21 @@ impl Shared {
         if prepare {
             first_chores.push(Chore::PrepareSpare);
         }
-        if !start.leftovers.is_empty() {
-            first_chores.push(Chore::RemoveLeftovers(start.leftovers));
+        let mut leftovers = start.leftovers;
+        let mut free_files = Vec::new();
+        if !start.read_only {
+            // Reused when recycling is on (at most the most a log keeps), else deleted.
+            let keep = if opts.recycle_segments {
+                crate::recycle::MAX_FREE_FILES
+            } else {
+                0
+            };
+            let mut found = start.free_files;
+            leftovers.extend(found.split_off(keep.min(found.len())));
+            free_files = found;
+        }
+        if !leftovers.is_empty() {
+            first_chores.push(Chore::RemoveLeftovers(leftovers));
         }
         if !start.read_only && opts.retention.is_active() {
             first_chores.push(Chore::Retention);
@@ -392,6 +409,7 @@ impl Shared {
                 first_offset: AtomicU64::new(first_offset),
                 cuts: Cuts::default(),
                 cutting: Mutex::new(()),
+                free_files: crate::recycle::FreeFiles::new(free_files),
                 poison_cause: Mutex::new(None),
                 chores: Mutex::new(PendingChores::default()),
                 housekeeping: Mutex::new(()),
@@ -496,7 +514,9 @@ impl Shared {
                 st = self.staging.lock();
                 continue;
             }
-            if records.extended() && st.segment.header.format_version < format::FORMAT_VERSION {
+            if records.extended()
+                && st.segment.header.format_version < format::EXTENDED_FRAMES_VERSION
+            {
                 // A segment of an older format version (a log written by an older build)
                 // holds only plain frames: extended ones start in the next segment.
                 self.roll_staging(&mut st, SEGMENT_HEADER_BYTES + MARKER_BYTES + frames_bytes)?;

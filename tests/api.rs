@@ -228,7 +228,7 @@ fn an_existing_log_keeps_its_segment_size_unless_told_otherwise() {
         ringlog::verify(tempfile::tempdir().unwrap().path()),
         Err(Error::NotALog { .. })
     ));
-    assert_eq!(ringlog::FORMAT_VERSION, 2);
+    assert_eq!(ringlog::FORMAT_VERSION, 3);
 }
 
 #[test]

@@ -350,7 +350,11 @@ fn v1_sample_takes_entries_in_a_version_2_segment() {
                 );
             }
             None if bytes[24..32] != [0xFF; 8] => {
-                assert_eq!(segment_version(bytes), 2, "{name}: the entries' segment");
+                assert_eq!(
+                    segment_version(bytes),
+                    ringlog::FORMAT_VERSION,
+                    "{name}: the entries' segment, of this build's version"
+                );
                 new_segments += 1;
             }
             None => {}
@@ -642,4 +646,178 @@ fn v2_sample_opens_for_writing_appends_and_reopens() {
     drop(log);
     let report = ringlog::verify(work.path()).expect("verify");
     assert!(report.is_clean(), "problems: {:?}", report.problems);
+}
+
+// ---------------------------------------------------------------------------------------
+// Version 3: recycled segments (docs/design.md 2.1, 4.9)
+// ---------------------------------------------------------------------------------------
+
+fn v3_sample_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v3-recycled")
+}
+
+const V3_SEGMENT_BYTES: u64 = 64 << 10;
+/// The sample's first offset (retention removed the segments before it).
+const V3_FIRST_OFFSET: u64 = 513;
+/// The offset after its last record.
+const V3_NEXT_OFFSET: u64 = 658;
+
+/// Record `i` of the version 3 sample.
+fn v3_payload(i: u64) -> Vec<u8> {
+    let mut out = format!("v3 record {i}:").into_bytes();
+    let len = (i as usize * 53) % 900;
+    out.extend((0..len).map(|k| b'a' + ((i as usize + k) % 26) as u8));
+    out
+}
+
+fn v3_options() -> Options {
+    Options::default()
+        .segment_bytes(V3_SEGMENT_BYTES)
+        .recycle_segments(true)
+}
+
+/// Writes the version 3 sample into `tests/data/v3-recycled/` (replacing it). Run by hand
+/// only, with a build of format version 3:
+/// `cargo test --test compat -- --ignored --exact generate_v3_sample`.
+#[test]
+#[ignore = "writes tests/data/v3-recycled; run by hand with a format version 3 build only"]
+fn generate_v3_sample() {
+    assert_eq!(ringlog::FORMAT_VERSION, 3, "made by a version 3 build only");
+    let work = tempfile::tempdir().expect("tempdir");
+    let opts = v3_options().retention(ringlog::Retention::default().max_segments(2));
+    let log = Log::open(work.path(), opts).expect("open");
+    // Until the active segment is a recycled file, written a third of the way.
+    loop {
+        let next = log.next_offset();
+        log.append(&v3_payload(next)).expect("append");
+        let active = log
+            .segments()
+            .expect("segments")
+            .last()
+            .cloned()
+            .expect("active");
+        let bytes = std::fs::read(&active.path).expect("read active");
+        let recycled = u32::from_le_bytes(bytes[56..60].try_into().unwrap()) >> 31 == 1;
+        if recycled && log.stats().recycled_segments_count >= 2 && active.records_count > 20 {
+            break;
+        }
+    }
+    let (first, next) = (log.first_offset(), log.next_offset());
+    log.close().expect("close");
+    let target = v3_sample_dir();
+    let _ = std::fs::remove_dir_all(&target);
+    std::fs::create_dir_all(&target).expect("create sample dir");
+    for (name, bytes) in dir_contents(work.path()) {
+        let keep = (name.ends_with(".seg") && !is_spare(&bytes))
+            || name.ends_with(".idx")
+            || name == "log.start";
+        if keep {
+            std::fs::write(target.join(&name), &bytes).expect("write sample file");
+            println!("generate_v3_sample: {name} ({} bytes)", bytes.len());
+        }
+    }
+    println!("generate_v3_sample: offsets {first}..{next}");
+}
+
+fn check_v3_records(log: &Log, extra: &[Vec<u8>]) {
+    assert_eq!(log.first_offset(), V3_FIRST_OFFSET);
+    assert_eq!(log.next_offset(), V3_NEXT_OFFSET + extra.len() as u64);
+    let mut expected = V3_FIRST_OFFSET;
+    for record in log.iter(V3_FIRST_OFFSET) {
+        let record = record.expect("record");
+        assert_eq!(record.offset(), expected);
+        let want = match expected.checked_sub(V3_NEXT_OFFSET) {
+            Some(k) => extra[k as usize].clone(),
+            None => v3_payload(expected),
+        };
+        assert_eq!(record.payload(), want.as_slice(), "record {expected}");
+        expected += 1;
+    }
+    assert_eq!(expected, V3_NEXT_OFFSET + extra.len() as u64);
+    assert!(log.read(expected).is_err(), "read past the end");
+}
+
+/// The sample holds what it is for: version 3 segments, the active one recycled, with
+/// an earlier life's bytes past the end of its data.
+#[test]
+fn v3_sample_is_present_small_and_recycled() {
+    let files = dir_contents(&v3_sample_dir());
+    let segments: Vec<(&String, &Vec<u8>)> =
+        files.iter().filter(|(n, _)| n.ends_with(".seg")).collect();
+    assert!((2..=3).contains(&segments.len()), "{:?}", files.keys());
+    let total_bytes: usize = files.values().map(Vec::len).sum();
+    assert!(
+        total_bytes < 300 << 10,
+        "the sample takes {total_bytes} bytes"
+    );
+    for (_, bytes) in &segments {
+        assert_eq!(segment_version(bytes), 3);
+    }
+    let (name, active) = segments.last().expect("an active segment");
+    assert_eq!(
+        u32::from_le_bytes(active[56..60].try_into().unwrap()) >> 31,
+        1,
+        "{name} is recycled"
+    );
+    assert!(
+        active[active.len() - 4096..].iter().any(|b| *b != 0),
+        "{name}: its earlier life's bytes lie past its data"
+    );
+}
+
+#[test]
+fn v3_sample_opens_read_only_in_place_unchanged() {
+    let dir = v3_sample_dir();
+    let before = dir_contents(&dir);
+    {
+        let log = Log::open_read_only(&dir, Options::default()).expect("open_read_only");
+        assert!(log.recovery_report().clean_shutdown, "closed cleanly");
+        check_v3_records(&log, &[]);
+    }
+    assert!(
+        before == dir_contents(&dir),
+        "open_read_only changed the sample"
+    );
+}
+
+#[test]
+fn v3_sample_verifies_clean() {
+    let work = tempfile::tempdir().expect("tempdir");
+    for (name, bytes) in dir_contents(&v3_sample_dir()) {
+        std::fs::write(work.path().join(name), bytes).expect("copy sample");
+    }
+    let report = ringlog::verify(work.path()).expect("verify");
+    assert!(report.is_clean(), "problems: {:?}", report.problems);
+    assert_eq!(report.records_checked, V3_NEXT_OFFSET - V3_FIRST_OFFSET);
+}
+
+/// A writer opens a copy (strict recovery: the earlier life past the data is no torn
+/// tail), appends past rollovers with and without recycling, and reopens.
+#[test]
+fn v3_sample_opens_for_writing_appends_and_reopens() {
+    for recycle in [true, false] {
+        let work = tempfile::tempdir().expect("tempdir");
+        for (name, bytes) in dir_contents(&v3_sample_dir()) {
+            std::fs::write(work.path().join(name), bytes).expect("copy sample");
+        }
+        let extra: Vec<Vec<u8>> = (0..200u64)
+            .map(|k| format!("appended {k}:{}", "z".repeat((k as usize * 61) % 1500)).into_bytes())
+            .collect();
+        let opts = v3_options()
+            .recycle_segments(recycle)
+            .recovery(ringlog::RecoveryPolicy::Strict);
+        {
+            let log = Log::open(work.path(), opts.clone()).expect("open");
+            check_v3_records(&log, &[]);
+            for payload in &extra {
+                log.append(payload).expect("append");
+            }
+            log.close().expect("close");
+        }
+        let log = Log::open(work.path(), opts).expect("reopen");
+        check_v3_records(&log, &extra);
+        drop(log);
+        let report = ringlog::verify(work.path()).expect("verify");
+        assert!(report.is_clean(), "problems: {:?}", report.problems);
+    }
 }
