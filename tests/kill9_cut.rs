@@ -39,7 +39,7 @@ fn kill9_cut_cycles() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _watchdog = Watchdog::start("kill9_cut", Duration::from_secs(300));
     let mut model = Model::default();
-    let (mut truncations, mut trims) = (0, 0);
+    let (mut truncations, mut trims, mut recycled) = (0, 0, 0);
     for cycle in 1..=cycles {
         let mut child = WriterChild::spawn(
             CHILD_TEST,
@@ -72,6 +72,7 @@ fn kill9_cut_cycles() {
         let lines: Vec<String> = child.seen.iter().map(|l| l.text.clone()).collect();
         truncations += lines.iter().filter(|l| l.starts_with("TRUNCATED")).count();
         trims += lines.iter().filter(|l| l.starts_with("TRIMMED")).count();
+        recycled += lines.iter().filter(|l| l.starts_with("RECYCLED")).count();
         if let Some(bad) = lines
             .iter()
             .find(|l| l.starts_with("FAIL") || l.starts_with("OPENERR"))
@@ -83,7 +84,7 @@ fn kill9_cut_cycles() {
         }
     }
     eprintln!(
-        "kill9_cut: {cycles} kills, {truncations} truncations and {trims} trims returned, {} acknowledged records checked at the end",
+        "kill9_cut: {cycles} kills, {truncations} truncations and {trims} trims returned, {recycled} segments prepared from recycled files, {} acknowledged records checked at the end",
         model.acked.len()
     );
     assert!(truncations > 0 && trims > 0, "no cut ran");

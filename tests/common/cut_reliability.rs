@@ -54,7 +54,11 @@ pub fn cut_child_main() {
         let _ = out.flush();
     };
     say("OPENING".into());
-    let log = match Log::open(&dir, options()) {
+    // Two generations of three recycle removed segments' files (docs/design.md 4.9), so
+    // the runs cover both ways a trim or truncation disposes of them, and logs whose
+    // recycled files a later generation without recycling opens (and the reverse).
+    let opts = options().recycle_segments(generation % 3 != 0);
+    let log = match Log::open(&dir, opts) {
         Ok(log) => log,
         Err(e) => {
             say(format!("OPENERR {e}"));
@@ -69,7 +73,14 @@ pub fn cut_child_main() {
     // Epochs grow across generations and at every cut.
     let mut epoch = generation << 32;
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut recycled = 0;
     while Instant::now() < deadline {
+        // Says when a segment was prepared from a removed one's file (the parent counts).
+        let now_recycled = log.stats().recycled_segments_count;
+        if now_recycled > recycled {
+            recycled = now_recycled;
+            say(format!("RECYCLED {recycled}"));
+        }
         let roll = rng.below(100);
         if roll < 4 {
             let (first, next) = (log.first_offset(), log.next_offset());
