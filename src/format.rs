@@ -22,13 +22,15 @@ pub const FORMAT_VERSION: u32 = 3;
 /// The first version whose segments may hold extended record frames.
 pub const EXTENDED_FRAMES_VERSION: u32 = 2;
 /// The first version whose header word at byte 56 carries flags above
-/// `dropped_before` (see [`SegmentHeader::recycled`]).
+/// `dropped_before` (see [`SegmentHeader::recycled`], [`SegmentHeader::grows`]).
 pub const RECYCLED_FLAG_VERSION: u32 = 3;
-/// Most segments one header can name as dropped (`dropped_before` is 31 bits from
-/// version 3 on; the top bit is the recycled flag).
-pub const MAX_DROPPED_BEFORE: u32 = (1 << 31) - 1;
+/// Most segments one header can name as dropped (`dropped_before` is 30 bits from
+/// version 3 on; the top two bits are flags).
+pub const MAX_DROPPED_BEFORE: u32 = (1 << 30) - 1;
 /// The recycled flag in the header word at byte 56 (version 3 on).
 const RECYCLED_FLAG: u32 = 1 << 31;
+/// The growing-log flag in the header word at byte 56 (version 3 on).
+const GROWS_FLAG: u32 = 1 << 30;
 /// The oldest segment format version this build reads (version 1 segments hold only
 /// plain frames).
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
@@ -196,6 +198,10 @@ pub struct SegmentHeader {
     /// segment's nonce, so recovery does not take them for a torn tail (docs/design.md
     /// 4.2).
     pub recycled: bool,
+    /// Set when the segment was activated by a log whose segments grow
+    /// (`Options::segment_growth`, version 3 on): a later open with default options
+    /// keeps growing them, where a log without it keeps its segment size.
+    pub grows: bool,
 }
 
 impl SegmentHeader {
@@ -218,8 +224,10 @@ impl SegmentHeader {
         debug_assert!(self.dropped_before <= MAX_DROPPED_BEFORE);
         debug_assert!(!self.recycled || self.format_version >= RECYCLED_FLAG_VERSION);
         let word = if self.format_version >= RECYCLED_FLAG_VERSION {
+            let flag = |set: bool, bit: u32| if set { bit } else { 0 };
             (self.dropped_before & MAX_DROPPED_BEFORE)
-                | if self.recycled { RECYCLED_FLAG } else { 0 }
+                | flag(self.recycled, RECYCLED_FLAG)
+                | flag(self.grows, GROWS_FLAG)
         } else {
             self.dropped_before
         };
@@ -252,10 +260,14 @@ impl SegmentHeader {
             });
         }
         let word = u32_at(bytes, 56);
-        let (dropped_before, recycled) = if version >= RECYCLED_FLAG_VERSION {
-            (word & MAX_DROPPED_BEFORE, word & RECYCLED_FLAG != 0)
+        let (dropped_before, recycled, grows) = if version >= RECYCLED_FLAG_VERSION {
+            (
+                word & MAX_DROPPED_BEFORE,
+                word & RECYCLED_FLAG != 0,
+                word & GROWS_FLAG != 0,
+            )
         } else {
-            (word, false)
+            (word, false, false)
         };
         let header = SegmentHeader {
             format_version: version,
@@ -266,6 +278,7 @@ impl SegmentHeader {
             segment_bytes: u64_at(bytes, 48),
             dropped_before,
             recycled,
+            grows,
         };
         if !valid_segment_bytes(header.segment_bytes) {
             return Err(FormatError::BadField {
@@ -711,6 +724,7 @@ mod tests {
             segment_bytes: 1 << 20,
             dropped_before: 0,
             recycled: false,
+            grows: false,
         }
     }
 
@@ -720,6 +734,7 @@ mod tests {
         assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
         let recycled = SegmentHeader {
             recycled: true,
+            grows: true,
             dropped_before: 3,
             ..header()
         };
@@ -727,9 +742,9 @@ mod tests {
     }
 
     #[test]
-    fn the_recycled_bit_is_a_flag_from_version_3_and_part_of_dropped_before_before() {
+    fn the_flag_bits_are_flags_from_version_3_and_part_of_dropped_before_before() {
         let mut bytes = header().encode();
-        let word = (1u32 << 31) | 5;
+        let word = (1u32 << 31) | (1 << 30) | 5;
         bytes[56..60].copy_from_slice(&word.to_le_bytes());
         let reseal = |bytes: &mut [u8; 64], version: u32| {
             bytes[8..12].copy_from_slice(&version.to_le_bytes());
@@ -739,10 +754,12 @@ mod tests {
         reseal(&mut bytes, 3);
         let v3 = SegmentHeader::decode(&bytes).expect("version 3 reads");
         assert!(v3.recycled);
+        assert!(v3.grows);
         assert_eq!(v3.dropped_before, 5);
         reseal(&mut bytes, 2);
         let v2 = SegmentHeader::decode(&bytes).expect("version 2 reads");
         assert!(!v2.recycled);
+        assert!(!v2.grows);
         assert_eq!(v2.dropped_before, word);
     }
 

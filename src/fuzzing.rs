@@ -275,6 +275,7 @@ pub fn build_segment(
         segment_bytes,
         dropped_before: 0,
         recycled: false,
+        grows: false,
     };
     out[..format::SEGMENT_HEADER_BYTES as usize].copy_from_slice(&header.encode());
     let seed = format::frame_seed(nonce);

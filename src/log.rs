@@ -171,11 +171,19 @@ impl Log {
         let dir = dir.to_path_buf();
         let _span = crate::telemetry::open_span(&dir);
         let recovered = crate::open::recover(&dir, &opts, Access::Write, backend.as_mut())?;
-        let active_bytes = recovered.segments.last().map(|s| s.header.segment_bytes);
+        let active = recovered.segments.last().map(|s| s.header);
         // Unless a size was given, new segments take the size of the active one; growing
-        // segments grow toward `segment_bytes` (64 MiB unless set) instead.
-        let opts = match active_bytes {
-            Some(bytes) if !opts.grows_segments() => opts.inherit_segment_bytes(bytes),
+        // segments grow toward `segment_bytes` (64 MiB unless set) instead. With default
+        // options a log grows if its active segment says it was growing (a new log
+        // does); an existing one made with a fixed size keeps it.
+        let undecided = opts.segment_growth.is_none() && opts.segment_bytes.is_none();
+        let opts = match active {
+            Some(h) if undecided && !h.grows => opts.inherit_segment_bytes(h.segment_bytes),
+            Some(h) if !opts.grows_segments() => opts.inherit_segment_bytes(h.segment_bytes),
+            // A log made with larger segments than the default keeps their size.
+            Some(h) if h.segment_bytes > opts.segment_bytes_effective() => {
+                opts.inherit_segment_bytes(h.segment_bytes)
+            }
             _ => opts,
         };
         opts.validate()?;

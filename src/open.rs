@@ -488,7 +488,7 @@ fn create_first(dir: &Path, opts: &Options, spare: Option<Spare>) -> Result<Arc<
             &mut || {},
         )?,
     };
-    let segment = activate_in_place(spare, 0)?;
+    let segment = activate_in_place(spare, 0, opts.grows_segments())?;
     segment.index.write().loaded = true;
     Ok(segment)
 }
@@ -524,7 +524,9 @@ fn check_chain(dir: &Path, chain: Vec<Found>) -> Result<Vec<Arc<Segment>>> {
                     ),
                 ));
             }
-            if header.base_offset <= previous.base_offset() {
+            // Equal when the one before holds no records: a growing log's first batch
+            // too large for the segment it was staged for went on to a larger one.
+            if header.base_offset < previous.base_offset() {
                 return Err(Error::corruption(
                     &f.path,
                     24,
@@ -872,9 +874,10 @@ fn zero_range(backend: &mut dyn Backend, segment: &Segment, start: u64, end: u64
 }
 
 /// Writes and syncs the activated header of a spare (used for a brand-new log).
-fn activate_in_place(spare: Spare, base_offset: u64) -> Result<Arc<Segment>> {
+fn activate_in_place(spare: Spare, base_offset: u64, grows: bool) -> Result<Arc<Segment>> {
     let header = SegmentHeader {
         base_offset,
+        grows,
         ..spare.header
     };
     spare

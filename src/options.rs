@@ -249,12 +249,15 @@ impl Options {
     }
 
     /// Whether a new log starts with small segments that grow: the first is 64 KiB, each
-    /// next one twice the size of the one before, up to
+    /// next one 1.5 times the size of the one before (rounded up to 4 KiB), up to
     /// [`segment_bytes`](Options::segment_bytes) (a batch too large for that size gets a
     /// segment large enough). Segments stay preallocated and fixed-size once created.
     /// So a log holding a few records takes 64 KiB of disk, not `segment_bytes` plus a
-    /// spare. Default: on for a [`Store`](crate::Store)'s topics, off for
-    /// [`Log::open`](crate::Log::open).
+    /// spare, and a small log never takes more than about 1.8 times its data (the next
+    /// segment is prepared once the active one is half full, until they reach full
+    /// size). Default: on for a [`Store`](crate::Store)'s topics, and for
+    /// [`Log::open`](crate::Log::open) unless `segment_bytes` is set (then every
+    /// segment has that size, as before).
     pub fn segment_growth(mut self, segment_growth: bool) -> Self {
         self.segment_growth = Some(segment_growth);
         self
@@ -262,7 +265,14 @@ impl Options {
 
     /// Whether new segments grow (see [`Options::segment_growth`]).
     pub(crate) fn grows_segments(&self) -> bool {
-        self.segment_growth.unwrap_or(false)
+        self.segment_growth.unwrap_or(self.segment_bytes.is_none())
+    }
+
+    /// Whether the segment after an active one of `active_bytes` is prepared as soon as
+    /// that one becomes active (full-size segments: the rollover never waits for it), or
+    /// only once it is half full (growing segments: a small log holds no big spare).
+    pub(crate) fn spare_at_activation(&self, active_bytes: u64) -> bool {
+        !self.grows_segments() || active_bytes >= self.segment_bytes_effective()
     }
 
     /// The size of a new log's first segment.
@@ -282,11 +292,17 @@ impl Options {
         if !self.grows_segments() {
             return target;
         }
-        let mut bytes = previous_bytes
-            .saturating_mul(2)
-            .max(format::MIN_SEGMENT_BYTES);
+        // 1.5x, not 2x: the last segment (and the spare prepared when it is half full)
+        // is then at most about as large as everything before it, so disk use stays
+        // within ~1.8x of the data at every size (2x growth reached 2.7x at half full).
+        let grow = |bytes: u64| {
+            bytes
+                .saturating_add(bytes / 2)
+                .next_multiple_of(format::SEGMENT_ALIGN_BYTES)
+        };
+        let mut bytes = grow(previous_bytes).max(format::MIN_SEGMENT_BYTES);
         while bytes < needed_bytes && bytes < target {
-            bytes = bytes.saturating_mul(2);
+            bytes = grow(bytes);
         }
         bytes.min(target)
     }

@@ -178,6 +178,7 @@ fn write_recycled_header(path: &Path, id: u64, segment_bytes: u64) -> Result<Spa
         segment_bytes,
         dropped_before: 0,
         recycled: true,
+        grows: false,
     };
     file.write_all_at(&header.encode(), 0)
         .map_err(|e| Error::io("write segment header", path, e))?;
@@ -240,6 +241,7 @@ fn prepare_at(
         segment_bytes,
         dropped_before: 0,
         recycled: false,
+        grows: false,
     };
     file.write_all_at(&header.encode(), 0)
         .map_err(|e| Error::io("write segment header", path, e))?;

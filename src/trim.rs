@@ -401,6 +401,7 @@ impl Shared {
         debug_assert!(dead.len() as u64 <= dropped);
         let header = format::SegmentHeader {
             base_offset: base,
+            grows: self.opts.grows_segments(),
             // More than 2^31 segments would have to exist for this to saturate.
             dropped_before: dropped.min(u64::from(format::MAX_DROPPED_BEFORE)) as u32,
             ..spare.header
@@ -439,6 +440,7 @@ impl Shared {
         let old_active = std::mem::replace(&mut c.segment, fresh.clone());
         old_active.release_file();
         c.reset_to(base);
+        let fresh_bytes = fresh.header.segment_bytes;
         self.staging.lock().restart_at(fresh, base);
         self.marks.reset_to(base);
         if kind == CutKind::Truncate {
@@ -452,7 +454,7 @@ impl Shared {
                 next_offset: base,
             });
         }
-        if !self.opts.grows_segments() {
+        if self.opts.spare_at_activation(fresh_bytes) {
             self.staging.lock().spare_requested = true;
             self.request_chore(Chore::PrepareSpare);
         }

@@ -302,10 +302,11 @@ impl Shared {
         // Recovery left no write bound this process made durable itself unless it wrote
         // a synced index file: reserve one now, ahead of the first append.
         // Growing segments get a spare only once the active one is half full (see
-        // `Shared::stage`): a small log never reserves a second file.
+        // `Shared::stage`), until they reach full size: a small log never reserves a
+        // big second file.
         let prepare = start.spare.is_none()
             && !start.read_only
-            && (!opts.grows_segments()
+            && (opts.spare_at_activation(active.header.segment_bytes)
                 || start.active.end.position * 2 >= active.header.segment_bytes);
         let mut first_chores = Vec::new();
         if prepare {

@@ -470,3 +470,37 @@ fn scan_reports_damage_where_iter_does_after_visiting_the_same_records() {
     assert_eq!(scanned, iterated);
     assert!(!scanned.is_empty() && (scanned.len() as u64) < count);
 }
+
+/// A growing log's first record too large for its 64 KiB first segment goes to a larger
+/// one, leaving the first empty with the same base offset: that chain opens again (it was
+/// refused as "base offset 0 does not follow segment 0's base offset 0"), for a log and
+/// for a store's topic.
+#[test]
+fn a_first_record_larger_than_the_first_growing_segment_reopens() {
+    let big = vec![9u8; 200 << 10];
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(dir.path(), Options::default()).unwrap();
+        assert_eq!(log.append(&big).unwrap(), 0);
+        assert_eq!(log.append(b"after").unwrap(), 1);
+        log.close().unwrap();
+    }
+    let log = Log::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(log.next_offset(), 2);
+    assert_eq!(log.read(0).unwrap().payload(), big.as_slice());
+    assert_eq!(log.read(1).unwrap().payload(), b"after");
+    drop(log);
+    assert!(ringlog::verify(dir.path()).unwrap().is_clean());
+
+    let root = tempfile::tempdir().unwrap();
+    {
+        let store = ringlog::Store::open(root.path(), Options::default()).unwrap();
+        let topic = store.topic("big").unwrap();
+        assert_eq!(topic.append(&big).unwrap(), 0);
+        store.close().unwrap();
+    }
+    let store = ringlog::Store::open(root.path(), Options::default()).unwrap();
+    let topic = store.topic("big").unwrap();
+    assert_eq!(topic.next_offset(), 1);
+    assert_eq!(topic.read(0).unwrap().payload(), big.as_slice());
+}
