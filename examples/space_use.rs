@@ -53,6 +53,17 @@ fn main() {
         let segments = log.segments().expect("segments").len();
         log.close().expect("close");
         let (blocks, len) = disk_use(dir.path());
+        if std::env::var_os("SPACE_LIST").is_some() {
+            let mut names: Vec<_> = std::fs::read_dir(dir.path())
+                .expect("read_dir")
+                .flatten()
+                .map(|e| (e.file_name(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+                .collect();
+            names.sort();
+            for (name, len) in names {
+                println!("  {} {len}", name.to_string_lossy());
+            }
+        }
         println!(
             "{} MiB of 1 KiB records ({durability:?}): {segments} segments; on disk {:.1} MiB = {:.3}x the payload (file lengths {:.1} MiB = {:.3}x)",
             payload_bytes >> 20,

@@ -17,6 +17,8 @@ pub enum Unit {
     Nanos,
     /// Bytes per second.
     BytesRate,
+    /// A multiple of something (disk use against payload).
+    Ratio,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +71,8 @@ pub enum Target {
     MultipleOfCeiling(f64),
     /// At most this many nanoseconds.
     AtMostNanos(f64),
+    /// At most this value, in the table's unit.
+    AtMost(f64),
 }
 
 impl Table {
@@ -246,6 +250,7 @@ pub fn format_value(value: f64, unit: Unit) -> String {
         Unit::Rate => format_si(value, "/s"),
         Unit::BytesRate => format_bytes(value) + "/s",
         Unit::Nanos => format_nanos(value),
+        Unit::Ratio => format!("{value:.3}×"),
     }
 }
 
@@ -326,6 +331,7 @@ pub fn render_summary(tables: &[(Table, Vec<Target>)], out: &mut String) {
                         vs_ceiling.is_some_and(|r| r <= x),
                     ),
                     Target::AtMostNanos(x) => (format!("≤ {}", format_nanos(x)), value <= x),
+                    Target::AtMost(x) => (format!("≤ {}", format_value(x, unit)), value <= x),
                 };
                 wanted.push(text);
                 met &= ok;

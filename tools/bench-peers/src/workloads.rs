@@ -87,7 +87,7 @@ impl<'a> Bench<'a> {
     }
 
     /// A new, not yet existing, directory path for one log.
-    fn fresh_dir(&self, label: &str) -> PathBuf {
+    pub(crate) fn fresh_dir(&self, label: &str) -> PathBuf {
         let n = self.dirs.fetch_add(1, Relaxed);
         self.root.join(format!("{n:02}-{label}"))
     }
@@ -101,7 +101,7 @@ fn percentiles(h: &Histogram<u64>) -> [f64; 3] {
     [0.5, 0.99, 0.999].map(|q| h.value_at_quantile(q) as f64)
 }
 
-fn row_kind(peer: PeerId, needs_durability: bool) -> RowKind {
+pub(crate) fn row_kind(peer: PeerId, needs_durability: bool) -> RowKind {
     match peer {
         PeerId::Ringlog => RowKind::Ringlog,
         _ => RowKind::Peer {
@@ -111,7 +111,7 @@ fn row_kind(peer: PeerId, needs_durability: bool) -> RowKind {
 }
 
 /// Runs `f`, turning errors and panics into a message for the table.
-fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T, String> {
+pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T, String> {
     match std::panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(format!("{e:#}")),
