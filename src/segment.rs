@@ -97,7 +97,7 @@ pub(crate) fn prepare(
     id: u64,
     segment_bytes: u64,
     preallocate: Preallocate,
-    between_chunks: &mut dyn FnMut(),
+    between_chunks: &mut dyn FnMut(u64) -> u64,
 ) -> Result<Spare> {
     // Prepared under a temporary name and renamed into place once its header is
     // durable: a file with a segment's name always had a valid header, so one without
@@ -121,14 +121,15 @@ pub(crate) fn prepare(
     Ok(spare)
 }
 
-/// `between_chunks` runs between the 1 MiB writes of a zero-fill (which takes tens of
-/// milliseconds for a 64 MiB segment), for a caller with more urgent work.
+/// `between_chunks` runs between the chunks of a zero-fill (which takes tens of
+/// milliseconds for a 64 MiB segment), for a caller with more urgent work, with the
+/// bytes zeroed so far; it returns the size of the next chunk.
 fn prepare_at(
     path: &Path,
     id: u64,
     segment_bytes: u64,
     preallocate: Preallocate,
-    between_chunks: &mut dyn FnMut(),
+    between_chunks: &mut dyn FnMut(u64) -> u64,
 ) -> Result<Spare> {
     let file = OpenOptions::new()
         .read(true)
@@ -149,15 +150,7 @@ fn prepare_at(
             // unwritten, and later flushes carry no metadata.
             rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, segment_bytes)
                 .map_err(|e| Error::io("fallocate segment", path, e.into()))?;
-            let zeros = vec![0u8; (1 << 20).min(segment_bytes as usize)];
-            let mut position = 0;
-            while position < segment_bytes {
-                let len = zeros.len().min((segment_bytes - position) as usize);
-                file.write_all_at(&zeros[..len], position)
-                    .map_err(|e| Error::io("zero-fill segment", path, e))?;
-                position += len as u64;
-                between_chunks();
-            }
+            zero_fill(&file, path, segment_bytes, between_chunks)?;
         }
     }
     file.sync_data()
@@ -180,6 +173,37 @@ fn prepare_at(
         file,
         header,
     })
+}
+
+/// The most bytes of zeros a zero-fill writes, then flushes, at a time.
+pub(crate) const ZERO_FILL_CHUNK_MAX_BYTES: u64 = 1 << 20;
+
+/// Writes zeros over `segment_bytes` of `file` and flushes them, a chunk at a time, so
+/// dirty zeros never pile up: written all at once and flushed at the end, the flush of
+/// 64 MiB (or the kernel's writeback of it) held the disk for tens of milliseconds
+/// while the committer's flushes queued behind it. `between_chunks` runs after each
+/// chunk with the bytes zeroed so far, and says how many to write and flush next (up
+/// to [`ZERO_FILL_CHUNK_MAX_BYTES`]; smaller chunks hold the disk for less time).
+fn zero_fill(
+    file: &File,
+    path: &Path,
+    segment_bytes: u64,
+    between_chunks: &mut dyn FnMut(u64) -> u64,
+) -> Result<()> {
+    let zeros = vec![0u8; ZERO_FILL_CHUNK_MAX_BYTES.min(segment_bytes) as usize];
+    let mut position = 0;
+    let mut chunk_bytes = ZERO_FILL_CHUNK_MAX_BYTES;
+    while position < segment_bytes {
+        let len = (chunk_bytes.clamp(4 << 10, ZERO_FILL_CHUNK_MAX_BYTES) as usize)
+            .min((segment_bytes - position) as usize);
+        file.write_all_at(&zeros[..len], position)
+            .map_err(|e| Error::io("zero-fill segment", path, e))?;
+        file.sync_data()
+            .map_err(|e| Error::io("fdatasync segment", path, e))?;
+        position += len as u64;
+        chunk_bytes = between_chunks(position);
+    }
+    Ok(())
 }
 
 /// The sparse index of one segment, in memory.
@@ -299,6 +323,11 @@ pub(crate) struct Segment {
     /// The largest write bound of an index file known durable: the writer writes no byte
     /// at or past it (docs/design.md 4.3). Zero until the first is written.
     write_bound: AtomicU64,
+    /// The bound of the first index file asked for while none could exist (0: none
+    /// asked that way): every index file of the segment carries at least this much,
+    /// so the writer may write below it before the file is durable
+    /// ([`Segment::reserve_first_bound`]).
+    first_bound: AtomicU64,
     /// Deleted from its log by a trim, truncation or retention: nothing persists its
     /// index again (readers may still map it).
     retired: AtomicBool,
@@ -349,6 +378,7 @@ impl Segment {
             end_offset: RwLock::new(None),
             promised_bound: Mutex::new(0),
             write_bound: AtomicU64::new(0),
+            first_bound: AtomicU64::new(0),
             retired: AtomicBool::new(false),
             first_timestamp_hint: OnceLock::new(),
         }))
@@ -558,6 +588,30 @@ impl Segment {
     /// The write bound the writer may rely on (see [`Segment::persist_index`]).
     pub(crate) fn write_bound(&self) -> u64 {
         self.write_bound.load(Ordering::SeqCst)
+    }
+
+    /// What the writer may write below: the durable write bound, or the first bound
+    /// while no index file with a smaller one can exist
+    /// ([`Segment::reserve_first_bound`]).
+    pub(crate) fn writable_bound(&self) -> u64 {
+        self.write_bound()
+            .max(self.first_bound.load(Ordering::SeqCst))
+    }
+
+    /// For a segment no index file was ever asked for since its activation: promises
+    /// `bound` to every index file written from now on, so the writer may write below
+    /// it at once, while the first file is written off its path. Recovery searches a
+    /// segment without an index file to its end, and one with a file up to that file's
+    /// bound, at least `bound`: either way it finds everything written below `bound`.
+    /// False if a file may exist already (the writer then relies only on durable ones).
+    pub(crate) fn reserve_first_bound(&self, bound: u64) -> bool {
+        let mut promised = self.promised_bound.lock();
+        if *promised != 0 || self.is_retired() {
+            return false;
+        }
+        *promised = bound;
+        self.first_bound.store(bound, Ordering::SeqCst);
+        true
     }
 
     /// After recovery: nothing past `bound` is written (it was searched and zeroed, or a

@@ -17,6 +17,8 @@ pub enum Unit {
     Nanos,
     /// Bytes per second.
     BytesRate,
+    /// A plain count.
+    Count,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -246,6 +248,7 @@ pub fn format_value(value: f64, unit: Unit) -> String {
         Unit::Rate => format_si(value, "/s"),
         Unit::BytesRate => format_bytes(value) + "/s",
         Unit::Nanos => format_nanos(value),
+        Unit::Count => format!("{value:.0}"),
     }
 }
 
