@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::segment::{self, Segment};
+use crate::segment::{self, Segment, ZeroChunk};
 use crate::writer::{PrepareFailure, Shared};
 
 /// One chore, as asked for.
@@ -266,35 +266,39 @@ impl Shared {
         self.room_cv.notify_all();
     }
 
-    /// Between the chunks of a spare's zero-fill: paces it and returns the size of its
-    /// next chunk. While the spare is well ahead of the active segment (more than a
-    /// quarter of it further along), small chunks, and a wait before each, so the
+    /// Between the chunks of a spare's zero-fill: paces it, and says how to write its
+    /// next chunk. While the spare is more than a quarter of a segment ahead of the
+    /// active one: small chunks, each flushed, with a wait of up to `PACE_MAX` before
+    /// each (ended early once commits fill the active segment enough), so the
     /// zero-fill's writes spread over the time the active segment takes to fill instead
-    /// of queueing, all at once, in front of the committer's flushes (each flush waits
-    /// for at most one chunk). When it is not ahead, or appenders wait for it, the
-    /// largest chunks and no wait. Waits at most `PACE_WAITS_MAX` times per chunk (each
-    /// ends early when a commit makes room), so other logs' urgent chores, run between
-    /// chunks, wait little; never for a closing log.
-    fn pace_zero_fill(&self, zeroed_bytes: u64, spare_bytes: u64) -> u64 {
-        const PACE_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
-        const PACE_WAITS_MAX: usize = 4;
-        const SMALL_CHUNK_BYTES: u64 = 256 << 10;
+    /// of queueing in front of the committer's flushes. While it is less ahead: small
+    /// flushed chunks, no wait. When it is at most an eighth ahead, or appenders wait
+    /// for it, or the log closes: as fast as it goes (1 MiB chunks, one flush at the
+    /// end). Other logs' urgent chores, run between chunks, wait at most `PACE_MAX`
+    /// more.
+    fn pace_zero_fill(&self, zeroed_bytes: u64, spare_bytes: u64) -> ZeroChunk {
+        const PACE_MAX: std::time::Duration = std::time::Duration::from_millis(10);
+        const SMALL_CHUNK: ZeroChunk = ZeroChunk::Flushed(256 << 10);
+        if zeroed_bytes >= spare_bytes {
+            return ZeroChunk::Rushed;
+        }
+        let deadline = std::time::Instant::now() + PACE_MAX;
         let mut st = self.staging.lock();
-        for waits in 0..=PACE_WAITS_MAX {
+        loop {
             let active_bytes = st.segment.header.segment_bytes.max(1);
             // Fractions in 1/1024ths of each segment.
             let active_filled = st.position.saturating_mul(1024) / active_bytes;
             let spare_zeroed = zeroed_bytes.saturating_mul(1024) / spare_bytes.max(1);
             let waited_for = st.spare_min_bytes > 0 || st.closed || st.frozen;
             if waited_for || spare_zeroed <= active_filled + 128 {
-                return segment::ZERO_FILL_CHUNK_MAX_BYTES;
+                return ZeroChunk::Rushed;
             }
-            if spare_zeroed <= active_filled + 256 || waits == PACE_WAITS_MAX {
-                return SMALL_CHUNK_BYTES;
+            let now = std::time::Instant::now();
+            if spare_zeroed <= active_filled + 256 || now >= deadline {
+                return SMALL_CHUNK;
             }
-            let _ = self.room_cv.wait_for(&mut st, PACE_WAIT);
+            let _ = self.room_cv.wait_for(&mut st, deadline - now);
         }
-        SMALL_CHUNK_BYTES
     }
 
     /// The housekeeper's background flush (see `Shared::maybe_flush_in_background`).

@@ -449,7 +449,7 @@ fn create_first(dir: &Path, opts: &Options, spare: Option<Spare>) -> Result<Arc<
             0,
             opts.first_segment_bytes(),
             opts.preallocate_effective(),
-            &mut |_| segment::ZERO_FILL_CHUNK_MAX_BYTES,
+            &mut |_| segment::ZeroChunk::Rushed,
         )?,
     };
     let segment = activate_in_place(spare, 0)?;

@@ -97,7 +97,7 @@ pub(crate) fn prepare(
     id: u64,
     segment_bytes: u64,
     preallocate: Preallocate,
-    between_chunks: &mut dyn FnMut(u64) -> u64,
+    between_chunks: &mut dyn FnMut(u64) -> ZeroChunk,
 ) -> Result<Spare> {
     // Prepared under a temporary name and renamed into place once its header is
     // durable: a file with a segment's name always had a valid header, so one without
@@ -123,13 +123,13 @@ pub(crate) fn prepare(
 
 /// `between_chunks` runs between the chunks of a zero-fill (which takes tens of
 /// milliseconds for a 64 MiB segment), for a caller with more urgent work, with the
-/// bytes zeroed so far; it returns the size of the next chunk.
+/// bytes zeroed so far; it says how to write the next chunk.
 fn prepare_at(
     path: &Path,
     id: u64,
     segment_bytes: u64,
     preallocate: Preallocate,
-    between_chunks: &mut dyn FnMut(u64) -> u64,
+    between_chunks: &mut dyn FnMut(u64) -> ZeroChunk,
 ) -> Result<Spare> {
     let file = OpenOptions::new()
         .read(true)
@@ -175,33 +175,49 @@ fn prepare_at(
     })
 }
 
-/// The most bytes of zeros a zero-fill writes, then flushes, at a time.
+/// How a zero-fill writes its next chunk (see [`zero_fill`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ZeroChunk {
+    /// Write this many bytes (at most [`ZERO_FILL_CHUNK_MAX_BYTES`]) and flush them: a
+    /// commit's flush then waits for at most that much of the zero-fill.
+    Flushed(u64),
+    /// Write [`ZERO_FILL_CHUNK_MAX_BYTES`] and go on, for the flush at the end (the
+    /// fastest, for when appenders need the spare soon).
+    Rushed,
+}
+
+/// The largest chunk of a zero-fill.
 pub(crate) const ZERO_FILL_CHUNK_MAX_BYTES: u64 = 1 << 20;
 
-/// Writes zeros over `segment_bytes` of `file` and flushes them, a chunk at a time, so
-/// dirty zeros never pile up: written all at once and flushed at the end, the flush of
-/// 64 MiB (or the kernel's writeback of it) held the disk for tens of milliseconds
-/// while the committer's flushes queued behind it. `between_chunks` runs after each
-/// chunk with the bytes zeroed so far, and says how many to write and flush next (up
-/// to [`ZERO_FILL_CHUNK_MAX_BYTES`]; smaller chunks hold the disk for less time).
+/// Writes zeros over `segment_bytes` of `file`, a chunk at a time, each chunk flushed or
+/// not as `between_chunks` says. Written all at once and flushed at the end, the flush
+/// of 64 MiB (or the kernel's writeback of it) held the disk for tens of milliseconds
+/// while the committer's flushes queued behind it; flushed a chunk at a time, the
+/// zero-fill is slower, so it only does so while the spare is well ahead of need.
+/// `between_chunks` runs after each chunk with the bytes zeroed so far.
 fn zero_fill(
     file: &File,
     path: &Path,
     segment_bytes: u64,
-    between_chunks: &mut dyn FnMut(u64) -> u64,
+    between_chunks: &mut dyn FnMut(u64) -> ZeroChunk,
 ) -> Result<()> {
     let zeros = vec![0u8; ZERO_FILL_CHUNK_MAX_BYTES.min(segment_bytes) as usize];
     let mut position = 0;
-    let mut chunk_bytes = ZERO_FILL_CHUNK_MAX_BYTES;
+    let mut next = ZeroChunk::Rushed;
     while position < segment_bytes {
-        let len = (chunk_bytes.clamp(4 << 10, ZERO_FILL_CHUNK_MAX_BYTES) as usize)
-            .min((segment_bytes - position) as usize);
+        let (chunk_bytes, flush) = match next {
+            ZeroChunk::Flushed(bytes) => (bytes.clamp(4 << 10, ZERO_FILL_CHUNK_MAX_BYTES), true),
+            ZeroChunk::Rushed => (ZERO_FILL_CHUNK_MAX_BYTES, false),
+        };
+        let len = (chunk_bytes as usize).min((segment_bytes - position) as usize);
         file.write_all_at(&zeros[..len], position)
             .map_err(|e| Error::io("zero-fill segment", path, e))?;
-        file.sync_data()
-            .map_err(|e| Error::io("fdatasync segment", path, e))?;
+        if flush {
+            file.sync_data()
+                .map_err(|e| Error::io("fdatasync segment", path, e))?;
+        }
         position += len as u64;
-        chunk_bytes = between_chunks(position);
+        next = between_chunks(position);
     }
     Ok(())
 }
@@ -759,6 +775,57 @@ pub(crate) fn first_record_timestamp(bytes: &[u8], base_offset: u64) -> Option<u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::SEGMENT_HEADER_BYTES;
+
+    /// An activated segment of 64 KiB in a new directory.
+    fn activated(dir: &Path) -> Arc<Segment> {
+        let spare = prepare(dir, 1, 64 << 10, Preallocate::ZeroFill, &mut |_| {
+            ZeroChunk::Flushed(16 << 10)
+        })
+        .unwrap();
+        let header = SegmentHeader {
+            base_offset: 0,
+            ..spare.header
+        };
+        Segment::new(spare.path, spare.file, header, 64 << 10).unwrap()
+    }
+
+    #[test]
+    fn a_fresh_segment_promises_its_first_bound_to_every_index_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = activated(dir.path());
+        assert_eq!(segment.writable_bound(), 0);
+        assert!(segment.reserve_first_bound(8 << 10));
+        assert_eq!(segment.write_bound(), 0, "nothing durable yet");
+        assert_eq!(segment.writable_bound(), 8 << 10);
+        assert!(!segment.reserve_first_bound(16 << 10), "only the first");
+        // A checkpoint that reserves nothing still carries the promised bound.
+        segment
+            .persist_index(dir.path(), SEGMENT_HEADER_BYTES, 0, false, 0)
+            .unwrap();
+        let file = segment.load_index_file(dir.path()).unwrap();
+        assert_eq!(file.write_bound, 8 << 10);
+        // The first file that grows the bound makes it durable.
+        segment
+            .persist_index(dir.path(), SEGMENT_HEADER_BYTES, 0, false, 8 << 10)
+            .unwrap();
+        assert_eq!(segment.write_bound(), 8 << 10);
+    }
+
+    #[test]
+    fn a_segment_with_an_index_file_promises_no_first_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = activated(dir.path());
+        segment
+            .persist_index(dir.path(), SEGMENT_HEADER_BYTES, 0, false, 4 << 10)
+            .unwrap();
+        assert!(!segment.reserve_first_bound(32 << 10));
+        assert_eq!(segment.writable_bound(), 4 << 10);
+        let other = tempfile::tempdir().unwrap();
+        let recovered = activated(other.path());
+        recovered.start_write_bound(SEGMENT_HEADER_BYTES);
+        assert!(!recovered.reserve_first_bound(32 << 10), "after recovery");
+    }
 
     #[test]
     fn names_round_trip() {

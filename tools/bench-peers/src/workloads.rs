@@ -364,14 +364,14 @@ fn latency_values(rate: f64, latencies: &Histogram<u64>) -> Vec<f64> {
 const STALL_NS: u64 = 2_000_000;
 
 /// Segment size of the stall workload: small, so a short run crosses many rollovers.
-const STALL_SEGMENT_BYTES: u64 = 1 << 20;
+const STALL_SEGMENT_BYTES: u64 = 4 << 20;
 
 /// Rollovers the stall workload crosses at least (it runs longer if it must, up to
 /// `STALL_DURATION_MAX`).
 const STALL_ROLLOVERS_MIN: u64 = 50;
 const STALL_DURATION_MAX: Duration = Duration::from_secs(30);
 
-/// W2 stalls: ringlog's durable appends from `producers` threads on 1 MiB segments, so
+/// W2 stalls: ringlog's durable appends from `producers` threads on 4 MiB segments, so
 /// the run crosses at least 50 rollovers (each with its spare's zero-fill, its
 /// checkpoints and write-bound extensions), counting the appends over 2 ms; then, in the
 /// same run, the disk's own `pwrite` + `fdatasync` per record, whose p99.9 ringlog's
