@@ -103,6 +103,12 @@ impl PendingChores {
         true
     }
 
+    /// Whether a chore is waiting that keeps the writer going or recovery short (a write
+    /// bound, a checkpoint, a background flush).
+    pub(crate) fn has_urgent(&self) -> bool {
+        !self.checkpoints.is_empty() || self.background_flush.is_some()
+    }
+
     /// Stops taking chores; returns those still waiting (the caller finishes the index
     /// files among them, or drops them).
     pub(crate) fn stop(&mut self) -> PendingChores {
@@ -236,10 +242,12 @@ impl Shared {
             id,
             segment_bytes,
             self.opts.preallocate_effective(),
-            &mut |zeroed_bytes| {
+            &mut |zeroed_bytes| loop {
                 self.urgent_chores_locked();
                 engine.urgent_chores(self);
-                self.pace_zero_fill(zeroed_bytes, segment_bytes)
+                if let Some(next) = self.pace_zero_fill(zeroed_bytes, segment_bytes) {
+                    break next;
+                }
             },
         );
         let mut st = self.staging.lock();
@@ -274,13 +282,15 @@ impl Shared {
     /// of queueing in front of the committer's flushes. While it is less ahead: small
     /// flushed chunks, no wait. When it is at most an eighth ahead, or appenders wait
     /// for it, or the log closes: as fast as it goes (1 MiB chunks, one flush at the
-    /// end). Other logs' urgent chores, run between chunks, wait at most `PACE_MAX`
-    /// more.
-    fn pace_zero_fill(&self, zeroed_bytes: u64, spare_bytes: u64) -> ZeroChunk {
+    /// end). `None` when an urgent chore of this log (a write bound, a checkpoint) came
+    /// meanwhile: the caller runs it, then asks again. Other logs' urgent chores, run
+    /// between chunks, wait at most `PACE_MAX` more.
+    fn pace_zero_fill(&self, zeroed_bytes: u64, spare_bytes: u64) -> Option<ZeroChunk> {
         const PACE_MAX: std::time::Duration = std::time::Duration::from_millis(10);
+        const PACE_SLICE: std::time::Duration = std::time::Duration::from_millis(1);
         const SMALL_CHUNK: ZeroChunk = ZeroChunk::Flushed(256 << 10);
         if zeroed_bytes >= spare_bytes {
-            return ZeroChunk::Rushed;
+            return Some(ZeroChunk::Rushed);
         }
         let deadline = std::time::Instant::now() + PACE_MAX;
         let mut st = self.staging.lock();
@@ -291,13 +301,19 @@ impl Shared {
             let spare_zeroed = zeroed_bytes.saturating_mul(1024) / spare_bytes.max(1);
             let waited_for = st.spare_min_bytes > 0 || st.closed || st.frozen;
             if waited_for || spare_zeroed <= active_filled + 128 {
-                return ZeroChunk::Rushed;
+                return Some(ZeroChunk::Rushed);
             }
             let now = std::time::Instant::now();
             if spare_zeroed <= active_filled + 256 || now >= deadline {
-                return SMALL_CHUNK;
+                return Some(SMALL_CHUNK);
             }
-            let _ = self.room_cv.wait_for(&mut st, deadline - now);
+            // Lock order: staging, then chores.
+            if self.chores.lock().has_urgent() {
+                return None;
+            }
+            let _ = self
+                .room_cv
+                .wait_for(&mut st, (deadline - now).min(PACE_SLICE));
         }
     }
 
