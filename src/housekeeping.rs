@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::segment::{self, Segment};
+use crate::segment::{self, Segment, ZeroChunk};
 use crate::writer::{PrepareFailure, Shared};
 
 /// One chore, as asked for.
@@ -101,6 +101,12 @@ impl PendingChores {
             Chore::Retention => self.retention = true,
         }
         true
+    }
+
+    /// Whether a chore is waiting that keeps the writer going or recovery short (a write
+    /// bound, a checkpoint, a background flush).
+    pub(crate) fn has_urgent(&self) -> bool {
+        !self.checkpoints.is_empty() || self.background_flush.is_some()
     }
 
     /// Stops taking chores; returns those still waiting (the caller finishes the index
@@ -262,9 +268,12 @@ impl Shared {
                 id,
                 segment_bytes,
                 self.opts.preallocate_effective(),
-                &mut || {
+                &mut |zeroed_bytes| loop {
                     self.urgent_chores_locked();
                     engine.urgent_chores(self);
+                    if let Some(next) = self.pace_zero_fill(zeroed_bytes, segment_bytes) {
+                        break next;
+                    }
                 },
             ),
         };
@@ -290,6 +299,49 @@ impl Shared {
         }
         drop(st);
         self.room_cv.notify_all();
+    }
+
+    /// Between the chunks of a spare's zero-fill: paces it, and says how to write its
+    /// next chunk. While the spare is more than a quarter of a segment ahead of the
+    /// active one: small chunks, each flushed, with a wait of up to `PACE_MAX` before
+    /// each (ended early once commits fill the active segment enough), so the
+    /// zero-fill's writes spread over the time the active segment takes to fill instead
+    /// of queueing in front of the committer's flushes. While it is less ahead: small
+    /// flushed chunks, no wait. When it is at most an eighth ahead, or appenders wait
+    /// for it, or the log closes: as fast as it goes (1 MiB chunks, one flush at the
+    /// end). `None` when an urgent chore of this log (a write bound, a checkpoint) came
+    /// meanwhile: the caller runs it, then asks again. Other logs' urgent chores, run
+    /// between chunks, wait at most `PACE_MAX` more.
+    fn pace_zero_fill(&self, zeroed_bytes: u64, spare_bytes: u64) -> Option<ZeroChunk> {
+        const PACE_MAX: std::time::Duration = std::time::Duration::from_millis(10);
+        const PACE_SLICE: std::time::Duration = std::time::Duration::from_millis(1);
+        const SMALL_CHUNK: ZeroChunk = ZeroChunk::Flushed(256 << 10);
+        if zeroed_bytes >= spare_bytes {
+            return Some(ZeroChunk::Rushed);
+        }
+        let deadline = std::time::Instant::now() + PACE_MAX;
+        let mut st = self.staging.lock();
+        loop {
+            let active_bytes = st.segment.header.segment_bytes.max(1);
+            // Fractions in 1/1024ths of each segment.
+            let active_filled = st.position.saturating_mul(1024) / active_bytes;
+            let spare_zeroed = zeroed_bytes.saturating_mul(1024) / spare_bytes.max(1);
+            let waited_for = st.spare_min_bytes > 0 || st.closed || st.frozen;
+            if waited_for || spare_zeroed <= active_filled + 128 {
+                return Some(ZeroChunk::Rushed);
+            }
+            let now = std::time::Instant::now();
+            if spare_zeroed <= active_filled + 256 || now >= deadline {
+                return Some(SMALL_CHUNK);
+            }
+            // Lock order: staging, then chores.
+            if self.chores.lock().has_urgent() {
+                return None;
+            }
+            let _ = self
+                .room_cv
+                .wait_for(&mut st, (deadline - now).min(PACE_SLICE));
+        }
     }
 
     /// The housekeeper's background flush (see `Shared::maybe_flush_in_background`).

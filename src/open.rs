@@ -485,7 +485,7 @@ fn create_first(dir: &Path, opts: &Options, spare: Option<Spare>) -> Result<Arc<
             0,
             opts.first_segment_bytes(),
             opts.preallocate_effective(),
-            &mut || {},
+            &mut |_| segment::ZeroChunk::Rushed,
         )?,
     };
     let segment = activate_in_place(spare, 0, opts.grows_segments())?;

@@ -97,7 +97,7 @@ pub(crate) fn prepare(
     id: u64,
     segment_bytes: u64,
     preallocate: Preallocate,
-    between_chunks: &mut dyn FnMut(),
+    between_chunks: &mut dyn FnMut(u64) -> ZeroChunk,
 ) -> Result<Spare> {
     // Prepared under a temporary name and renamed into place once its header is
     // durable: a file with a segment's name always had a valid header, so one without
@@ -191,14 +191,15 @@ fn write_recycled_header(path: &Path, id: u64, segment_bytes: u64) -> Result<Spa
     })
 }
 
-/// `between_chunks` runs between the 1 MiB writes of a zero-fill (which takes tens of
-/// milliseconds for a 64 MiB segment), for a caller with more urgent work.
+/// `between_chunks` runs between the chunks of a zero-fill (which takes tens of
+/// milliseconds for a 64 MiB segment), for a caller with more urgent work, with the
+/// bytes zeroed so far; it says how to write the next chunk.
 fn prepare_at(
     path: &Path,
     id: u64,
     segment_bytes: u64,
     preallocate: Preallocate,
-    between_chunks: &mut dyn FnMut(),
+    between_chunks: &mut dyn FnMut(u64) -> ZeroChunk,
 ) -> Result<Spare> {
     let file = OpenOptions::new()
         .read(true)
@@ -219,15 +220,7 @@ fn prepare_at(
             // unwritten, and later flushes carry no metadata.
             rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, segment_bytes)
                 .map_err(|e| Error::io("fallocate segment", path, e.into()))?;
-            let zeros = vec![0u8; (1 << 20).min(segment_bytes as usize)];
-            let mut position = 0;
-            while position < segment_bytes {
-                let len = zeros.len().min((segment_bytes - position) as usize);
-                file.write_all_at(&zeros[..len], position)
-                    .map_err(|e| Error::io("zero-fill segment", path, e))?;
-                position += len as u64;
-                between_chunks();
-            }
+            zero_fill(&file, path, segment_bytes, between_chunks)?;
         }
     }
     file.sync_data()
@@ -252,6 +245,53 @@ fn prepare_at(
         file,
         header,
     })
+}
+
+/// How a zero-fill writes its next chunk (see [`zero_fill`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ZeroChunk {
+    /// Write this many bytes (at most [`ZERO_FILL_CHUNK_MAX_BYTES`]) and flush them: a
+    /// commit's flush then waits for at most that much of the zero-fill.
+    Flushed(u64),
+    /// Write [`ZERO_FILL_CHUNK_MAX_BYTES`] and go on, for the flush at the end (the
+    /// fastest, for when appenders need the spare soon).
+    Rushed,
+}
+
+/// The largest chunk of a zero-fill.
+pub(crate) const ZERO_FILL_CHUNK_MAX_BYTES: u64 = 1 << 20;
+
+/// Writes zeros over `segment_bytes` of `file`, a chunk at a time, each chunk flushed or
+/// not as `between_chunks` says. Written all at once and flushed at the end, the flush
+/// of 64 MiB (or the kernel's writeback of it) held the disk for tens of milliseconds
+/// while the committer's flushes queued behind it; flushed a chunk at a time, the
+/// zero-fill is slower, so it only does so while the spare is well ahead of need.
+/// `between_chunks` runs after each chunk with the bytes zeroed so far.
+fn zero_fill(
+    file: &File,
+    path: &Path,
+    segment_bytes: u64,
+    between_chunks: &mut dyn FnMut(u64) -> ZeroChunk,
+) -> Result<()> {
+    let zeros = vec![0u8; ZERO_FILL_CHUNK_MAX_BYTES.min(segment_bytes) as usize];
+    let mut position = 0;
+    let mut next = ZeroChunk::Rushed;
+    while position < segment_bytes {
+        let (chunk_bytes, flush) = match next {
+            ZeroChunk::Flushed(bytes) => (bytes.clamp(4 << 10, ZERO_FILL_CHUNK_MAX_BYTES), true),
+            ZeroChunk::Rushed => (ZERO_FILL_CHUNK_MAX_BYTES, false),
+        };
+        let len = (chunk_bytes as usize).min((segment_bytes - position) as usize);
+        file.write_all_at(&zeros[..len], position)
+            .map_err(|e| Error::io("zero-fill segment", path, e))?;
+        if flush {
+            file.sync_data()
+                .map_err(|e| Error::io("fdatasync segment", path, e))?;
+        }
+        position += len as u64;
+        next = between_chunks(position);
+    }
+    Ok(())
 }
 
 /// The sparse index of one segment, in memory.
@@ -371,6 +411,11 @@ pub(crate) struct Segment {
     /// The largest write bound of an index file known durable: the writer writes no byte
     /// at or past it (docs/design.md 4.3). Zero until the first is written.
     write_bound: AtomicU64,
+    /// The bound of the first index file asked for while none could exist (0: none
+    /// asked that way): every index file of the segment carries at least this much,
+    /// so the writer may write below it before the file is durable
+    /// ([`Segment::reserve_first_bound`]).
+    first_bound: AtomicU64,
     /// Deleted from its log by a trim, truncation or retention: nothing persists its
     /// index again (readers may still map it).
     retired: AtomicBool,
@@ -421,6 +466,7 @@ impl Segment {
             end_offset: RwLock::new(None),
             promised_bound: Mutex::new(0),
             write_bound: AtomicU64::new(0),
+            first_bound: AtomicU64::new(0),
             retired: AtomicBool::new(false),
             first_timestamp_hint: OnceLock::new(),
         }))
@@ -632,6 +678,30 @@ impl Segment {
         self.write_bound.load(Ordering::SeqCst)
     }
 
+    /// What the writer may write below: the durable write bound, or the first bound
+    /// while no index file with a smaller one can exist
+    /// ([`Segment::reserve_first_bound`]).
+    pub(crate) fn writable_bound(&self) -> u64 {
+        self.write_bound()
+            .max(self.first_bound.load(Ordering::SeqCst))
+    }
+
+    /// For a segment no index file was ever asked for since its activation: promises
+    /// `bound` to every index file written from now on, so the writer may write below
+    /// it at once, while the first file is written off its path. Recovery searches a
+    /// segment without an index file to its end, and one with a file up to that file's
+    /// bound, at least `bound`: either way it finds everything written below `bound`.
+    /// False if a file may exist already (the writer then relies only on durable ones).
+    pub(crate) fn reserve_first_bound(&self, bound: u64) -> bool {
+        let mut promised = self.promised_bound.lock();
+        if *promised != 0 || self.is_retired() {
+            return false;
+        }
+        *promised = bound;
+        self.first_bound.store(bound, Ordering::SeqCst);
+        true
+    }
+
     /// After recovery: nothing past `bound` is written (it was searched and zeroed, or a
     /// durable index file says so).
     pub(crate) fn start_write_bound(&self, bound: u64) {
@@ -777,6 +847,57 @@ pub(crate) fn first_record_timestamp(bytes: &[u8], base_offset: u64) -> Option<u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::SEGMENT_HEADER_BYTES;
+
+    /// An activated segment of 64 KiB in a new directory.
+    fn activated(dir: &Path) -> Arc<Segment> {
+        let spare = prepare(dir, 1, 64 << 10, Preallocate::ZeroFill, &mut |_| {
+            ZeroChunk::Flushed(16 << 10)
+        })
+        .unwrap();
+        let header = SegmentHeader {
+            base_offset: 0,
+            ..spare.header
+        };
+        Segment::new(spare.path, spare.file, header, 64 << 10).unwrap()
+    }
+
+    #[test]
+    fn a_fresh_segment_promises_its_first_bound_to_every_index_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = activated(dir.path());
+        assert_eq!(segment.writable_bound(), 0);
+        assert!(segment.reserve_first_bound(8 << 10));
+        assert_eq!(segment.write_bound(), 0, "nothing durable yet");
+        assert_eq!(segment.writable_bound(), 8 << 10);
+        assert!(!segment.reserve_first_bound(16 << 10), "only the first");
+        // A checkpoint that reserves nothing still carries the promised bound.
+        segment
+            .persist_index(dir.path(), SEGMENT_HEADER_BYTES, 0, false, 0)
+            .unwrap();
+        let file = segment.load_index_file(dir.path()).unwrap();
+        assert_eq!(file.write_bound, 8 << 10);
+        // The first file that grows the bound makes it durable.
+        segment
+            .persist_index(dir.path(), SEGMENT_HEADER_BYTES, 0, false, 8 << 10)
+            .unwrap();
+        assert_eq!(segment.write_bound(), 8 << 10);
+    }
+
+    #[test]
+    fn a_segment_with_an_index_file_promises_no_first_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = activated(dir.path());
+        segment
+            .persist_index(dir.path(), SEGMENT_HEADER_BYTES, 0, false, 4 << 10)
+            .unwrap();
+        assert!(!segment.reserve_first_bound(32 << 10));
+        assert_eq!(segment.writable_bound(), 4 << 10);
+        let other = tempfile::tempdir().unwrap();
+        let recovered = activated(other.path());
+        recovered.start_write_bound(SEGMENT_HEADER_BYTES);
+        assert!(!recovered.reserve_first_bound(32 << 10), "after recovery");
+    }
 
     #[test]
     fn names_round_trip() {

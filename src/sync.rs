@@ -25,9 +25,10 @@ mod real {
 
     use rustix::thread::futex;
 
+    pub(crate) use crossbeam_utils::Backoff;
     pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
-    pub(crate) use std::thread::{yield_now, JoinHandle};
+    pub(crate) use std::thread::JoinHandle;
 
     /// Starts a named thread.
     pub(crate) fn spawn(
@@ -99,6 +100,22 @@ mod model {
 
     pub(crate) use shuttle::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
     pub(crate) use shuttle::thread::{yield_now, JoinHandle};
+
+    /// crossbeam's `Backoff` as the model sees it: each snooze yields to shuttle's
+    /// scheduler (crossbeam's would spin and yield to the OS, which the model does not
+    /// see).
+    #[derive(Default)]
+    pub(crate) struct Backoff;
+
+    impl Backoff {
+        pub(crate) fn new() -> Backoff {
+            Backoff
+        }
+
+        pub(crate) fn snooze(&self) {
+            yield_now();
+        }
+    }
 
     pub(crate) fn spawn(
         name: &str,

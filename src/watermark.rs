@@ -20,13 +20,18 @@ use std::time::Instant;
 
 use crate::control::Control;
 use crate::engine::Engine;
+use crossbeam_utils::CachePadded;
+
 use crate::sync::{thread_parker, AtomicBool, AtomicU32, AtomicU64, Futex, Mutex};
 
 /// The log's progress, as offsets: every record below `written` is in the file (page
 /// cache), every record below `durable` is on stable storage.
 pub(crate) struct Watermarks {
-    written: AtomicU64,
-    durable: AtomicU64,
+    /// Each on a cache line of its own: producers, readers and followers read them on
+    /// every append, read and wait, while the committer moves them and producers
+    /// register as sleepers beside them.
+    written: CachePadded<AtomicU64>,
+    durable: CachePadded<AtomicU64>,
     poisoned: AtomicBool,
     /// Orders [`Watermarks::poison`] with background publishes.
     poison_gate: Mutex<()>,
@@ -67,8 +72,8 @@ impl Watermarks {
     ) -> Watermarks {
         debug_assert!(durable <= written, "durable passed written");
         Watermarks {
-            written: AtomicU64::new(written),
-            durable: AtomicU64::new(durable),
+            written: CachePadded::new(AtomicU64::new(written)),
+            durable: CachePadded::new(AtomicU64::new(durable)),
             poisoned: AtomicBool::new(false),
             poison_gate: Mutex::new(()),
             sleepers: Mutex::new(Vec::new()),

@@ -86,7 +86,7 @@ pub(crate) struct Staging {
     staged_bytes: u64,
     /// Segment new frames go into, and the next position in it.
     pub(crate) segment: Arc<Segment>,
-    position: u64,
+    pub(crate) position: u64,
     /// Position of the last index entry made in `segment`.
     last_entry_position: Option<u64>,
     next_offset: u64,

@@ -138,12 +138,13 @@ impl Shared {
     }
 
     /// Waits up to `budget` for as many records to be staged as the last flush carried
-    /// (yielding the CPU to the producers it waits for).
+    /// (spinning a little, then yielding the CPU to the producers it waits for).
     pub(super) fn gather(&self, last_records: u64, budget: Duration) {
         if last_records < 2 {
             return;
         }
         let start = Instant::now();
+        let backoff = sync::Backoff::new();
         while start.elapsed() < budget {
             let staged = {
                 let st = self.staging.lock();
@@ -152,7 +153,7 @@ impl Shared {
             if staged >= last_records {
                 return;
             }
-            sync::yield_now();
+            backoff.snooze();
         }
     }
 

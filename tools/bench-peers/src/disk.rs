@@ -61,14 +61,15 @@ pub fn pwrite_fdatasync_each(
 
 /// W2 ceiling: one thread writes `group` records with one `pwrite` and one `fdatasync`,
 /// over and over, into a preallocated file. No design can batch more appends than it has
-/// outstanding, so this bounds `group` producers. Returns records written and time taken.
+/// outstanding, so this bounds `group` producers. Returns records written, time taken and
+/// the latency of each batch (its `pwrite` + `fdatasync`), in nanoseconds.
 pub fn group_commit_ceiling(
     dir: &Path,
     payloads: &Payloads,
     group: usize,
     warmup: Duration,
     duration: Duration,
-) -> Result<(u64, Duration)> {
+) -> Result<(u64, Duration, Histogram<u64>)> {
     let batch: Vec<u8> = payloads.iter(0..group as u64).flatten().copied().collect();
     let file_bytes = ((256 << 20) / batch.len() * batch.len()) as u64;
     let file = preallocated(&dir.join("disk-ceiling.dat"), file_bytes)?;
@@ -85,11 +86,14 @@ pub fn group_commit_ceiling(
     }
     let start = Instant::now();
     let mut records = 0;
+    let mut latencies = crate::workloads::latency_histogram();
     while start.elapsed() < duration {
+        let t = Instant::now();
         write_batch()?;
+        latencies.record(t.elapsed().as_nanos() as u64)?;
         records += group as u64;
     }
-    Ok((records, start.elapsed()))
+    Ok((records, start.elapsed(), latencies))
 }
 
 /// W3 ceiling: the records' payload bytes, back to back, in 1 MiB writes to a new file,

@@ -110,6 +110,9 @@ fn main() -> Result<()> {
             vec![Target::FractionOfCeiling(0.8), Target::VsBestPeer(vs_best)],
         ));
     }
+    for producers in [16, 64] {
+        tables.push((workloads::w2_stalls(&bench, producers), vec![]));
+    }
     let data = workloads::data_workloads(&bench);
     tables.push((data.w3, vec![Target::VsBestPeer(3.0)]));
     tables.push((data.w4, vec![Target::VsBestPeer(1.5)]));

@@ -19,6 +19,8 @@ pub enum Unit {
     BytesRate,
     /// A multiple of something (disk use against payload).
     Ratio,
+    /// A plain count.
+    Count,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -251,6 +253,7 @@ pub fn format_value(value: f64, unit: Unit) -> String {
         Unit::BytesRate => format_bytes(value) + "/s",
         Unit::Nanos => format_nanos(value),
         Unit::Ratio => format!("{value:.3}×"),
+        Unit::Count => format!("{value:.0}"),
     }
 }
 

@@ -164,6 +164,10 @@ pub fn w1(bench: &Bench) -> Table {
                 name: "p99.9",
                 unit: Unit::Nanos,
             },
+            Column {
+                name: "max",
+                unit: Unit::Nanos,
+            },
         ],
         1,
         Better::Lower,
@@ -220,7 +224,13 @@ pub fn w1(bench: &Bench) -> Table {
 
 fn w1_values(latencies: &Histogram<u64>, done: u64, elapsed: Duration) -> Vec<f64> {
     let [p50, p99, p999] = percentiles(latencies);
-    vec![done as f64 / elapsed.as_secs_f64(), p50, p99, p999]
+    vec![
+        done as f64 / elapsed.as_secs_f64(),
+        p50,
+        p99,
+        p999,
+        latencies.max() as f64,
+    ]
 }
 
 fn budget_note(done: u64, planned: u64) -> String {
@@ -257,6 +267,14 @@ pub fn w2(bench: &Bench, producers: usize, record_bytes: usize) -> Table {
                 name: "p99",
                 unit: Unit::Nanos,
             },
+            Column {
+                name: "p99.9",
+                unit: Unit::Nanos,
+            },
+            Column {
+                name: "max",
+                unit: Unit::Nanos,
+            },
         ],
         0,
         Better::Higher,
@@ -276,9 +294,8 @@ pub fn w2(bench: &Bench, producers: usize, record_bytes: usize) -> Table {
             )?;
             log.close()?;
             remove(&dir)?;
-            let [p50, p99, _] = percentiles(&latencies);
             Ok((
-                vec![done as f64 / plan.w2_duration.as_secs_f64(), p50, p99],
+                latency_values(done as f64 / plan.w2_duration.as_secs_f64(), &latencies),
                 String::new(),
             ))
         });
@@ -294,7 +311,6 @@ pub fn w2(bench: &Bench, producers: usize, record_bytes: usize) -> Table {
             ringlog::submit_pipelined(&log, payload, producers, plan.w2_warmup)?;
             let (done, elapsed, latencies) =
                 ringlog::submit_pipelined(&log, payload, producers, plan.w2_duration)?;
-            let [p50, p99, _] = percentiles(&latencies);
             let stats = log.stats();
             log.close().context("ringlog: close")?;
             remove(&dir)?;
@@ -302,7 +318,10 @@ pub fn w2(bench: &Bench, producers: usize, record_bytes: usize) -> Table {
                 "one thread, `submit` + `wait`, {producers} in flight; {:.1} records per fsync",
                 stats.records_per_fsync
             );
-            Ok((vec![done as f64 / elapsed.as_secs_f64(), p50, p99], note))
+            Ok((
+                latency_values(done as f64 / elapsed.as_secs_f64(), &latencies),
+                note,
+            ))
         });
         let (values, note) = split(outcome);
         table.push(
@@ -314,24 +333,159 @@ pub fn w2(bench: &Bench, producers: usize, record_bytes: usize) -> Table {
     }
     eprintln!("[W2 {producers} x {record_bytes} B] ceiling");
     let outcome = guarded(|| {
-        let (done, elapsed) = disk::group_commit_ceiling(
+        let (done, elapsed, latencies) = disk::group_commit_ceiling(
             bench.root,
             &payloads,
             producers,
             plan.w2_warmup,
             plan.w2_duration,
         )?;
-        Ok(vec![
+        Ok(latency_values(
             done as f64 / elapsed.as_secs_f64(),
-            f64::NAN,
-            f64::NAN,
-        ])
+            &latencies,
+        ))
     });
     table.push(
         format!("ceiling: 1 thread, pwrite of {producers} records + fdatasync"),
         RowKind::Ceiling,
         outcome,
-        "preallocated zero-filled file",
+        "preallocated zero-filled file; latencies are of each batch",
+    );
+    table
+}
+
+/// A rate, then the p50, p99, p99.9 and max of `latencies`.
+fn latency_values(rate: f64, latencies: &Histogram<u64>) -> Vec<f64> {
+    let [p50, p99, p999] = percentiles(latencies);
+    vec![rate, p50, p99, p999, latencies.max() as f64]
+}
+
+/// An append slower than this is a stall (issue 14).
+const STALL_NS: u64 = 2_000_000;
+
+/// Segment size of the stall workload: small, so a short run crosses many rollovers.
+const STALL_SEGMENT_BYTES: u64 = 4 << 20;
+
+/// Rollovers the stall workload crosses at least (it runs longer if it must, up to
+/// `STALL_DURATION_MAX`).
+const STALL_ROLLOVERS_MIN: u64 = 50;
+const STALL_DURATION_MAX: Duration = Duration::from_secs(30);
+
+/// W2 stalls: ringlog's durable appends from `producers` threads on 4 MiB segments, so
+/// the run crosses at least 50 rollovers (each with its spare's zero-fill, its
+/// checkpoints and write-bound extensions), counting the appends over 2 ms; then, in the
+/// same run, the disk's own `pwrite` + `fdatasync` per record, whose p99.9 ringlog's
+/// is compared with.
+pub fn w2_stalls(bench: &Bench, producers: usize) -> Table {
+    let plan = bench.plan;
+    let payloads = Payloads::new(1024);
+    let mut table = Table::new(
+        format!("W2 stalls {producers}×1 KiB"),
+        format!(
+            "durable appends, {producers} producer threads, 1 KiB records, {} segments: \
+             at least {STALL_ROLLOVERS_MIN} rollovers",
+            format_bytes(STALL_SEGMENT_BYTES as f64)
+        ),
+        vec![
+            Column {
+                name: "records/s",
+                unit: Unit::Rate,
+            },
+            Column {
+                name: "p50",
+                unit: Unit::Nanos,
+            },
+            Column {
+                name: "p99.9",
+                unit: Unit::Nanos,
+            },
+            Column {
+                name: "max",
+                unit: Unit::Nanos,
+            },
+            Column {
+                name: "over 2 ms",
+                unit: Unit::Count,
+            },
+            Column {
+                name: "rollovers",
+                unit: Unit::Count,
+            },
+        ],
+        2,
+        Better::Lower,
+    );
+    if plan.peers.contains(&PeerId::Ringlog) {
+        eprintln!("[W2 stalls {producers} x 1 KiB] ringlog");
+        let outcome = guarded(|| {
+            let dir = bench.fresh_dir(&format!("ringlog-stalls-{producers}"));
+            let log = ringlog::open_log_with_segments(&dir, STALL_SEGMENT_BYTES)?;
+            let peer = ringlog::Ringlog::new(log);
+            let segments_before = peer.log().stats().segments_count;
+            let mut done = 0;
+            let mut elapsed = Duration::ZERO;
+            let mut latencies = latency_histogram();
+            let mut rollovers = 0;
+            while rollovers < STALL_ROLLOVERS_MIN && elapsed < STALL_DURATION_MAX {
+                let (n, h) = run_producers(
+                    &peer,
+                    producers,
+                    &payloads,
+                    Duration::ZERO,
+                    plan.w2_duration,
+                )?;
+                done += n;
+                elapsed += plan.w2_duration;
+                latencies.add(&h)?;
+                rollovers = peer.log().stats().segments_count - segments_before;
+            }
+            Box::new(peer).close()?;
+            remove(&dir)?;
+            let over: u64 = latencies
+                .iter_recorded()
+                .filter(|v| v.value_iterated_to() > STALL_NS)
+                .map(|v| v.count_at_value())
+                .sum();
+            let [p50, _, p999] = percentiles(&latencies);
+            Ok((
+                vec![
+                    done as f64 / elapsed.as_secs_f64(),
+                    p50,
+                    p999,
+                    latencies.max() as f64,
+                    over as f64,
+                    rollovers as f64,
+                ],
+                format!("{done} appends"),
+            ))
+        });
+        let (values, note) = split(outcome);
+        table.push("ringlog", RowKind::Ringlog, values, note);
+    }
+    eprintln!("[W2 stalls {producers} x 1 KiB] disk");
+    let outcome = guarded(|| {
+        let (latencies, done, elapsed) =
+            disk::pwrite_fdatasync_each(bench.root, &payloads, plan.w1_records, plan.w1_budget)?;
+        let over: u64 = latencies
+            .iter_recorded()
+            .filter(|v| v.value_iterated_to() > STALL_NS)
+            .map(|v| v.count_at_value())
+            .sum();
+        let [p50, _, p999] = percentiles(&latencies);
+        Ok(vec![
+            done as f64 / elapsed.as_secs_f64(),
+            p50,
+            p999,
+            latencies.max() as f64,
+            over as f64,
+            f64::NAN,
+        ])
+    });
+    table.push(
+        "disk: pwrite + fdatasync per record",
+        RowKind::Ceiling,
+        outcome,
+        "1 thread, the same run; ringlog's p99.9 ÷ this p99.9 is the ratio",
     );
     table
 }

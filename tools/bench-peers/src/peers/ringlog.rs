@@ -22,8 +22,24 @@ fn options(mode: Mode) -> Options {
     Options::default().durability(durability)
 }
 
+/// A durable log with `segment_bytes` segments (the stall workload's small segments).
+pub fn open_log_with_segments(dir: &Path, segment_bytes: u64) -> Result<Log> {
+    Log::open(dir, options(Mode::Durable).segment_bytes(segment_bytes))
+        .with_context(|| format!("ringlog: open {}", dir.display()))
+}
+
 pub fn open_log(dir: &Path, mode: Mode) -> Result<Log> {
     Log::open(dir, options(mode)).with_context(|| format!("ringlog: open {}", dir.display()))
+}
+
+impl Ringlog {
+    pub fn new(log: Log) -> Ringlog {
+        Ringlog { log }
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
 }
 
 pub fn open(dir: &Path, mode: Mode) -> Result<Box<dyn Peer>> {

@@ -50,6 +50,10 @@ struct Summary {
     latency_ns_p95: u64,
     latency_ns_p99: u64,
     latency_ns_p999: u64,
+    /// Appends that took longer than [`STALL_NS`]: stalls (issue 14 counts them).
+    appends_over_2ms: u64,
+    /// Segments the run moved to (summed over the topics).
+    rollovers: u64,
     /// `fdatasync` calls during the run (not those of opening the log, nor of closing it).
     fsyncs: u64,
     /// `records / fsyncs`; `null` when nothing was flushed during the run.
@@ -360,6 +364,12 @@ fn bench_in(
         latency_ns_p95: histogram.value_at_quantile(0.95),
         latency_ns_p99: histogram.value_at_quantile(0.99),
         latency_ns_p999: histogram.value_at_quantile(0.999),
+        appends_over_2ms: histogram
+            .iter_recorded()
+            .filter(|v| v.value_iterated_to() > STALL_NS)
+            .map(|v| v.count_at_value())
+            .sum(),
+        rollovers: delta(|s| s.segments_count),
         fsyncs,
         records_per_fsync: (fsyncs > 0).then(|| records as f64 / fsyncs as f64),
         bytes_written: delta(|s| s.bytes_written),
@@ -372,6 +382,9 @@ fn bench_in(
             .map(|cycles| cycle_fsyncs as f64 / cycles as f64),
     })
 }
+
+/// An append slower than this is a stall.
+const STALL_NS: u64 = 2_000_000;
 
 /// One producer: appends `record_bytes`-byte records while `limits` allow, timing each.
 fn spawn_producer(
@@ -502,7 +515,8 @@ fn render_single(s: &Summary) -> String {
         .map_or(String::new(), |why| format!(" (fell back: {why})"));
     format!(
         "{} records sent, {:.1} records/sec ({:.2} MB/sec), {} avg latency, {} max latency, {} 50th, {} 95th, {} 99th, {} 99.9th.\n\
-         {fsyncs}, backend {}{fallback}, durability {}, {} producers, {}-byte records, {:.2} s.",
+         {fsyncs}, backend {}{fallback}, durability {}, {} producers, {}-byte records, {:.2} s.\n\
+         {} appends over 2 ms, {} rollovers.",
         s.records,
         s.records_per_sec,
         s.megabytes_per_sec,
@@ -516,6 +530,8 @@ fn render_single(s: &Summary) -> String {
         s.durability,
         s.producers,
         s.record_bytes,
-        s.elapsed_sec
+        s.elapsed_sec,
+        s.appends_over_2ms,
+        s.rollovers
     )
 }
