@@ -468,6 +468,7 @@ impl Segment {
     }
 
     /// The mapping of a segment some record was read from (so already mapped).
+    #[inline]
     pub(crate) fn mapped(&self) -> &[u8] {
         debug_assert!(
             self.map.get().is_some(),
