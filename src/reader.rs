@@ -298,9 +298,14 @@ impl Shared {
     /// Finds and reads the record `offset` (known to be visible) in `segment`; returns
     /// it and the position after it.
     pub(crate) fn find(&self, segment: &Arc<Segment>, offset: u64) -> Result<(Record, u64)> {
-        self.ensure_index(segment, false)?;
         let (floor, next, unchecked) = {
-            let index = segment.index.read();
+            // One read lock for both the loaded check and the search.
+            let mut index = segment.index.read();
+            if !index.loaded {
+                drop(index);
+                self.ensure_index(segment, false)?;
+                index = segment.index.read();
+            }
             // Where the record is if the segment's records are all the same size: its
             // page starts loading (the costly part of a random read: a TLB miss, then the
             // line) while the index is searched.
@@ -422,10 +427,13 @@ fn walk_headers(
         None => (SEGMENT_HEADER_BYTES, segment.base_offset()),
     };
     let bytes = segment.bytes()?;
+    // Each step moves forward by at least a frame header, so the walk ends at the end
+    // of the mapping at the latest.
     loop {
-        let Some((offset, padded_bytes)) =
-            format::peek_frame(&bytes[position.min(bytes.len() as u64) as usize..])
-        else {
+        let Some(rest) = bytes.get(position as usize..) else {
+            return Ok(None);
+        };
+        let Some((offset, padded_bytes)) = format::peek_frame(rest) else {
             return Ok(None);
         };
         if offset == target {
@@ -512,7 +520,11 @@ fn decode_at(segment: &Segment, bytes: &[u8], position: u64) -> Result<format::F
     if position >= bytes.len() as u64 {
         return Err(corruption(segment, position, "data ends before the record"));
     }
-    format::decode_frame(&bytes[position as usize..], segment.seed).map_err(|e| match e {
+    let seed = segment.seed;
+    let frame = format::decode_frame_with(&bytes[position as usize..], |frame| {
+        crc::frame_crc(frame, seed)
+    });
+    frame.map_err(|e| match e {
         FrameError::End => corruption(segment, position, "data ends before the record"),
         FrameError::Invalid(why) => corruption(segment, position, why),
     })
