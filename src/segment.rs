@@ -149,7 +149,7 @@ fn prepare_at(
             // unwritten, and later flushes carry no metadata.
             rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, segment_bytes)
                 .map_err(|e| Error::io("fallocate segment", path, e.into()))?;
-            let zeros = vec![0u8; (1 << 20).min(segment_bytes as usize)];
+            let zeros = vec![0u8; (2 << 20).min(segment_bytes as usize)];
             let mut position = 0;
             while position < segment_bytes {
                 let len = zeros.len().min((segment_bytes - position) as usize);
