@@ -4,8 +4,8 @@
 //! was appended.
 //!
 //! `cargo bench --bench reads` (10 M records); `RINGLOG_READS_RECORDS=200000` for a run
-//! small enough for `valgrind --tool=callgrind`; `RINGLOG_READS_ONLY=scan|read` for one
-//! half; `RINGLOG_READS_INDEX_INTERVAL` to set `index_interval_bytes`; `RINGLOG_BENCH_DIR`
+//! small enough for `valgrind --tool=callgrind`; `RINGLOG_READS_ONLY=scan|callback|read` for
+//! one part; `RINGLOG_READS_INDEX_INTERVAL` to set `index_interval_bytes`; `RINGLOG_BENCH_DIR`
 //! to choose the disk.
 
 use std::time::Instant;
@@ -109,6 +109,26 @@ fn main() {
             let cpu_ns = (thread_cpu_ns() - cpu_start) as f64 / records_count as f64;
             println!(
                 "iter, round {round}: {ns:.1} ns/record ({:.1} M records/s), CPU {cpu_ns:.1} ns/record",
+                1e3 / ns
+            );
+        }
+    }
+    if only.is_empty() || only == "callback" {
+        for round in 0..3 {
+            let start = Instant::now();
+            let cpu_start = thread_cpu_ns();
+            let mut next = 0;
+            log.scan(0, |record| {
+                payloads.check(next, record.payload());
+                next += 1;
+                true
+            })
+            .unwrap();
+            assert_eq!(next, records_count);
+            let ns = start.elapsed().as_nanos() as f64 / records_count as f64;
+            let cpu_ns = (thread_cpu_ns() - cpu_start) as f64 / records_count as f64;
+            println!(
+                "scan (callback), round {round}: {ns:.1} ns/record ({:.1} M records/s), CPU {cpu_ns:.1} ns/record",
                 1e3 / ns
             );
         }

@@ -80,6 +80,8 @@ pub const SEGMENT_ALIGN_BYTES: u64 = 4 << 10;
 
 const _: () = assert!(SEGMENT_HEADER_BYTES % FRAME_ALIGN_BYTES == 0);
 const _: () = assert!(FRAME_HEADER_BYTES % FRAME_ALIGN_BYTES == 0);
+// A frame's padding lies in its last 8-byte word (`decode_frame_with` tests it there).
+const _: () = assert!(FRAME_ALIGN_BYTES == 8);
 const _: () = assert!(MARKER_BYTES % FRAME_ALIGN_BYTES == 0);
 const _: () = assert!(INDEX_HEADER_BYTES % INDEX_ENTRY_BYTES == 0);
 const _: () = assert!(MAX_SEGMENT_BYTES <= u32::MAX as u64);
@@ -433,6 +435,7 @@ pub fn decode_frame(bytes: &[u8], seed: u32) -> Result<Frame, FrameError> {
 
 /// As [`decode_frame`], with the frame's checksum computed by `crc` (given the padded
 /// frame): a scan computes those of several frames at once (`crate::crc`).
+#[inline]
 pub fn decode_frame_with(
     bytes: &[u8],
     crc: impl FnOnce(&[u8]) -> u32,
@@ -472,7 +475,10 @@ pub fn decode_frame_with(
     if u32_at(frame, 0) != crc(frame) {
         return Err(FrameError::Invalid("checksum mismatch"));
     }
-    if frame[frame_len as usize..].iter().any(|b| *b != 0) {
+    // The padding, fewer than 8 bytes, is the top bytes of the frame's last word (one
+    // test, where a loop over the bytes cost a scan a tenth of its instructions).
+    let padding_bits = (padded_bytes - frame_len) * 8;
+    if padding_bits > 0 && u64_at(frame, padded_bytes as usize - 8) >> (64 - padding_bits) != 0 {
         return Err(FrameError::Invalid("non-zero padding"));
     }
     let offset = u64_at(frame, 8);

@@ -3,7 +3,7 @@
 //! A durable, append-only, segmented log for Linux. Records go into preallocated
 //! fixed-size segment files through io_uring (or `pwritev`), many producers share each
 //! `fdatasync` (group commit), and readers get slices of memory-mapped segments (a
-//! [`Record`] copies a payload of up to 104 bytes, cheaper than a reference count), found
+//! [`Record`] copies a payload of up to 100 bytes, cheaper than a reference count), found
 //! through a sparse offset index. Segments roll over without renaming anything, and
 //! opening a log after a crash cuts a torn tail but refuses to skip damage to durable
 //! data.

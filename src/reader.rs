@@ -21,42 +21,68 @@ use crate::writer::Shared;
 pub struct Record {
     offset: u64,
     timestamp_ms: u64,
-    payload: Payload,
+    /// The segment whose mapping holds the payload (a large one, or an entry's); `None`
+    /// when the payload is copied into `body`.
+    ///
+    /// A small payload is copied, because copying it costs less than the two atomic
+    /// reference count updates (one when the record is made, one when it is dropped) that
+    /// holding the mapping costs: a scan of small records spent about a third of its time
+    /// on them (docs/design.md 4.4).
+    segment: Option<Arc<Segment>>,
+    payload_bytes: u32,
+    /// The copy (its first `payload_bytes` bytes), or for a payload left in the mapping,
+    /// where it is ([`Mapped`]).
+    ///
+    /// Plain fields rather than an enum: an iterator hands records out through
+    /// `Option<Result<Record>>`, and with an enum its tag and this record's bytes were
+    /// moved in pieces of other widths than they were stored in, which the CPU cannot
+    /// forward from store to load (a stall each time).
+    body: Body,
 }
 
-/// Where a record's payload is. A small one is copied, because copying it costs less than
-/// the two atomic reference count updates (one when the record is made, one when it is
-/// dropped) that holding the mapping costs; a scan of small records spent about a third
-/// of its time on them (docs/design.md 4.4).
-#[derive(Clone)]
-enum Payload {
-    /// `bytes` bytes from `position` in the segment's mapping, kept mapped by the record;
-    /// an entry's extension block (`extension_bytes`, 0 for a plain record) just before.
-    Mapped {
-        segment: Arc<Segment>,
-        position: usize,
-        bytes: usize,
-        extension_bytes: u32,
-    },
-    /// A copy: the first `bytes` bytes of `data` (plain records only).
-    Inline { bytes: u8, data: InlineBytes },
-}
-
-/// Aligned like the words it is copied and moved in.
+/// Where a payload left in the mapping is, kept in the first bytes of [`Body`].
 #[derive(Clone, Copy)]
-#[repr(C, align(8))]
-struct InlineBytes([u8; Record::INLINE_PAYLOAD_BYTES]);
+struct Mapped {
+    /// Byte position of the payload in the segment (segments are at most
+    /// [`format::MAX_SEGMENT_BYTES`], which fits a `u32`).
+    position: u32,
+    /// An entry's extension block, just before the payload (0: a plain record).
+    extension_bytes: u32,
+}
+
+impl Mapped {
+    fn to_body(self) -> Body {
+        let mut body = Body([0; Record::INLINE_PAYLOAD_BYTES]);
+        body.0[..4].copy_from_slice(&self.position.to_le_bytes());
+        body.0[4..8].copy_from_slice(&self.extension_bytes.to_le_bytes());
+        body
+    }
+
+    fn from_body(body: &Body) -> Mapped {
+        let word = |at: usize| {
+            u32::from_le_bytes([body.0[at], body.0[at + 1], body.0[at + 2], body.0[at + 3]])
+        };
+        Mapped {
+            position: word(0),
+            extension_bytes: word(4),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Body([u8; Record::INLINE_PAYLOAD_BYTES]);
 
 // Two cache lines, the same as its frame for a payload of the largest inline size.
 const _: () = assert!(std::mem::size_of::<Record>() <= 128);
-const _: () = assert!(Record::INLINE_PAYLOAD_BYTES <= u8::MAX as usize);
+const _: () = assert!(format::MAX_SEGMENT_BYTES <= u32::MAX as u64);
 
 impl Record {
     /// Payloads up to this many bytes are copied into the record; larger ones are read
     /// in place from the segment's mapping.
-    pub const INLINE_PAYLOAD_BYTES: usize = 104;
+    pub const INLINE_PAYLOAD_BYTES: usize = 100;
 
     /// The record's offset in the log.
+    #[inline]
     pub fn offset(&self) -> u64 {
         self.offset
     }
@@ -64,39 +90,38 @@ impl Record {
     /// Milliseconds since the Unix epoch when the record was appended, or the time given
     /// to [`Log::append_at`](crate::Log::append_at); never decreasing along the log, also
     /// across reopens.
+    #[inline]
     pub fn timestamp_ms(&self) -> u64 {
         self.timestamp_ms
     }
 
     /// The payload: a slice of the segment mapping, or of the record's own copy of a
     /// small payload.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
-        match &self.payload {
-            Payload::Mapped {
-                segment,
-                position,
-                bytes,
-                ..
-            } => &segment.mapped()[*position..*position + *bytes],
-            Payload::Inline { bytes, data } => &data.0[..usize::from(*bytes)],
+        let bytes = self.payload_bytes as usize;
+        match &self.segment {
+            None => self.body.0.get(..bytes).unwrap_or_default(),
+            Some(segment) => {
+                let position = Mapped::from_body(&self.body).position as usize;
+                segment
+                    .mapped()
+                    .get(position..position + bytes)
+                    .unwrap_or_default()
+            }
         }
     }
 
     /// The record's extension block (key, headers, id, sequence), empty for a plain
     /// record: checked when the frame was read (`entry.rs` reads its fields).
     pub(crate) fn extension_block(&self) -> &[u8] {
-        match &self.payload {
-            Payload::Mapped {
-                segment,
-                position,
-                extension_bytes,
-                ..
-            } => {
-                let start = position - *extension_bytes as usize;
-                segment.mapped().get(start..*position).unwrap_or_default()
-            }
-            Payload::Inline { .. } => &[],
-        }
+        let Some(segment) = &self.segment else {
+            return &[];
+        };
+        let mapped = Mapped::from_body(&self.body);
+        let position = mapped.position as usize;
+        let start = position - mapped.extension_bytes as usize;
+        segment.mapped().get(start..position).unwrap_or_default()
     }
 }
 
@@ -274,9 +299,14 @@ impl Shared {
     /// Finds and reads the record `offset` (known to be visible) in `segment`; returns
     /// it and the position after it.
     pub(crate) fn find(&self, segment: &Arc<Segment>, offset: u64) -> Result<(Record, u64)> {
-        self.ensure_index(segment, false)?;
         let (floor, next, unchecked) = {
-            let index = segment.index.read();
+            // One read lock for both the loaded check and the search.
+            let mut index = segment.index.read();
+            if !index.loaded {
+                drop(index);
+                self.ensure_index(segment, false)?;
+                index = segment.index.read();
+            }
             // Where the record is if the segment's records are all the same size: its
             // page starts loading (the costly part of a random read: a TLB miss, then the
             // line) while the index is searched.
@@ -399,10 +429,13 @@ fn walk_headers(
         None => (SEGMENT_HEADER_BYTES, segment.base_offset()),
     };
     let bytes = segment.bytes()?;
+    // Each step moves forward by at least a frame header, so the walk ends at the end
+    // of the mapping at the latest.
     loop {
-        let Some((offset, padded_bytes)) =
-            format::peek_frame(&bytes[position.min(bytes.len() as u64) as usize..])
-        else {
+        let Some(rest) = bytes.get(position as usize..) else {
+            return Ok(None);
+        };
+        let Some((offset, padded_bytes)) = format::peek_frame(rest) else {
             return Ok(None);
         };
         if offset == target {
@@ -489,7 +522,11 @@ fn decode_at(segment: &Segment, bytes: &[u8], position: u64) -> Result<format::F
     if position >= bytes.len() as u64 {
         return Err(corruption(segment, position, "data ends before the record"));
     }
-    format::decode_frame(&bytes[position as usize..], segment.seed).map_err(|e| match e {
+    let seed = segment.seed;
+    let frame = format::decode_frame_with(&bytes[position as usize..], |frame| {
+        crc::frame_crc(frame, seed)
+    });
+    frame.map_err(|e| match e {
         FrameError::End => corruption(segment, position, "data ends before the record"),
         FrameError::Invalid(why) => corruption(segment, position, why),
     })
@@ -546,36 +583,43 @@ impl Checked {
     }
 
     /// The record, in `segment` (mapped: its frame was checked).
+    #[inline(always)]
     fn record(self, segment: &Arc<Segment>, offset: u64) -> Record {
-        let payload = match u8::try_from(self.payload_bytes) {
-            // An entry keeps its extension block readable in the mapping.
-            Ok(bytes)
-                if self.payload_bytes <= Record::INLINE_PAYLOAD_BYTES
-                    && self.extension_bytes == 0 =>
-            {
-                let mapped = &segment.mapped()[self.payload_position..];
-                // A copy of fixed length is a few vector moves, where one of the payload's
-                // length is a call to memcpy; the bytes past the payload (the rest of its
-                // frame, or the next one's) are never shown. At the end of the mapping,
-                // the exact length.
-                let mut data = InlineBytes([0; Record::INLINE_PAYLOAD_BYTES]);
-                match mapped.get(..Record::INLINE_PAYLOAD_BYTES) {
-                    Some(window) => data.0.copy_from_slice(window),
-                    None => copy_short(&mut data, &mapped[..self.payload_bytes]),
-                }
-                Payload::Inline { bytes, data }
-            }
-            _ => Payload::Mapped {
-                segment: segment.clone(),
-                position: self.payload_position,
-                bytes: self.payload_bytes,
+        // An entry keeps its extension block readable in the mapping.
+        let copied =
+            self.payload_bytes <= Record::INLINE_PAYLOAD_BYTES && self.extension_bytes == 0;
+        let (segment, body) = if copied {
+            let mapped = segment
+                .mapped()
+                .get(self.payload_position..)
+                .unwrap_or_default();
+            // A copy of fixed length is a few vector moves, where one of the payload's
+            // length is a call to memcpy; the bytes past the payload (the rest of its
+            // frame, or the next one's) are never shown. At the end of the mapping, the
+            // exact length. (Not zeroed first: that was a call to memset.)
+            let window = mapped
+                .get(..Record::INLINE_PAYLOAD_BYTES)
+                .and_then(|window| window.try_into().ok());
+            let body = match window {
+                Some(window) => Body(window),
+                None => copy_short(mapped.get(..self.payload_bytes).unwrap_or_default()),
+            };
+            (None, body)
+        } else {
+            let mapped = Mapped {
+                // Positions in a segment fit (`format::MAX_SEGMENT_BYTES`).
+                position: self.payload_position as u32,
                 extension_bytes: self.extension_bytes,
-            },
+            };
+            (Some(segment.clone()), mapped.to_body())
         };
         Record {
             offset,
             timestamp_ms: self.timestamp_ms,
-            payload,
+            segment,
+            // At most a segment's size.
+            payload_bytes: self.payload_bytes as u32,
+            body,
         }
     }
 }
@@ -584,8 +628,10 @@ impl Checked {
 /// fixed-length copy stays a few moves).
 #[cold]
 #[inline(never)]
-fn copy_short(data: &mut InlineBytes, payload: &[u8]) {
-    data.0[..payload.len()].copy_from_slice(payload);
+fn copy_short(payload: &[u8]) -> Body {
+    let mut body = Body([0; Record::INLINE_PAYLOAD_BYTES]);
+    body.0[..payload.len()].copy_from_slice(payload);
+    body
 }
 
 /// How far ahead of itself a scan has the mapping populated.
@@ -877,7 +923,31 @@ impl Iter {
 impl Iterator for Iter {
     type Item = Result<Record>;
 
+    /// The common step, a record checked ahead (no cut since), is small and inlined into
+    /// the caller's loop, so the record is built once, where the caller receives it: built
+    /// in a function of its own and moved out through `Option<Result<_>>`, its bytes were
+    /// copied twice more, and reloaded in pieces of other widths than they were stored in
+    /// (store-forwarding stalls): a third of `next`'s time (docs/design.md 4.4).
+    #[inline]
     fn next(&mut self) -> Option<Result<Record>> {
+        if let Some(cursor) = &mut self.cursor {
+            if cursor.taken < cursor.checked && self.shared.cuts.generation() == self.generation {
+                let checked = cursor.ahead[cursor.taken];
+                cursor.taken += 1;
+                let offset = self.next;
+                self.next += 1;
+                return Some(Ok(checked.record(&cursor.segment, offset)));
+            }
+        }
+        self.next_slow()
+    }
+}
+
+impl Iter {
+    /// [`Iterator::next`] for everything but a record checked ahead: errors, cuts, the
+    /// read watermark, the next frames to check, the next segment.
+    #[inline(never)]
+    fn next_slow(&mut self) -> Option<Result<Record>> {
         if self.failed {
             return None;
         }
@@ -898,6 +968,8 @@ impl Iterator for Iter {
             Ok(record) => Some(Ok(record)),
             Err(error) => {
                 self.failed = true;
+                // Nothing checked ahead is handed out after the error.
+                self.cursor = None;
                 Some(Err(error))
             }
         }

@@ -194,6 +194,14 @@ fn write_recycled_header(path: &Path, id: u64, segment_bytes: u64) -> Result<Spa
 /// `between_chunks` runs between the chunks of a zero-fill (which takes tens of
 /// milliseconds for a 64 MiB segment), for a caller with more urgent work, with the
 /// bytes zeroed so far; it says how to write the next chunk.
+///
+/// Unflushed chunks are 2 MiB and aligned: they leave the file in the page cache as
+/// 2 MiB folios (ext4 has large folios since Linux 6.16), which the kernel maps into
+/// readers' mappings (placed at 2 MiB boundaries) as huge pages; the data written over
+/// the zeros later keeps them. With 1 MiB writes no page of a segment was mapped huge,
+/// and a random read paid a 4 KiB page walk, about half its time on a virtual machine
+/// (docs/design.md 4.4.1). Paced, flushed chunks are smaller (3.2.1), so a segment
+/// zeroed while appenders are slow gets fewer huge pages.
 fn prepare_at(
     path: &Path,
     id: u64,
@@ -258,8 +266,8 @@ pub(crate) enum ZeroChunk {
     Rushed,
 }
 
-/// The largest chunk of a zero-fill.
-pub(crate) const ZERO_FILL_CHUNK_MAX_BYTES: u64 = 1 << 20;
+/// The largest chunk of a zero-fill: 2 MiB, for huge pages (see [`prepare_at`]).
+pub(crate) const ZERO_FILL_CHUNK_MAX_BYTES: u64 = 2 << 20;
 
 /// Writes zeros over `segment_bytes` of `file`, a chunk at a time, each chunk flushed or
 /// not as `between_chunks` says. Written all at once and flushed at the end, the flush
@@ -586,6 +594,7 @@ impl Segment {
     }
 
     /// The mapping of a segment some record was read from (so already mapped).
+    #[inline]
     pub(crate) fn mapped(&self) -> &[u8] {
         debug_assert!(
             self.map.get().is_some(),

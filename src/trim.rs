@@ -152,6 +152,7 @@ pub(crate) struct Cuts {
 
 impl Cuts {
     /// Moves whenever the log is trimmed or truncated.
+    #[inline]
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(SeqCst)
     }

@@ -26,9 +26,11 @@ use crate::report::{render_summary, RowKind, Target};
 use crate::workloads::{Bench, Plan, CRASH_WRITER};
 
 const USAGE: &str = "\
-usage: bench-peers [--quick] [--dir DIR] [--peers NAME,NAME,..]
+usage: bench-peers [--quick] [--data-only] [--dir DIR] [--peers NAME,NAME,..]
 
   --quick        smoke test: small counts and short windows (well under a minute)
+  --data-only    only W3-W6 (bulk append, scan, random reads, open): skips W1 and W2,
+                 for comparing read-path changes in short alternating runs
   --dir DIR      where to put the scratch directory (default: the current directory);
                  it is created inside DIR and removed at the end
   --peers LIST   only these (default: all): ringlog, okaywal, commitlog, raft-engine,
@@ -37,6 +39,7 @@ usage: bench-peers [--quick] [--dir DIR] [--peers NAME,NAME,..]
 
 struct Args {
     quick: bool,
+    data_only: bool,
     dir: PathBuf,
     peers: Vec<PeerId>,
 }
@@ -44,6 +47,7 @@ struct Args {
 fn parse_args() -> Result<Args> {
     let mut args = Args {
         quick: false,
+        data_only: false,
         dir: PathBuf::from("."),
         peers: PeerId::ALL.to_vec(),
     };
@@ -51,6 +55,7 @@ fn parse_args() -> Result<Args> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--quick" => args.quick = true,
+            "--data-only" => args.data_only = true,
             "--dir" => args.dir = it.next().context("--dir needs a directory")?.into(),
             "--peers" => {
                 let list = it.next().context("--peers needs a list")?;
@@ -102,13 +107,16 @@ fn main() -> Result<()> {
     let bench = Bench::new(&plan, &root);
 
     let mut tables = Vec::new();
-    tables.push((workloads::w1(&bench), vec![Target::MultipleOfCeiling(1.1)]));
-    for (producers, record_bytes) in [(16, 1024), (16, 16 << 10), (64, 1024), (64, 16 << 10)] {
-        let vs_best = if producers == 16 { 3.0 } else { 5.0 };
-        tables.push((
-            workloads::w2(&bench, producers, record_bytes),
-            vec![Target::FractionOfCeiling(0.8), Target::VsBestPeer(vs_best)],
-        ));
+    if !args.data_only {
+        tables.push((workloads::w1(&bench), vec![Target::MultipleOfCeiling(1.1)]));
+        for (producers, record_bytes) in [(16, 1024), (16, 16 << 10), (64, 1024), (64, 16 << 10)]
+        {
+            let vs_best = if producers == 16 { 3.0 } else { 5.0 };
+            tables.push((
+                workloads::w2(&bench, producers, record_bytes),
+                vec![Target::FractionOfCeiling(0.8), Target::VsBestPeer(vs_best)],
+            ));
+        }
     }
     for producers in [16, 64] {
         tables.push((workloads::w2_stalls(&bench, producers), vec![]));
