@@ -66,9 +66,10 @@ pub enum Preallocate {
     /// Write zeros over the whole file once, off the hot path. Later flushes then only
     /// write data blocks (no extent conversion), which is what makes `fdatasync` cheap.
     ZeroFill,
-    /// `fallocate`: fast to prepare, but every flush converts unwritten extents. Not
-    /// recommended: in power-cut tests on this kernel (ext4 and xfs, FS_IOC_SHUTDOWN
-    /// without log flush) acknowledged records in such segments were lost.
+    /// `fallocate`: fast to prepare and writes each byte once, but every flush converts
+    /// unwritten extents (a durable append costs more). Power cuts keep every
+    /// acknowledged record (the losses once seen were an artifact of the test's
+    /// shutdown ioctl racing a flush: docs/design.md 3.2).
     Fallocate,
 }
 
@@ -199,8 +200,7 @@ impl Options {
     }
 
     /// How segments get their blocks. Default [`Preallocate::ZeroFill`], chosen by
-    /// measurement and by power-cut tests (docs/design.md): flushes are cheaper, and
-    /// acknowledged records survived every cut, where `fallocate`d segments lost some.
+    /// measurement (docs/design.md 3.2): flushes of durable appends are cheaper.
     pub fn preallocate(mut self, preallocate: Preallocate) -> Self {
         self.preallocate = Some(preallocate);
         self
