@@ -88,6 +88,7 @@ pub struct Options {
     pub(crate) max_batch_bytes: u64,
     pub(crate) segment_growth: Option<bool>,
     pub(crate) retention: crate::Retention,
+    pub(crate) mapped_writes: bool,
 }
 
 impl Default for Options {
@@ -104,6 +105,7 @@ impl Default for Options {
             max_batch_bytes: 4 << 20,
             segment_growth: None,
             retention: crate::Retention::default(),
+            mapped_writes: false,
         }
     }
 }
@@ -137,6 +139,25 @@ impl Options {
     pub(crate) fn inherit_segment_bytes(mut self, existing: u64) -> Self {
         self.segment_bytes.get_or_insert(existing);
         self
+    }
+
+    /// Under [`Durability::None`] and [`Durability::Interval`], producers copy their
+    /// frames straight into a shared writable mapping of the active segment instead of a
+    /// staging buffer the writer thread writes later: an append that returned is in the
+    /// page cache at once, so it survives a `kill -9` of the process and other processes
+    /// can read it; flushes stay `fdatasync`. A process killed in the middle of a copy
+    /// leaves a torn tail (cut at the next open under [`RecoveryPolicy::TruncateTorn`],
+    /// refused under `Strict`). No effect under [`Durability::Sync`]. Default `false`
+    /// (docs/design.md 3.4). Not persisted.
+    #[must_use]
+    pub fn mapped_writes(mut self, mapped_writes: bool) -> Self {
+        self.mapped_writes = mapped_writes;
+        self
+    }
+
+    /// Whether producers write through the segment mapping.
+    pub(crate) fn writes_mapped(&self) -> bool {
+        self.mapped_writes && self.durability != Durability::Sync
     }
 
     /// When appends are durable. Default [`Durability::Sync`].

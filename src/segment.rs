@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
-use memmap2::{Mmap, MmapOptions};
+use memmap2::{Mmap, MmapMut, MmapOptions};
 
 use crate::error::{Error, Result};
 use crate::format::{self, IndexEntry, IndexFile, SegmentHeader};
@@ -180,6 +180,70 @@ fn prepare_at(
         file,
         header,
     })
+}
+
+/// A shared, writable mapping of an activated segment's whole file, for
+/// `Options::mapped_writes`: producers copy their frames into it under the staging lock
+/// (which owns it), so what they copy is in the page cache, where readers of this and
+/// other processes and a flush of the file find it, as soon as the copy is done.
+pub(crate) struct WritableMap {
+    map: MmapMut,
+    /// The segment mapped (its id and base offset), for assertions.
+    segment_id: u64,
+    base_offset: u64,
+}
+
+impl WritableMap {
+    /// Maps all of `segment`'s file for writing, through the descriptor it keeps open.
+    pub(crate) fn new(segment: &Segment) -> Result<WritableMap> {
+        let file = segment.file()?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat segment", &segment.path, e))?
+            .len();
+        if len < segment.header.segment_bytes {
+            return Err(Error::corruption(
+                &segment.path,
+                len,
+                "file is shorter than its header says; it cannot be mapped for writing",
+            ));
+        }
+        // SAFETY: the mapping covers `segment_bytes`, no more than the file holds (checked
+        // just above), and every block of it is allocated (preallocated, zero-filled or
+        // `fallocate`d, before the segment was prepared), so no access faults past the end
+        // of the file or on a hole a full disk could not fill (no SIGBUS). ringlog never
+        // shrinks a segment file; it only deletes whole files, and the pages of a deleted
+        // file stay valid while this mapping lives. Nothing else writes these bytes while
+        // it exists: the activation header was written before it was made (and bytes
+        // below the data start are never handed out), the committer writes nothing into
+        // the segment under mapped writes, and readers only read through mappings of
+        // their own, so the `&mut [u8]` it hands out (under the staging lock, one at a
+        // time) is the only writer of the bytes it covers.
+        let map = unsafe {
+            MmapOptions::new()
+                .len(segment.header.segment_bytes as usize)
+                .map_mut(&*file)
+                .map_err(|e| Error::io("mmap segment for writing", &segment.path, e))?
+        };
+        Ok(WritableMap {
+            map,
+            segment_id: segment.id(),
+            base_offset: segment.base_offset(),
+        })
+    }
+
+    /// Whether this maps `segment`.
+    pub(crate) fn maps(&self, segment: &Segment) -> bool {
+        self.segment_id == segment.id() && self.base_offset == segment.base_offset()
+    }
+
+    /// The bytes at `position`, `len` long, to copy into. `None` past the segment's end
+    /// (never asked for: staging checks the room first).
+    pub(crate) fn slot(&mut self, position: u64, len: u64) -> Option<&mut [u8]> {
+        let start = usize::try_from(position).ok()?;
+        let end = start.checked_add(usize::try_from(len).ok()?)?;
+        self.map.get_mut(start..end)
+    }
 }
 
 /// The sparse index of one segment, in memory.
