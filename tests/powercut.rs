@@ -83,6 +83,19 @@ fn power_cuts_xfs_fallocate() {
     power_cuts("xfs", "fallocate", Cut::Frozen);
 }
 
+/// Mapped writes (`Durability::None`, each append then `sync()`ed): the flush covers
+/// what producers copied into the mapping, on segments that were never zero-filled
+/// (`Fallocate`, the choice for W3) and on zero-filled ones.
+#[test]
+fn power_cuts_ext4_mapped_fallocate() {
+    power_cuts_writing("ext4", "fallocate", Cut::Frozen, "mapped-synced");
+}
+
+#[test]
+fn power_cuts_xfs_mapped_zerofill() {
+    power_cuts_writing("xfs", PINNED, Cut::Live, "mapped-synced");
+}
+
 /// Why fallocate looked unsafe: with the shutdown fired while the child runs, an
 /// `fdatasync` in progress across it can return success on ext4 although the
 /// conversion of the unwritten extents it wrote failed (the journal was aborted):
@@ -208,7 +221,14 @@ struct Totals {
 }
 
 fn power_cuts(fs: &str, preallocate: &str, cut_mode: Cut) {
-    let test = format!("powercut {fs} (preallocate {preallocate}, cut {cut_mode:?})");
+    power_cuts_writing(fs, preallocate, cut_mode, "buffered");
+}
+
+/// `writes`: "buffered" (`Durability::Sync`), or "mapped-synced" (`Durability::None`
+/// with mapped writes, each append followed by a `sync()` that acknowledges it).
+fn power_cuts_writing(fs: &str, preallocate: &str, cut_mode: Cut, writes: &str) {
+    let test =
+        format!("powercut {fs} (preallocate {preallocate}, cut {cut_mode:?}, writes {writes})");
     let Some(mut rig) = Rig::set_up(&test, fs) else {
         return;
     };
@@ -241,7 +261,10 @@ fn power_cuts(fs: &str, preallocate: &str, cut_mode: Cut) {
             generation,
             rng.next_u64(),
             io,
-            &[("RINGLOG_PREALLOCATE", preallocate)],
+            &[
+                ("RINGLOG_PREALLOCATE", preallocate),
+                (reliability::CHILD_WRITES_ENV, writes),
+            ],
         );
         let give_up = Instant::now() + Duration::from_secs(20);
         let mut armed: Option<Instant> = None;

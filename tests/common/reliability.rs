@@ -276,8 +276,10 @@ pub fn child_options(io: IoBackend) -> Options {
     // `RINGLOG_CHILD_WRITES=mapped` has the child append under `Durability::None` with
     // mapped writes: an append that returned is then acknowledged (it must survive a kill
     // of the process, not a power cut).
+    // `mapped-synced` the same, with a `sync()` after each append, whose return
+    // acknowledges it (durable: it must survive a power cut).
     let opts = match std::env::var(CHILD_WRITES_ENV).as_deref() {
-        Ok("mapped") => opts.durability(Durability::None).mapped_writes(true),
+        Ok("mapped" | "mapped-synced") => opts.durability(Durability::None).mapped_writes(true),
         _ => opts,
     };
     // `RINGLOG_PREALLOCATE=zerofill|fallocate` pins the preallocation mode (default: the
@@ -321,6 +323,7 @@ pub fn writer_child_main() {
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
     };
+    let synced_after_append = std::env::var(CHILD_WRITES_ENV).as_deref() == Ok("mapped-synced");
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut failed = false;
     'reopen: loop {
@@ -373,6 +376,10 @@ pub fn writer_child_main() {
                 log.append(refs[0]).map(|o| o..o + 1)
             } else {
                 log.append_batch(&refs)
+            };
+            let result = match result {
+                Ok(range) if synced_after_append => log.sync().map(|()| range),
+                other => other,
             };
             match result {
                 Ok(range) => {
