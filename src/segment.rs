@@ -46,12 +46,17 @@ pub(crate) fn parse_name(name: &str) -> Option<(u64, &'static str)> {
     }
 }
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch (0 before it).
+///
+/// Every append reads it: straight from `clock_gettime` (the vDSO), since
+/// `SystemTime::now().duration_since(UNIX_EPOCH)` cost ~100 instructions per append
+/// (callgrind), a seventh of an unsynced append's.
 pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    let (Ok(seconds), Ok(nanos)) = (u64::try_from(now.tv_sec), u64::try_from(now.tv_nsec)) else {
+        return 0;
+    };
+    seconds * 1000 + nanos / 1_000_000
 }
 
 /// A random 64-bit nonce from the kernel, mixed with the clock in the unlikely case
@@ -235,6 +240,20 @@ impl WritableMap {
     /// Whether this maps `segment`.
     pub(crate) fn maps(&self, segment: &Segment) -> bool {
         self.segment_id == segment.id() && self.base_offset == segment.base_offset()
+    }
+
+    /// Faults in, writable, the pages of `len` bytes from `position` (clamped to the
+    /// segment), in one call (`MADV_POPULATE_WRITE`, Linux 5.14): a page fault per 4 KiB
+    /// page costs the producer that touches it first more than the copies into it. Only
+    /// a hint: nothing happens on an older kernel.
+    pub(crate) fn populate(&self, position: u64, len: u64) {
+        let start = (position as usize).min(self.map.len());
+        let end = (position.saturating_add(len) as usize).min(self.map.len());
+        if start < end {
+            let _ = self
+                .map
+                .advise_range(memmap2::Advice::PopulateWrite, start, end - start);
+        }
     }
 
     /// The bytes at `position`, `len` long, to copy into. `None` past the segment's end

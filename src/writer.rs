@@ -46,6 +46,10 @@ const CHECKPOINT_BYTES: u64 = 4 << 20;
 /// Longest the writer waits for the last flush's producers to append again.
 const GATHER_MAX: Duration = Duration::from_micros(100);
 
+/// With mapped writes, how far ahead of the copies the pages are faulted in (one step
+/// at a time, as the copies cross into a step).
+const MAPPED_POPULATE_BYTES: u64 = 1 << 20;
+
 /// Most idle buffers kept for reuse.
 const FREE_BUFFERS_MAX: usize = 4;
 
@@ -546,7 +550,11 @@ impl Shared {
                 self.room_cv.wait(&mut st);
                 continue;
             }
-            if st.staged_bytes > 0 && st.staged_bytes + frames_bytes > self.opts.max_batch_bytes {
+            // (Mapped chunks hold no buffer: nothing to bound.)
+            if !mapped
+                && st.staged_bytes > 0
+                && st.staged_bytes + frames_bytes > self.opts.max_batch_bytes
+            {
                 if st.handoff.room_needed() {
                     self.schedule_writer();
                 }
@@ -673,6 +681,14 @@ impl Shared {
             // Complete in the page cache, and every record before them too (copied
             // under this lock, in order): readers of unflushed records may have them.
             self.marks.advance_written(st.next_offset);
+            let step = MAPPED_POPULATE_BYTES;
+            if st.position / step != (st.position - frames_bytes) / step || opens_chunk {
+                // Crossed into a new step: fault the next one in ahead of the copies.
+                let ahead = (st.position / step + 1) * step;
+                if let Some(map) = &st.map {
+                    map.populate(ahead, step);
+                }
+            }
         }
         Ok((first..st.next_offset, st.handoff.parked()))
     }

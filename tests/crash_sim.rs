@@ -426,7 +426,7 @@ fn mapped_copies_are_unflushed_writes_until_a_flush() {
         let oracle = Oracle {
             acked: 4,
             returned: 7,
-            batches: vec![4..7],
+            batches: std::iter::once(4..7).collect(),
         };
         assert_eq!(
             check(&log, &oracle, first_life, &format!("{mode:?}")),
