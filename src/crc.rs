@@ -34,6 +34,37 @@ pub(crate) fn frame_crcs(bytes: &[u8], seed: u32, frames: &[Range<usize>], crcs:
     }
 }
 
+/// One frame's checksum (as [`frame_crcs`] for a single frame): for the writer, which
+/// seals one frame at a time. The crc32c crate sets up a three-way split that a frame of
+/// 128 bytes is too short to use (~180 instructions per frame in callgrind, against ~50
+/// for the plain chain here).
+pub(crate) fn frame_crc(frame: &[u8], seed: u32) -> u32 {
+    debug_assert!(frame.len() % 8 == 0 && frame.len() >= 8);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("sse4.2") {
+        #[expect(unsafe_code, reason = "calls a function compiled for SSE 4.2")]
+        // SAFETY: `chain` only needs the CPU to support SSE 4.2, which was detected just
+        // above.
+        return unsafe { chain(frame, seed) };
+    }
+    crc32c::crc32c_append(seed, &frame[4..])
+}
+
+/// The CRC32C chain of one frame, 8 bytes per step (the first step 4).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+fn chain(frame: &[u8], seed: u32) -> u32 {
+    use std::arch::x86_64::{_mm_crc32_u32, _mm_crc32_u64};
+    let (head, words) = frame.split_at(8);
+    let head = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    // The crc32c crate's convention: the state is the complement of the CRC.
+    let state = u64::from(_mm_crc32_u32(!seed, head));
+    let state = words
+        .chunks_exact(8)
+        .fold(state, |crc, word| _mm_crc32_u64(crc, le_word(word)));
+    !(state as u32)
+}
+
 /// An 8-byte chunk as a little-endian word.
 #[inline(always)]
 fn le_word(chunk: &[u8]) -> u64 {
@@ -108,6 +139,8 @@ mod tests {
                 for (frame, crc) in frames.iter().zip(&crcs) {
                     let expected = crc32c::crc32c_append(seed, &bytes[frame.start + 4..frame.end]);
                     assert_eq!(*crc, expected, "frame {frame:?}, seed {seed:#x}");
+                    let one = frame_crc(&bytes[frame.clone()], seed);
+                    assert_eq!(one, expected, "one frame {frame:?}, seed {seed:#x}");
                 }
             }
         }

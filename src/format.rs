@@ -329,7 +329,7 @@ pub fn encode_marker(out: &mut [u8], seed: u32, timestamp_ms: u64, durable_posit
 
 /// Computes and stores the CRC of an encoded, padded frame.
 pub(crate) fn seal_frame(frame: &mut [u8], seed: u32) {
-    let crc = frame_crc(frame, seed);
+    let crc = crate::crc::frame_crc(frame, seed);
     frame[0..4].copy_from_slice(&crc.to_le_bytes());
 }
 
