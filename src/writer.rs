@@ -129,6 +129,9 @@ pub(crate) struct Staging {
     /// With mapped writes: the next record does not fit; the committer must flush this
     /// segment, activate the spare and map it before anyone copies into it.
     roll_wanted: bool,
+    /// With mapped writes: the end of the bytes a producer waits to copy, past the
+    /// segment's write bound (the committer extends the bound beyond it).
+    bound_wanted: u64,
 }
 
 impl Staging {
@@ -408,6 +411,7 @@ impl Shared {
                     map: None,
                     mapping_requested: false,
                     roll_wanted: false,
+                    bound_wanted: 0,
                 }),
                 room_cv: Condvar::new(),
                 commit: Mutex::new(Committer {
@@ -567,6 +571,17 @@ impl Shared {
                 .is_some_and(|c| Arc::ptr_eq(&c.segment, &st.segment));
             let needed = frames_bytes + if opens_chunk { MARKER_BYTES } else { 0 };
             if st.position + needed <= st.segment.header.segment_bytes {
+                if mapped && st.position + needed > st.segment.write_bound() {
+                    // No byte is written at or past the durable write bound (4.3): the
+                    // committer extends it (the housekeeper usually has, ahead of need).
+                    st.bound_wanted = st.position + needed;
+                    st.mapping_requested = true;
+                    if st.handoff.room_needed() {
+                        self.schedule_writer();
+                    }
+                    self.room_cv.wait(&mut st);
+                    continue;
+                }
                 break;
             }
             self.roll_staging(&mut st, SEGMENT_HEADER_BYTES + MARKER_BYTES + frames_bytes)?;

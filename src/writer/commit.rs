@@ -118,6 +118,9 @@ impl Shared {
                     "a mapped chunk outside the committer's segment"
                 );
                 debug_assert_eq!(chunk.start_position, c.written_position, "gap in segment");
+                debug_assert!(chunk.end_position <= c.segment.write_bound());
+                // Has the housekeeper extend the bound ahead of the producers.
+                self.ensure_write_bound(c, chunk.end_position)?;
                 self.note_written(
                     c,
                     chunk.start_position,

@@ -89,17 +89,18 @@ impl Shared {
     /// With mapped writes (docs/design.md 3.4), when a producer waits for it: moves
     /// staging to the spare (writing what is staged in the old segment, flushing it and
     /// activating the spare first, as [`Shared::roll`] does), or maps staging's segment
-    /// (after open, or a cut). Either way the segment's write bound is first moved to
-    /// its end, durably, since producers copy anywhere in it without asking. A failure
+    /// (after open, or a cut), or extends its write bound past what the producer wants
+    /// to copy. The bound is durable before any producer copies below it. A failure
     /// poisons the log (the waiting producers then get the error).
     pub(super) fn prepare_mapping(&self, c: &mut Committer) -> Result<()> {
-        let (next, leftover) = {
+        let (next, leftover, bound_wanted) = {
             let mut st = self.staging.lock();
             if !st.mapping_requested {
                 return Ok(());
             }
+            let bound_wanted = std::mem::take(&mut st.bound_wanted);
             if !st.roll_wanted {
-                (None, Vec::new())
+                (None, Vec::new(), bound_wanted)
             } else if let Some(spare) = st.spare.take() {
                 let header = format::SegmentHeader {
                     base_offset: st.next_offset,
@@ -121,7 +122,7 @@ impl Shared {
                 st.spare_taken_by_cut = true;
                 // Everything staged in the old segment is written before it is sealed.
                 st.staged_bytes = 0;
-                (Some(next), std::mem::take(&mut st.chunks))
+                (Some(next), std::mem::take(&mut st.chunks), 0)
             } else {
                 // A cut took the spare meanwhile: the producer looks again.
                 st.roll_wanted = false;
@@ -131,7 +132,7 @@ impl Shared {
                 return Ok(());
             }
         };
-        let result = self.make_mappable(c, next, leftover);
+        let result = self.make_mappable(c, next, leftover, bound_wanted);
         let result = result.map_err(|e| {
             if self.marks.is_poisoned() {
                 e
@@ -148,6 +149,7 @@ impl Shared {
         c: &mut Committer,
         next: Option<Arc<Segment>>,
         leftover: Vec<super::Chunk>,
+        bound_wanted: u64,
     ) -> Result<()> {
         if let Some(next) = &next {
             self.write_chunk_list(c, leftover)?;
@@ -165,13 +167,33 @@ impl Shared {
                 "staging and committer disagree on the active segment (a bug: please report it)",
             ));
         }
-        let end = segment.header.segment_bytes;
-        if segment.write_bound() < end {
-            if let Err(e) =
-                segment.persist_index(&self.dir, c.durable_position, c.durable_offset, false, end)
-            {
+        // A step past what is wanted (or past the data, for a segment mapped now), as
+        // the housekeeper extends it: recovery's search stays that short.
+        let step = segment::write_bound_step(segment.header.segment_bytes);
+        let from = if next.is_some() {
+            SEGMENT_HEADER_BYTES
+        } else {
+            bound_wanted.max(self.staging.lock().position)
+        };
+        let wanted = (from + step).min(segment.header.segment_bytes);
+        if segment.write_bound() < wanted {
+            if let Err(e) = segment.persist_index(
+                &self.dir,
+                c.durable_position,
+                c.durable_offset,
+                false,
+                wanted,
+            ) {
                 // Recovery then searches the whole segment, as with no index file.
                 segment.drop_write_bound(&self.dir).map_err(|_| e)?;
+            }
+        }
+        if next.is_none() {
+            let mut st = self.staging.lock();
+            if st.map.as_ref().is_some_and(|map| map.maps(&segment)) {
+                // Only the bound was wanted.
+                st.mapping_requested = false;
+                return Ok(());
             }
         }
         let map = segment::WritableMap::new(&segment)?;
