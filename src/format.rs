@@ -325,11 +325,16 @@ pub fn encode_record(
     debug_assert_ne!(offset, MARKER_OFFSET);
     let header_end = FRAME_HEADER_BYTES as usize;
     let flags = if continues { FRAME_CONTINUES } else { 0 };
+    // The padding (under 8 bytes) lies in the last word: zero that word first, with one
+    // store, and let the header and payload overwrite what is theirs (a `fill` of the
+    // padding was a `memset` call per record, ~33 instructions in callgrind).
+    let last_word = out.len() - 8;
+    out[last_word..].copy_from_slice(&[0u8; 8]);
     out[4..8].copy_from_slice(&(frame_len as u32 | flags).to_le_bytes());
     out[8..16].copy_from_slice(&offset.to_le_bytes());
     out[16..24].copy_from_slice(&timestamp_ms.to_le_bytes());
     out[header_end..header_end + payload.len()].copy_from_slice(payload);
-    out[header_end + payload.len()..].fill(0);
+    debug_assert!(out[header_end + payload.len()..].iter().all(|&b| b == 0));
     seal_frame(out, seed);
 }
 
@@ -376,7 +381,7 @@ pub fn encode_marker(out: &mut [u8], seed: u32, timestamp_ms: u64, durable_posit
 
 /// Computes and stores the CRC of an encoded, padded frame.
 pub(crate) fn seal_frame(frame: &mut [u8], seed: u32) {
-    let crc = frame_crc(frame, seed);
+    let crc = crate::crc::frame_crc(frame, seed);
     frame[0..4].copy_from_slice(&crc.to_le_bytes());
 }
 

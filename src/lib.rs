@@ -103,7 +103,7 @@ pub use follow::Follower;
 /// The on-disk format version this build reads and writes.
 pub use format::FORMAT_VERSION;
 #[doc(hidden)]
-pub use io::{write_sync_now, Backend, FaultPlan, PwriteBackend};
+pub use io::{write_sync_now, Backend, FaultPlan, MappedWrites, PwriteBackend};
 pub use io::{BackendKind, PoisonCause};
 pub use log::{lock_holder, AppendTicket, Log};
 pub use options::{Durability, IoBackend, Options, Preallocate, RecoveryPolicy};

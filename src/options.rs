@@ -66,9 +66,10 @@ pub enum Preallocate {
     /// Write zeros over the whole file once, off the hot path. Later flushes then only
     /// write data blocks (no extent conversion), which is what makes `fdatasync` cheap.
     ZeroFill,
-    /// `fallocate`: fast to prepare, but every flush converts unwritten extents. Not
-    /// recommended: in power-cut tests on this kernel (ext4 and xfs, FS_IOC_SHUTDOWN
-    /// without log flush) acknowledged records in such segments were lost.
+    /// `fallocate`: fast to prepare and writes each byte once, but every flush converts
+    /// unwritten extents (a durable append costs more). Power cuts keep every
+    /// acknowledged record (the losses once seen were an artifact of the test's
+    /// shutdown ioctl racing a flush: docs/design.md 3.2).
     Fallocate,
 }
 
@@ -88,6 +89,7 @@ pub struct Options {
     pub(crate) segment_growth: Option<bool>,
     pub(crate) retention: crate::Retention,
     pub(crate) recycle_segments: bool,
+    pub(crate) mapped_writes: bool,
 }
 
 impl Default for Options {
@@ -105,6 +107,7 @@ impl Default for Options {
             segment_growth: None,
             retention: crate::Retention::default(),
             recycle_segments: false,
+            mapped_writes: false,
         }
     }
 }
@@ -159,6 +162,25 @@ impl Options {
     pub(crate) fn inherit_segment_bytes(mut self, existing: u64) -> Self {
         self.segment_bytes.get_or_insert(existing);
         self
+    }
+
+    /// Under [`Durability::None`] and [`Durability::Interval`], producers copy their
+    /// frames straight into a shared writable mapping of the active segment instead of a
+    /// staging buffer the writer thread writes later: an append that returned is in the
+    /// page cache at once, so it survives a `kill -9` of the process and other processes
+    /// can read it; flushes stay `fdatasync`. A process killed in the middle of a copy
+    /// leaves a torn tail (cut at the next open under [`RecoveryPolicy::TruncateTorn`],
+    /// refused under `Strict`). No effect under [`Durability::Sync`]. Default `false`
+    /// (docs/design.md 3.4). Not persisted.
+    #[must_use]
+    pub fn mapped_writes(mut self, mapped_writes: bool) -> Self {
+        self.mapped_writes = mapped_writes;
+        self
+    }
+
+    /// Whether producers write through the segment mapping.
+    pub(crate) fn writes_mapped(&self) -> bool {
+        self.mapped_writes && self.durability != Durability::Sync
     }
 
     /// When appends are durable. Default [`Durability::Sync`].
@@ -222,8 +244,7 @@ impl Options {
     }
 
     /// How segments get their blocks. Default [`Preallocate::ZeroFill`], chosen by
-    /// measurement and by power-cut tests (docs/design.md): flushes are cheaper, and
-    /// acknowledged records survived every cut, where `fallocate`d segments lost some.
+    /// measurement (docs/design.md 3.2): flushes of durable appends are cheaper.
     pub fn preallocate(mut self, preallocate: Preallocate) -> Self {
         self.preallocate = Some(preallocate);
         self

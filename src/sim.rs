@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::io::{write_sync_now, Backend, BackendKind, Completed};
+use crate::io::{write_sync_now, Backend, BackendKind, Completed, MappedWrites};
 
 /// A write not yet made durable by a flush.
 #[derive(Debug, Clone)]
@@ -293,5 +293,25 @@ impl Backend for SimBackend {
 
     fn companion(&self) -> Box<dyn Backend> {
         self.disk.backend()
+    }
+
+    fn mapped_writes(&self) -> Option<Arc<dyn MappedWrites>> {
+        Some(self.disk.clone())
+    }
+}
+
+/// A copy into a writable mapping is a write to the page cache like any other: pending
+/// until a flush of its file, then durable. It is no operation of the disk's (a memory
+/// copy cannot fail or be stopped at), and it is kept even after power failed (the
+/// process goes on copying into memory; the crash then drops it).
+impl MappedWrites for SimDisk {
+    fn copied(&self, file: &File, position: u64, old: &[u8], new: &[u8]) {
+        let write = PendingWrite {
+            path: path_of(file),
+            position,
+            old: old.to_vec(),
+            new: new.to_vec(),
+        };
+        self.state.lock().pending.push((write, false));
     }
 }

@@ -153,6 +153,19 @@ impl Watermarks {
             && !self.follower_wakers_pending.load(SeqCst)
     }
 
+    /// With mapped writes: a producer's records below `offset` are complete in the page
+    /// cache. Readers of this process see them at once; the control file (other
+    /// processes' followers) and waiters hear of them at the committer's next
+    /// [`Watermarks::announce_written`], so no append pays for a system call.
+    pub(crate) fn advance_written(&self, offset: u64) {
+        self.written.fetch_max(offset, SeqCst);
+    }
+
+    /// With mapped writes: publishes the written watermark the producers moved.
+    pub(crate) fn announce_written(&self) {
+        self.publish_control();
+    }
+
     /// Moves the written watermark; wakes waiters now if `wake`, else the caller must
     /// call [`Watermarks::wake`] soon (it batches wake-ups behind the next flush).
     pub(crate) fn publish_written(&self, offset: u64, wake: bool) {

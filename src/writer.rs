@@ -33,7 +33,7 @@ use crate::sync::{Condvar, Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::format::{self, IndexEntry, MARKER_BYTES, SEGMENT_HEADER_BYTES};
-use crate::io::{Backend, BackendKind, CheckedBackend, PoisonCause};
+use crate::io::{Backend, BackendKind, CheckedBackend, MappedWrites, PoisonCause};
 use crate::open::ActiveEnd;
 use crate::options::{Durability, Options};
 use crate::segment::{self, now_ms, Segment, Spare};
@@ -45,6 +45,10 @@ const CHECKPOINT_BYTES: u64 = 4 << 20;
 
 /// Longest the writer waits for the last flush's producers to append again.
 const GATHER_MAX: Duration = Duration::from_micros(100);
+
+/// With mapped writes, how far ahead of the copies the pages are faulted in (one step
+/// at a time, as the copies cross into a step).
+const MAPPED_POPULATE_BYTES: u64 = 1 << 20;
 
 /// Most idle buffers kept for reuse.
 const FREE_BUFFERS_MAX: usize = 4;
@@ -59,6 +63,9 @@ pub(crate) struct Chunk {
     first_offset: u64,
     /// Offset after its last record.
     end_offset: u64,
+    /// Where its bytes end in the segment. With mapped writes `buf` stays empty: the
+    /// bytes are in the segment's mapping already.
+    end_position: u64,
 }
 
 /// Why the last segment preparation failed (kept to hand to appenders).
@@ -109,17 +116,36 @@ pub(crate) struct Staging {
     stop_writer: bool,
     /// A trim or truncation is moving the log to a new segment: producers wait.
     pub(crate) frozen: bool,
-    /// A cut took the spare to activate it: no other may be prepared until the cut
-    /// moved staging to it (it would get the same id, and replace it).
+    /// A cut (or, with mapped writes, the committer's rollover) took the spare to
+    /// activate it: no other may be prepared until staging moved to it (it would get the
+    /// same id, and replace it).
     pub(crate) spare_taken_by_cut: bool,
+    /// With mapped writes (docs/design.md 3.4): `segment` mapped for writing, once the
+    /// committer has made it ready (activated, its write bound over all of it).
+    map: Option<segment::WritableMap>,
+    /// With mapped writes: a producer waits for the committer to make staging's
+    /// segment writable (map it), or to move staging to the spare (`roll_wanted`).
+    mapping_requested: bool,
+    /// With mapped writes: the next record does not fit; the committer must flush this
+    /// segment, activate the spare and map it before anyone copies into it.
+    roll_wanted: bool,
+    /// With mapped writes: the end of the bytes a producer waits to copy, past the
+    /// segment's write bound (the committer extends the bound beyond it).
+    bound_wanted: u64,
 }
 
 impl Staging {
     /// What is staged, for the hand-off.
     fn staged(&self) -> Staged {
+        // A producer waiting for the mapping waits for the committer: no lazy delay.
+        let bytes = if self.mapping_requested {
+            self.staged_bytes.max(handoff::LAZY_WRITE_BYTES)
+        } else {
+            self.staged_bytes
+        };
         Staged {
-            pending: !self.chunks.is_empty(),
-            bytes: self.staged_bytes,
+            pending: !self.chunks.is_empty() || self.mapping_requested,
+            bytes,
             closing: self.stop_writer,
         }
     }
@@ -145,6 +171,9 @@ impl Staging {
             self.ids.forget_from(offset);
         }
         self.segment = segment;
+        // Mapped again, once the committer has made the new segment ready.
+        self.map = None;
+        self.roll_wanted = false;
         self.position = SEGMENT_HEADER_BYTES;
         self.last_entry_position = None;
         self.next_offset = offset;
@@ -249,6 +278,12 @@ pub(crate) struct Shared {
     pub(crate) writer_queued: AtomicBool,
     /// On the engine housekeeper's list.
     pub(crate) chores_queued: AtomicBool,
+    /// With mapped writes, who hears of each copy (the simulated disk; see
+    /// [`crate::io::MappedWrites`]).
+    mapped_sink: Option<Arc<dyn MappedWrites>>,
+    /// With mapped writes: the committer's durable position in the active segment, for
+    /// the commit markers producers write (a lower value only claims less).
+    mapped_durable_position: AtomicU64,
 }
 
 /// What the engine's writer does with a log after looking at it.
@@ -346,6 +381,7 @@ impl Shared {
         let first_offset = start.first_offset;
         debug_assert!(first_offset >= start.segments[0].base_offset());
         let backend_kind = start.backend_kind.unwrap_or_else(|| start.backend.kind());
+        let mapped_sink = start.backend.mapped_writes();
         let marks = Arc::new(Watermarks::new(
             start.active.end.offset,
             start.active.durable.offset,
@@ -390,6 +426,10 @@ impl Shared {
                     stop_writer: false,
                     frozen: false,
                     spare_taken_by_cut: false,
+                    map: None,
+                    mapping_requested: false,
+                    roll_wanted: false,
+                    bound_wanted: 0,
                 }),
                 room_cv: Condvar::new(),
                 commit: Mutex::new(Committer {
@@ -420,6 +460,8 @@ impl Shared {
                 self_ref: self_ref.clone(),
                 writer_queued: AtomicBool::new(false),
                 chores_queued: AtomicBool::new(false),
+                mapped_sink,
+                mapped_durable_position: AtomicU64::new(start.active.durable.position),
             }
         });
         for chore in first_chores {
@@ -485,6 +527,7 @@ impl Shared {
                 max_record_bytes: room,
             });
         }
+        let mapped = self.opts.writes_mapped();
         let mut st = self.staging.lock();
         if records.count() == 0 {
             if self.marks.is_poisoned() {
@@ -523,7 +566,20 @@ impl Shared {
                 self.roll_staging(&mut st, SEGMENT_HEADER_BYTES + MARKER_BYTES + frames_bytes)?;
                 continue;
             }
-            if st.staged_bytes > 0 && st.staged_bytes + frames_bytes > self.opts.max_batch_bytes {
+            if mapped && (st.roll_wanted || !st.map.as_ref().is_some_and(|m| m.maps(&st.segment))) {
+                // Only the committer activates and maps a segment (docs/design.md 3.4).
+                st.mapping_requested = true;
+                if st.handoff.room_needed() {
+                    self.schedule_writer();
+                }
+                self.room_cv.wait(&mut st);
+                continue;
+            }
+            // (Mapped chunks hold no buffer: nothing to bound.)
+            if !mapped
+                && st.staged_bytes > 0
+                && st.staged_bytes + frames_bytes > self.opts.max_batch_bytes
+            {
                 if st.handoff.room_needed() {
                     self.schedule_writer();
                 }
@@ -536,6 +592,17 @@ impl Shared {
                 .is_some_and(|c| Arc::ptr_eq(&c.segment, &st.segment));
             let needed = frames_bytes + if opens_chunk { MARKER_BYTES } else { 0 };
             if st.position + needed <= st.segment.header.segment_bytes {
+                if mapped && st.position + needed > st.segment.write_bound() {
+                    // No byte is written at or past the durable write bound (4.3): the
+                    // committer extends it (the housekeeper usually has, ahead of need).
+                    st.bound_wanted = st.position + needed;
+                    st.mapping_requested = true;
+                    if st.handoff.room_needed() {
+                        self.schedule_writer();
+                    }
+                    self.room_cv.wait(&mut st);
+                    continue;
+                }
                 break;
             }
             self.roll_staging(&mut st, SEGMENT_HEADER_BYTES + MARKER_BYTES + frames_bytes)?;
@@ -559,17 +626,36 @@ impl Shared {
             .last()
             .is_some_and(|c| Arc::ptr_eq(&c.segment, &st.segment));
         if opens_chunk {
-            let mut buf = st.free.pop().unwrap_or_default();
-            buf.clear();
-            buf.resize(MARKER_BYTES as usize, 0);
+            let buf = if mapped {
+                Vec::new()
+            } else {
+                let mut buf = st.free.pop().unwrap_or_default();
+                buf.clear();
+                buf.resize(MARKER_BYTES as usize, 0);
+                buf
+            };
             let chunk = Chunk {
                 segment: st.segment.clone(),
                 start_position: st.position,
                 buf,
                 first_offset: st.next_offset,
                 end_offset: st.next_offset,
+                end_position: st.position + MARKER_BYTES,
             };
             st.chunks.push(chunk);
+            if mapped {
+                // The marker goes in now, not when the committer takes the chunk: a
+                // zero word here would end the data before the records that follow,
+                // and a process crash would lose them (docs/design.md 3.4).
+                let durable_position = self
+                    .mapped_durable_position
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                    .min(st.position);
+                let position = st.position;
+                self.copy_mapped(&mut st, position, MARKER_BYTES, |out, seed| {
+                    format::encode_marker(out, seed, now_ms(), durable_position)
+                })?;
+            }
             st.position += MARKER_BYTES;
             st.staged_bytes += MARKER_BYTES;
         }
@@ -578,22 +664,23 @@ impl Shared {
             .max(st.last_timestamp_ms);
         st.last_timestamp_ms = timestamp_ms;
         let first = st.next_offset;
-        let st = &mut *st;
-        let chunk = st.chunks.last_mut().expect("a chunk is open");
-        let seed = st.segment.seed;
         let interval = self.opts.index_interval_bytes;
         for i in 0..records.count() {
             let frame_bytes = records.frame_bytes(i);
-            let at = chunk.buf.len();
-            chunk.buf.resize(at + frame_bytes as usize, 0);
             let continues = i + 1 < records.count();
-            records.encode(
-                i,
-                &mut chunk.buf[at..],
-                seed,
-                (st.next_offset, timestamp_ms),
-                continues,
-            );
+            let stamp = (st.next_offset, timestamp_ms);
+            if mapped {
+                let position = st.position;
+                self.copy_mapped(&mut st, position, frame_bytes, |out, seed| {
+                    records.encode(i, out, seed, stamp, continues)
+                })?;
+            } else {
+                let seed = st.segment.seed;
+                let chunk = st.chunks.last_mut().expect("a chunk is open");
+                let at = chunk.buf.len();
+                chunk.buf.resize(at + frame_bytes as usize, 0);
+                records.encode(i, &mut chunk.buf[at..], seed, stamp, continues);
+            }
             if st
                 .last_entry_position
                 .is_none_or(|p| st.position - p >= interval)
@@ -607,6 +694,9 @@ impl Shared {
             st.position += frame_bytes;
             st.next_offset += 1;
         }
+        let st = &mut *st;
+        let chunk = st.chunks.last_mut().expect("a chunk is open");
+        chunk.end_position = st.position;
         chunk.end_offset = st.next_offset;
         if let Some(hash) = id_hash {
             st.ids.staged(hash, first, first_offset);
@@ -619,12 +709,56 @@ impl Shared {
             st.spare_requested = true;
             self.request_chore(Chore::PrepareSpare);
         }
-        debug_assert_eq!(
-            chunk.start_position + chunk.buf.len() as u64,
-            st.position,
+        debug_assert!(
+            mapped || chunk.start_position + chunk.buf.len() as u64 == st.position,
             "chunk and staging position disagree"
         );
+        if mapped {
+            // Complete in the page cache, and every record before them too (copied
+            // under this lock, in order): readers of unflushed records may have them.
+            self.marks.advance_written(st.next_offset);
+            let step = MAPPED_POPULATE_BYTES;
+            if st.position / step != (st.position - frames_bytes) / step || opens_chunk {
+                // Crossed into a new step: fault the next one in ahead of the copies.
+                let ahead = (st.position / step + 1) * step;
+                if let Some(map) = &st.map {
+                    map.populate(ahead, step);
+                }
+            }
+        }
         Ok((first..st.next_offset, st.handoff.parked()))
+    }
+
+    /// With mapped writes: has `encode` fill the `len` bytes at `position` of staging's
+    /// segment through its writable mapping (the seed is the segment's), and tells the
+    /// simulated disk, if there is one. Under the staging lock, so copies happen in
+    /// staging order.
+    fn copy_mapped(
+        &self,
+        st: &mut Staging,
+        position: u64,
+        len: u64,
+        encode: impl FnOnce(&mut [u8], u32),
+    ) -> Result<()> {
+        let seed = st.segment.seed;
+        let slot = st
+            .map
+            .as_mut()
+            .and_then(|map| map.slot(position, len))
+            .ok_or_else(|| {
+                Error::corruption(
+                    &st.segment.path,
+                    position,
+                    "a mapped write past the segment's mapping (a bug: please report it)",
+                )
+            })?;
+        let old = self.mapped_sink.as_ref().map(|_| slot.to_vec());
+        encode(slot, seed);
+        if let (Some(sink), Some(old)) = (&self.mapped_sink, old) {
+            let file = st.segment.file()?;
+            sink.copied(&file, position, &old, slot);
+        }
+        Ok(())
     }
 
     /// The offset the next record gets, and the timestamp of the last one staged (0 if
@@ -806,7 +940,9 @@ impl Shared {
             segment.release_file();
             segment.close_flush_handle();
         }
-        self.staging.lock().spare.take();
+        let mut st = self.staging.lock();
+        st.spare.take();
+        st.map.take();
     }
 
     /// Drops this log from its engine's queues once it is shut down.

@@ -37,8 +37,22 @@ enum When {
 
 #[test]
 fn kill9_cycles() {
+    kill9_run("kill9", &[]);
+}
+
+/// The same under `Durability::None` with mapped writes: every append that returned
+/// (not only what a `sync()` covered) must be there after the kill, whole.
+#[test]
+fn kill9_cycles_mapped_none() {
+    kill9_run(
+        "kill9 (mapped, None)",
+        &[(reliability::CHILD_WRITES_ENV, "mapped")],
+    );
+}
+
+fn kill9_run(label: &str, envs: &[(&str, &str)]) {
     let cycles = env_u64("RINGLOG_KILL9_CYCLES", 100);
-    let seed = seed("kill9");
+    let seed = seed(label);
     let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().expect("tempdir");
     let watchdog = Watchdog::start("kill9", Duration::from_secs(120));
@@ -71,7 +85,8 @@ fn kill9_cycles() {
             When::Anytime => rng.range(2_000, 400_000),
         };
         watchdog.case(|| format!("cycle {cycle} {when:?} delay {delay_us} us io {io}"));
-        let mut child = WriterChild::spawn("kill9_child", dir.path(), generation, child_seed, io);
+        let mut child =
+            WriterChild::spawn_with("kill9_child", dir.path(), generation, child_seed, io, envs);
         // Wait for the trigger, then the delay, then SIGKILL.
         let give_up = Instant::now() + Duration::from_secs(20);
         let mut armed: Option<Instant> = None;
@@ -160,7 +175,7 @@ fn kill9_cycles() {
                 survivors_total += counts.unacked_survivors;
                 if cycle % 10 == 0 || cycle == cycles {
                     println!(
-                        "kill9: cycle {cycle}/{cycles}: {} records in {} segments, {} acked so far",
+                        "{label}: cycle {cycle}/{cycles}: {} records in {} segments, {} acked so far",
                         counts.records, counts.segments, acked_total
                     );
                 }
@@ -195,7 +210,7 @@ fn kill9_cycles() {
         assert_eq!(log.next_offset(), model.records.len() as u64);
     }
     println!(
-        "kill9: {} cycles in {:.1} s: killed {by_mode:?}; {mid_recovery} killed before recovery finished, {opened_total} opens; {acked_total} records acknowledged, 0 lost; {survivors_total} unacknowledged records survived whole; {} records in the log; {rollovers_seen} rollovers announced",
+        "{label}: {} cycles in {:.1} s: killed {by_mode:?}; {mid_recovery} killed before recovery finished, {opened_total} opens; {acked_total} records acknowledged, 0 lost; {survivors_total} unacknowledged records survived whole; {} records in the log; {rollovers_seen} rollovers announced",
         cycles,
         started.elapsed().as_secs_f64(),
         model.records.len(),

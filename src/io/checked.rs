@@ -213,6 +213,10 @@ impl Backend for CheckedBackend {
     fn companion(&self) -> Box<dyn Backend> {
         Box::new(self.sibling(self.inner.companion()))
     }
+
+    fn mapped_writes(&self) -> Option<Arc<dyn super::MappedWrites>> {
+        self.inner.mapped_writes()
+    }
 }
 
 /// The path of an open file descriptor, for an error message (empty if it cannot be

@@ -58,6 +58,22 @@ pub trait Backend: Send {
     /// A backend for another thread to flush the same files with (the housekeeper's
     /// background flushes of unsynced logs), on the same disk.
     fn companion(&self) -> Box<dyn Backend>;
+    /// Who must hear of the bytes producers copy into a segment's writable mapping
+    /// (`Options::mapped_writes`), which reach the page cache without a backend call.
+    /// Real disks need not (`None`, the default); the simulated one keeps them as
+    /// unflushed writes, so a crash can drop or tear them.
+    fn mapped_writes(&self) -> Option<std::sync::Arc<dyn MappedWrites>> {
+        None
+    }
+}
+
+/// Told of each copy into a segment's shared writable mapping; see
+/// [`Backend::mapped_writes`]. Not a stable API.
+#[doc(hidden)]
+pub trait MappedWrites: Send + Sync {
+    /// `new` was copied over `old` at `position` of `file` (through a mapping: in the
+    /// page cache at once, durable only after the next flush of `file`).
+    fn copied(&self, file: &File, position: u64, old: &[u8], new: &[u8]);
 }
 
 /// The outcome of a write-and-flush that a synchronous backend completed in
@@ -200,5 +216,9 @@ impl Backend for Faulty {
     fn companion(&self) -> Box<dyn Backend> {
         // Planned failures target the writer's own operations.
         self.inner.companion()
+    }
+
+    fn mapped_writes(&self) -> Option<std::sync::Arc<dyn MappedWrites>> {
+        self.inner.mapped_writes()
     }
 }

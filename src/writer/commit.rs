@@ -94,10 +94,42 @@ impl Shared {
         Ok(())
     }
 
-    /// Writes `chunks` one call each, rolling over where they move to a new segment.
+    /// Writes `chunks` one call each, rolling over where they move to a new segment;
+    /// with mapped writes, then makes staging's segment ready if a producer waits for it.
     pub(super) fn write_chunks(&self, c: &mut Committer, chunks: Vec<Chunk>) -> Result<()> {
+        self.write_chunk_list(c, chunks)?;
+        if self.opts.writes_mapped() {
+            self.prepare_mapping(c)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `chunks` one call each, rolling over where they move to a new segment.
+    /// With mapped writes their bytes are in the segment already: they are only noted.
+    pub(super) fn write_chunk_list(&self, c: &mut Committer, chunks: Vec<Chunk>) -> Result<()> {
         let mut buffers = Vec::with_capacity(chunks.len());
+        let mut mapped_any = false;
         for mut chunk in chunks {
+            if self.opts.writes_mapped() {
+                // Staging moves to a segment only once the committer has activated it
+                // (`prepare_mapping`), or a cut has (and reset the committer to it).
+                debug_assert!(
+                    Arc::ptr_eq(&chunk.segment, &c.segment),
+                    "a mapped chunk outside the committer's segment"
+                );
+                debug_assert_eq!(chunk.start_position, c.written_position, "gap in segment");
+                debug_assert!(chunk.end_position <= c.segment.write_bound());
+                // Has the housekeeper extend the bound ahead of the producers.
+                self.ensure_write_bound(c, chunk.end_position)?;
+                self.note_written(
+                    c,
+                    chunk.start_position,
+                    chunk.end_position - chunk.start_position,
+                    chunk.end_offset,
+                );
+                mapped_any = true;
+                continue;
+            }
             if !Arc::ptr_eq(&chunk.segment, &c.segment) {
                 self.roll(c, &chunk.segment)?;
             }
@@ -120,6 +152,9 @@ impl Shared {
             );
             self.marks.publish_written(c.written_offset, false);
             buffers.push(chunk.buf);
+        }
+        if mapped_any {
+            self.marks.announce_written();
         }
         self.recycle(buffers);
         self.maybe_flush_in_background(c);
@@ -267,6 +302,8 @@ impl Shared {
         c.last_sync = Instant::now();
         c.durable_position = target_position;
         c.durable_offset = target_offset;
+        self.mapped_durable_position
+            .store(c.durable_position, std::sync::atomic::Ordering::SeqCst);
         self.maybe_checkpoint(c);
         Ok(())
     }

@@ -35,6 +35,17 @@ impl Shared {
                 let _ = std::fs::remove_file(&small.path);
             }
         }
+        if self.opts.writes_mapped() && st.spare.is_some() {
+            // Producers copy into a segment only once it is activated, after its
+            // predecessor is durable (4.1): the committer does both, then maps it.
+            st.roll_wanted = true;
+            st.mapping_requested = true;
+            if st.handoff.room_needed() {
+                self.schedule_writer();
+            }
+            self.room_cv.wait(st);
+            return Ok(());
+        }
         match st.spare.take() {
             Some(spare) => {
                 let header = format::SegmentHeader {
@@ -77,6 +88,138 @@ impl Shared {
                 Ok(())
             }
         }
+    }
+
+    /// With mapped writes (docs/design.md 3.4), when a producer waits for it: moves
+    /// staging to the spare (writing what is staged in the old segment, flushing it and
+    /// activating the spare first, as [`Shared::roll`] does), or maps staging's segment
+    /// (after open, or a cut), or extends its write bound past what the producer wants
+    /// to copy. The bound is durable before any producer copies below it. A failure
+    /// poisons the log (the waiting producers then get the error).
+    pub(super) fn prepare_mapping(&self, c: &mut Committer) -> Result<()> {
+        let (next, leftover, bound_wanted) = {
+            let mut st = self.staging.lock();
+            if !st.mapping_requested {
+                return Ok(());
+            }
+            let bound_wanted = std::mem::take(&mut st.bound_wanted);
+            if !st.roll_wanted {
+                (None, Vec::new(), bound_wanted)
+            } else if let Some(spare) = st.spare.take() {
+                let header = format::SegmentHeader {
+                    base_offset: st.next_offset,
+                    ..spare.header
+                };
+                let len = header.segment_bytes;
+                let next = match Segment::new(spare.path, spare.file, header, len) {
+                    Ok(next) => next,
+                    Err(e) => {
+                        drop(st);
+                        let error = self.poison(e);
+                        self.room_cv.notify_all();
+                        return Err(error);
+                    }
+                };
+                // Until staging moves to it, staging's segment is still the old one: no
+                // spare may be prepared meanwhile (it would get this one's id and be
+                // renamed over it), as when a cut takes the spare.
+                st.spare_taken_by_cut = true;
+                // Everything staged in the old segment is written before it is sealed.
+                st.staged_bytes = 0;
+                (Some(next), std::mem::take(&mut st.chunks), 0)
+            } else {
+                // A cut took the spare meanwhile: the producer looks again.
+                st.roll_wanted = false;
+                st.mapping_requested = false;
+                drop(st);
+                self.room_cv.notify_all();
+                return Ok(());
+            }
+        };
+        let result = self.make_mappable(c, next, leftover, bound_wanted);
+        let result = result.map_err(|e| {
+            if self.marks.is_poisoned() {
+                e
+            } else {
+                self.poison(e)
+            }
+        });
+        self.room_cv.notify_all();
+        result
+    }
+
+    fn make_mappable(
+        &self,
+        c: &mut Committer,
+        next: Option<Arc<Segment>>,
+        leftover: Vec<super::Chunk>,
+        bound_wanted: u64,
+    ) -> Result<()> {
+        if let Some(next) = &next {
+            self.write_chunk_list(c, leftover)?;
+            next.bytes()?;
+            next.index.write().loaded = true;
+            // Before any write to it (see `Segment::open_flush_handle`).
+            let _ = next.open_flush_handle();
+            self.roll(c, next)?;
+        }
+        let segment = c.segment.clone();
+        if next.is_none() && !Arc::ptr_eq(&self.staging.lock().segment, &segment) {
+            return Err(Error::corruption(
+                &segment.path,
+                0,
+                "staging and committer disagree on the active segment (a bug: please report it)",
+            ));
+        }
+        // A step past what is wanted (or past the data, for a segment mapped now), as
+        // the housekeeper extends it: recovery's search stays that short.
+        let step = segment::write_bound_step(segment.header.segment_bytes);
+        let from = if next.is_some() {
+            SEGMENT_HEADER_BYTES
+        } else {
+            bound_wanted.max(self.staging.lock().position)
+        };
+        let wanted = (from + step).min(segment.header.segment_bytes);
+        if segment.write_bound() < wanted {
+            if let Err(e) = segment.persist_index(
+                &self.dir,
+                c.durable_position,
+                c.durable_offset,
+                false,
+                wanted,
+            ) {
+                // Recovery then searches the whole segment, as with no index file.
+                segment.drop_write_bound(&self.dir).map_err(|_| e)?;
+            }
+        }
+        if next.is_none() {
+            let mut st = self.staging.lock();
+            if st.map.as_ref().is_some_and(|map| map.maps(&segment)) {
+                // Only the bound was wanted.
+                st.mapping_requested = false;
+                return Ok(());
+            }
+        }
+        let map = segment::WritableMap::new(&segment)?;
+        self.mapped_durable_position
+            .store(c.durable_position, Relaxed);
+        let mut st = self.staging.lock();
+        if next.is_some() {
+            st.spare_taken_by_cut = false;
+            st.segment = segment;
+            st.position = SEGMENT_HEADER_BYTES;
+            st.last_entry_position = None;
+            st.spare_min_bytes = 0;
+            st.spare_requested = false;
+            if !self.opts.grows_segments() {
+                st.spare_requested = true;
+                self.request_chore(Chore::PrepareSpare);
+            }
+        }
+        st.map = Some(map);
+        st.roll_wanted = false;
+        st.mapping_requested = false;
+        Ok(())
     }
 
     /// Every [`CHECKPOINT_BYTES`] of durable data, has the housekeeper checkpoint the

@@ -273,6 +273,15 @@ pub fn child_options(io: IoBackend) -> Options {
         .durability(Durability::Sync)
         .recovery(RecoveryPolicy::TruncateTorn)
         .io(io);
+    // `RINGLOG_CHILD_WRITES=mapped` has the child append under `Durability::None` with
+    // mapped writes: an append that returned is then acknowledged (it must survive a kill
+    // of the process, not a power cut).
+    // `mapped-synced` the same, with a `sync()` after each append, whose return
+    // acknowledges it (durable: it must survive a power cut).
+    let opts = match std::env::var(CHILD_WRITES_ENV).as_deref() {
+        Ok("mapped" | "mapped-synced") => opts.durability(Durability::None).mapped_writes(true),
+        _ => opts,
+    };
     // `RINGLOG_PREALLOCATE=zerofill|fallocate` pins the preallocation mode (default: the
     // library's choice).
     match std::env::var("RINGLOG_PREALLOCATE").as_deref() {
@@ -281,6 +290,9 @@ pub fn child_options(io: IoBackend) -> Options {
         _ => opts,
     }
 }
+
+/// See [`child_options`].
+pub const CHILD_WRITES_ENV: &str = "RINGLOG_CHILD_WRITES";
 
 fn frame_bytes(payload_len: u64) -> u64 {
     (24 + payload_len + 7) & !7
@@ -291,6 +303,7 @@ fn frame_bytes(payload_len: u64) -> u64 {
 /// Protocol (one line each on stdout, flushed at once):
 /// `OPENING`, `OPENED <next_offset>`, `ROLLING` (the next append should move to a new
 /// segment), `ACK <start> <end>` after an append or batch returned Ok (durable),
+/// (Under `RINGLOG_CHILD_WRITES=mapped`, returned Ok: in the page cache.)
 /// `FAIL <start> <end> <error>` for the first failed append, `ERR <poisoned|other>
 /// <error>` for later ones, `CLOSING`, `CLOSED`, `OPENERR <error>`, `DONE`.
 pub fn writer_child_main() {
@@ -310,6 +323,7 @@ pub fn writer_child_main() {
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
     };
+    let synced_after_append = std::env::var(CHILD_WRITES_ENV).as_deref() == Ok("mapped-synced");
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut failed = false;
     'reopen: loop {
@@ -362,6 +376,10 @@ pub fn writer_child_main() {
                 log.append(refs[0]).map(|o| o..o + 1)
             } else {
                 log.append_batch(&refs)
+            };
+            let result = match result {
+                Ok(range) if synced_after_append => log.sync().map(|()| range),
+                other => other,
             };
             match result {
                 Ok(range) => {

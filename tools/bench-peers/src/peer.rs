@@ -59,6 +59,7 @@ pub trait Peer: Send + Sync {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerId {
     Ringlog,
+    RinglogMapped,
     Okaywal,
     Commitlog,
     RaftEngine,
@@ -71,8 +72,9 @@ pub enum PeerId {
 }
 
 impl PeerId {
-    pub const ALL: [PeerId; 10] = [
+    pub const ALL: [PeerId; 11] = [
         PeerId::Ringlog,
+        PeerId::RinglogMapped,
         PeerId::Okaywal,
         PeerId::Commitlog,
         PeerId::RaftEngine,
@@ -88,6 +90,7 @@ impl PeerId {
     pub fn name(self) -> &'static str {
         match self {
             PeerId::Ringlog => "ringlog",
+            PeerId::RinglogMapped => "ringlog-mapped",
             PeerId::Okaywal => "okaywal",
             PeerId::Commitlog => "commitlog",
             PeerId::RaftEngine => "raft-engine",
@@ -110,6 +113,11 @@ impl PeerId {
             PeerId::Ringlog => {
                 "durable: `Durability::Sync` (group commit, fdatasync); bulk: `Durability::None`, \
                  `Log::sync()` at the end. Default options (64 MiB zero-filled segments)."
+            }
+            PeerId::RinglogMapped => {
+                "durable: as ringlog; bulk: `Durability::None` with `Options::mapped_writes(true)` \
+                 (producers copy frames into a shared mapping of the segment) and \
+                 `Preallocate::Fallocate` (segments never zero-filled), `Log::sync()` at the end."
             }
             PeerId::Okaywal => {
                 "durable: one entry per record, `EntryWriter::commit` (fsync, batched across \
@@ -176,6 +184,7 @@ impl PeerId {
     pub fn open(self, dir: &Path, mode: Mode) -> Result<Box<dyn Peer>> {
         match self {
             PeerId::Ringlog => peers::ringlog::open(dir, mode),
+            PeerId::RinglogMapped => peers::ringlog::open_mapped(dir, mode),
             PeerId::Okaywal => peers::okaywal::open(dir, mode),
             PeerId::Commitlog => peers::commitlog::open(dir, mode),
             PeerId::RaftEngine => peers::raft_engine::open(dir, mode),

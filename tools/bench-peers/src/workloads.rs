@@ -103,7 +103,7 @@ fn percentiles(h: &Histogram<u64>) -> [f64; 3] {
 
 pub(crate) fn row_kind(peer: PeerId, needs_durability: bool) -> RowKind {
     match peer {
-        PeerId::Ringlog => RowKind::Ringlog,
+        PeerId::Ringlog | PeerId::RinglogMapped => RowKind::Ringlog,
         _ => RowKind::Peer {
             eligible: peer.is_durable() || !needs_durability,
         },
@@ -649,7 +649,7 @@ fn open_note(peer: PeerId, note: String) -> String {
         }
         PeerId::Walrus => "rebuilds its block chain from the files",
         PeerId::Spacetime => "checks the last segment's commits from its offset index",
-        PeerId::Ringlog => return note,
+        PeerId::Ringlog | PeerId::RinglogMapped => return note,
     };
     if note.is_empty() {
         what.to_string()

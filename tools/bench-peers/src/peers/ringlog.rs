@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use hdrhistogram::Histogram;
-use ringlog::{AppendTicket, Durability, Log, Options};
+use ringlog::{AppendTicket, Durability, Log, Options, Preallocate};
 
 use crate::peer::{Mode, Peer};
 
@@ -40,6 +40,16 @@ impl Ringlog {
     pub fn log(&self) -> &Log {
         &self.log
     }
+}
+
+/// Bulk appends through the segment mapping (`Options::mapped_writes`), on segments
+/// that are never zero-filled; durable appends as [`open`].
+pub fn open_mapped(dir: &Path, mode: Mode) -> Result<Box<dyn Peer>> {
+    let opts = options(mode)
+        .mapped_writes(mode == Mode::Bulk)
+        .preallocate(Preallocate::Fallocate);
+    let log = Log::open(dir, opts).with_context(|| format!("ringlog: open {}", dir.display()))?;
+    Ok(Box::new(Ringlog { log }))
 }
 
 pub fn open(dir: &Path, mode: Mode) -> Result<Box<dyn Peer>> {
