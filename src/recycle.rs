@@ -79,7 +79,6 @@ impl ReaderLease {
 }
 
 /// The files of one log waiting for reuse, oldest first.
-#[derive(Debug, Default)]
 pub(crate) struct FreeFiles {
     files: Mutex<Vec<PathBuf>>,
     /// Spares prepared from them since open.
