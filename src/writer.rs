@@ -592,7 +592,7 @@ impl Shared {
                 .is_some_and(|c| Arc::ptr_eq(&c.segment, &st.segment));
             let needed = frames_bytes + if opens_chunk { MARKER_BYTES } else { 0 };
             if st.position + needed <= st.segment.header.segment_bytes {
-                if mapped && st.position + needed > st.segment.write_bound() {
+                if mapped && st.position + needed > st.segment.writable_bound() {
                     // No byte is written at or past the durable write bound (4.3): the
                     // committer extends it (the housekeeper usually has, ahead of need).
                     st.bound_wanted = st.position + needed;

@@ -211,7 +211,10 @@ impl Shared {
             st.last_entry_position = None;
             st.spare_min_bytes = 0;
             st.spare_requested = false;
-            if !self.opts.grows_segments() {
+            if self
+                .opts
+                .spare_at_activation(st.segment.header.segment_bytes)
+            {
                 st.spare_requested = true;
                 self.request_chore(Chore::PrepareSpare);
             }
