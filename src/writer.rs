@@ -29,7 +29,7 @@ use crate::engine::Engine;
 use crate::entry::LastSeq;
 use crate::housekeeping::{Checkpoint, Chore, PendingChores};
 use crate::idempotency::IdIndex;
-use crate::sync::{Condvar, Mutex, RwLock};
+use crate::sync::{Condvar, Mutex, MutexGuard, RwLock};
 
 use crate::error::{Error, Result};
 use crate::format::{self, IndexEntry, MARKER_BYTES, SEGMENT_HEADER_BYTES};
@@ -569,10 +569,7 @@ impl Shared {
             if mapped && (st.roll_wanted || !st.map.as_ref().is_some_and(|m| m.maps(&st.segment))) {
                 // Only the committer activates and maps a segment (docs/design.md 3.4).
                 st.mapping_requested = true;
-                if st.handoff.room_needed() {
-                    self.schedule_writer();
-                }
-                self.room_cv.wait(&mut st);
+                self.wait_for_mapping(&mut st);
                 continue;
             }
             // (Mapped chunks hold no buffer: nothing to bound.)
@@ -597,10 +594,7 @@ impl Shared {
                     // committer extends it (the housekeeper usually has, ahead of need).
                     st.bound_wanted = st.position + needed;
                     st.mapping_requested = true;
-                    if st.handoff.room_needed() {
-                        self.schedule_writer();
-                    }
-                    self.room_cv.wait(&mut st);
+                    self.wait_for_mapping(&mut st);
                     continue;
                 }
                 break;
@@ -807,6 +801,20 @@ impl Shared {
     }
 
     /// Puts this log on the engine writer's ready list.
+    /// A mapped producer waits for the committer to map or activate a segment, or to
+    /// extend the write bound (`mapping_requested` is set). The writer is scheduled
+    /// whether or not the hand-off says it is parked, and the wait is bounded: crash_sim's
+    /// mapped mode once hung here with the writer idle and the request unseen (after the
+    /// first write bound of a segment became a promise the housekeeper keeps); a lost
+    /// wake-up now costs at most the bound, not the log.
+    fn wait_for_mapping(&self, st: &mut MutexGuard<'_, Staging>) {
+        let _ = st.handoff.room_needed();
+        self.schedule_writer();
+        let _ = self
+            .room_cv
+            .wait_for(st, std::time::Duration::from_millis(20));
+    }
+
     fn schedule_writer(&self) {
         if let (Some(engine), Some(me)) = (&self.engine, self.self_ref.upgrade()) {
             engine.schedule_writer(me);

@@ -112,7 +112,7 @@ impl PeerId {
         match self {
             PeerId::Ringlog => {
                 "durable: `Durability::Sync` (group commit, fdatasync); bulk: `Durability::None`, \
-                 `Log::sync()` at the end. Default options (64 MiB zero-filled segments)."
+                 `Log::sync()` at the end. Default options (segments grow from 64 KiB to 64 MiB, `fallocate`d)."
             }
             PeerId::RinglogMapped => {
                 "durable: as ringlog; bulk: `Durability::None` with `Options::mapped_writes(true)` \
